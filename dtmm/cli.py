@@ -1,0 +1,122 @@
+"""The ``dtmm`` command line. Each verb is a thin layer over :mod:`dtmm.workflows`.
+
+Exit status: 0 on success, 1 when ``verify`` finds a mismatch, 2 on a user error
+(``error: ...`` on stderr), 3 on an internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dtmm.errors import DtmmError
+
+EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a zoo model on a dataset", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="zoo model name (see `dtmm models`)")
+    p.add_argument("--data", required=True, help="dataset spec")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default per optimizer)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use at most N samples (stratified)")
+    p.add_argument("--out", required=True, help="output directory (gets checkpoint.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="int8-quantize a checkpoint and export .tflite", epilog=EPILOG)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset spec for calibration and evaluation")
+    p.add_argument("--calibration", choices=["minmax", "percentile", "mse"], default="minmax")
+    p.add_argument("--calib-samples", type=int, default=256)
+    p.add_argument("--eval-samples", type=int, default=None, help="limit test-split evaluation")
+    p.add_argument("--out", required=True, help="output directory (gets model_int8.tflite, summary.json)")
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="run a .tflite on a backend and compare with the reference",
+                       epilog=EPILOG)
+    p.add_argument("model", help="an int8 .tflite written by dtmm")
+    p.add_argument("--backend", choices=["reference", "tflm"], default="reference")
+    p.add_argument("--data", required=True)
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dtmm", description="Deploy pruned int8 TinyML CNNs on MCUs.")
+    p.add_argument("--version", action="version", version=f"dtmm {__import__('dtmm').__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    _add_train(sub)
+    _add_quantize(sub)
+    _add_verify(sub)
+    sub.add_parser("models", help="list the model zoo")
+    d = sub.add_parser("demo", help="train, quantize and verify a small model on bundled MNIST")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--model", default="resnet8")
+    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _dispatch(args) -> int:
+    from dtmm import workflows
+
+    if args.verb == "train":
+        res = workflows.train_command(model=args.model, data=args.data, epochs=args.epochs,
+                                      batch_size=args.batch_size, lr=args.lr,
+                                      optimizer=args.optimizer, seed=args.seed, limit=args.limit,
+                                      out=args.out, progress=not args.quiet)
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.verb == "quantize":
+        res = workflows.quantize_command(checkpoint=args.checkpoint, data=args.data,
+                                         calibration=args.calibration,
+                                         calib_samples=args.calib_samples,
+                                         eval_samples=args.eval_samples, out=args.out)
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.verb == "verify":
+        res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
+                                       samples=args.samples)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            for k, v in res.items():
+                print(f"{k:>12}: {v}")
+        return 0 if res["bit_exact"] else 1
+    if args.verb == "models":
+        from dtmm.zoo import MODEL_NAMES
+        print("\n".join(MODEL_NAMES))
+        return 0
+    if args.verb == "demo":
+        return workflows.demo_command(out=args.out, model=args.model, epochs=args.epochs, seed=args.seed)
+    raise AssertionError(args.verb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except DtmmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug in dtmm: show it, with a distinct status
+        import traceback
+        traceback.print_exc()
+        print("internal error (a bug in dtmm; please report it with the traceback above)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

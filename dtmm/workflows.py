@@ -1,0 +1,245 @@
+"""The work behind each CLI verb, callable from Python too.
+
+Every verb computes everything in memory first and writes its files last,
+each through a temporary file and an atomic rename, so a failure never leaves a
+half-written output.
+
+Splits: every verb splits a dataset with the same fixed seed (:data:`SPLIT_SEED`)
+into train / validation / test, so ``quantize`` calibrates on training images
+and ``verify`` and accuracy figures use the test split, never seen in training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dtmm.errors import DataError, DtmmError, ModelFileError
+
+SPLIT_SEED = 0
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.2
+
+
+# ------------------------------------------------------------------ file helpers
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+# ----------------------------------------------------------------------- data
+
+def load_splits(spec: str):
+    """(dataset, train, val, test) for a dataset spec, split deterministically."""
+    from dtmm.data import load_dataset, split
+
+    ds = load_dataset(spec)
+    train, val, test = split(ds, val=VAL_FRACTION, test=TEST_FRACTION, seed=SPLIT_SEED)
+    return ds, train, val, test
+
+
+def to_nhwc(x_nchw: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x_nchw, np.float32).transpose(0, 2, 3, 1))
+
+
+def batches(x: np.ndarray, size: int):
+    for i in range(0, len(x), size):
+        yield x[i:i + size]
+
+
+# ---------------------------------------------------------------------- train
+
+def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0,
+                  batch_size: int = 64, lr: float | None = None, optimizer: str = "adam",
+                  limit: int | None = None, progress: bool = True) -> dict:
+    """Train zoo model ``model`` on ``data`` and write ``out/checkpoint.pt``."""
+    import torch
+
+    from dtmm.train import evaluate, save_checkpoint, train
+    from dtmm.zoo import build_model
+
+    if epochs < 1:
+        raise DtmmError(f"--epochs must be >= 1, got {epochs}")
+    ds, tr, va, te = load_splits(data)
+    if limit is not None:  # limit applies to the training split only
+        idx = np.random.default_rng(seed).permutation(len(tr))[:limit]
+        tr = tr.subset(np.sort(idx))
+    torch.manual_seed(seed)
+    net = build_model(model, ds.input_shape, ds.num_classes)
+    t0 = time.time()
+    res = train(net, tr, va, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                seed=seed, progress=progress)
+    acc, loss = evaluate(net, te)
+    path = Path(out) / "checkpoint.pt"
+    save_checkpoint(path, net, model_name=model, input_shape=ds.input_shape,
+                    num_classes=ds.num_classes, dataset=data,
+                    extra={"seed": seed, "epochs": epochs, "test_accuracy": acc})
+    return {"checkpoint": str(path), "model": model, "dataset": data, "epochs": epochs,
+            "train_seconds": round(time.time() - t0, 1), "test_accuracy": round(acc, 4),
+            "test_loss": round(loss, 4), "history": getattr(res, "history", None)}
+
+
+# ------------------------------------------------------------------- quantize
+
+def quantize_model(net, input_shape, calib_x_nchw: np.ndarray, calibration: str = "minmax"):
+    """Capture + calibrate + quantize a torch model; return (float graph, int8 graph)."""
+    from dtmm.graph.capture import capture
+    from dtmm.quant.quantize import quantize_graph
+
+    if len(calib_x_nchw) == 0:
+        raise DataError("the calibration set is empty")
+    g = capture(net, tuple(input_shape))
+    qg = quantize_graph(g, batches(to_nhwc(calib_x_nchw), 64), method=calibration)
+    return g, qg
+
+
+def int8_predict(qgraph, x_nchw: np.ndarray, batch: int = 128) -> np.ndarray:
+    """int8 outputs of the reference executor for float NCHW inputs."""
+    from dtmm.quant.quantize import quantize_input
+    from dtmm.runtime.reference import run_reference
+
+    qin = qgraph.tensors[qgraph.inputs[0]].qparams
+    outs = [run_reference(qgraph, quantize_input(xb, qin)) for xb in batches(to_nhwc(x_nchw), batch)]
+    return np.concatenate(outs) if outs else np.zeros((0,), np.int8)
+
+
+def float_accuracy(net, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        pred = np.concatenate([net(torch.from_numpy(xb)).argmax(1).numpy() for xb in batches(x, 256)])
+    return float((pred == y).mean())
+
+
+def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str = "minmax",
+                     calib_samples: int = 256, eval_samples: int | None = None) -> dict:
+    """Quantize a checkpoint; write ``out/model_int8.tflite`` and ``out/summary.json``."""
+    from dtmm.tflite.export import to_tflite_bytes
+    from dtmm.train import load_checkpoint
+
+    net, meta = load_checkpoint(checkpoint)
+    ds, tr, _, te = load_splits(data)
+    if tuple(ds.input_shape) != tuple(meta["input_shape"]) or ds.num_classes != meta["num_classes"]:
+        raise DataError(f"dataset {data!r} has inputs {ds.input_shape} and {ds.num_classes} classes, "
+                        f"but the checkpoint expects {tuple(meta['input_shape'])} and "
+                        f"{meta['num_classes']} classes")
+    if calib_samples < 1:
+        raise DataError("--calib-samples must be >= 1")
+    idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
+    g, qg = quantize_model(net, meta["input_shape"], tr.x[np.sort(idx)], calibration)
+    model_bytes = to_tflite_bytes(qg)
+    xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
+    facc = float_accuracy(net, xe, ye)
+    iacc = float((int8_predict(qg, xe).argmax(-1) == ye).mean())
+    summary = {
+        "model": meta["model_name"], "dataset": data, "calibration": calibration,
+        "calibration_samples": int(len(idx)), "eval_samples": int(len(ye)),
+        "float_accuracy": round(facc, 4), "int8_accuracy": round(iacc, 4),
+        "tflite_bytes": len(model_bytes),
+        "input": _qp_json(qg.tensors[qg.inputs[0]]), "output": _qp_json(qg.tensors[qg.outputs[0]]),
+        "layers": [_layer_json(qg, op) for op in qg.ops],
+    }
+    out_dir = Path(out)
+    atomic_write_bytes(out_dir / "model_int8.tflite", model_bytes)
+    atomic_write_json(out_dir / "summary.json", summary)
+    return {"tflite": str(out_dir / "model_int8.tflite"), "summary": str(out_dir / "summary.json"),
+            **{k: summary[k] for k in ("float_accuracy", "int8_accuracy", "tflite_bytes")}}
+
+
+def _qp_json(t) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "scale": float(t.qparams.s),
+            "zero_point": int(t.qparams.zp)}
+
+
+def _layer_json(g, op) -> dict:
+    d = {"name": op.name, "op": op.kind, "output_shape": list(g.tensors[op.output].shape)}
+    w = getattr(op, "weight", None)
+    if w is not None:
+        d["weights"] = int(w.size)
+        d["weight_shape"] = list(w.shape)
+    return d
+
+
+# --------------------------------------------------------------------- verify
+
+def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -> dict:
+    """Run ``model`` on ``backend`` over test images and compare with the reference."""
+    from dtmm.quant.quantize import quantize_input
+    from dtmm.runtime.reference import run_reference
+    from dtmm.tflite.reader import read_tflite
+
+    if samples < 1:
+        raise DataError("--samples must be >= 1")
+    path = Path(model)
+    if not path.is_file():
+        raise ModelFileError(f"{model}: no such file")
+    model_bytes = path.read_bytes()
+    qg = read_tflite(model_bytes)
+    ds, _, _, te = load_splits(data)
+    want = qg.tensors[qg.inputs[0]].shape
+    got = tuple(to_nhwc(te.x[:1]).shape[1:])
+    if tuple(want) != got:
+        raise DataError(f"model {path.name} expects NHWC inputs {tuple(want)} but dataset {data!r} "
+                        f"gives {got}")
+    x, y = te.x[:samples], te.y[:samples]
+    xq = quantize_input(to_nhwc(x), qg.tensors[qg.inputs[0]].qparams)
+    ref = np.concatenate([run_reference(qg, xb) for xb in batches(xq, 128)])
+    if backend == "reference":
+        outs = ref
+    elif backend == "tflm":
+        from dtmm.tflite.tflm import run_tflm
+        outs = run_tflm(model_bytes, xq)
+    else:
+        raise DtmmError(f"unknown backend {backend!r}")
+    diff = outs.reshape(len(x), -1) != ref.reshape(len(x), -1)
+    bad_samples = np.flatnonzero(diff.any(axis=1))
+    return {
+        "backend": backend, "model": str(path), "dataset": data, "samples": int(len(x)),
+        "bit_exact": bool(not diff.any()), "mismatches": int(diff.sum()),
+        "mismatched_samples": int(len(bad_samples)),
+        "first_mismatch": int(bad_samples[0]) if len(bad_samples) else None,
+        "accuracy": round(float((outs.reshape(len(x), -1).argmax(-1) == y).mean()), 4),
+    }
+
+
+# ----------------------------------------------------------------------- demo
+
+def demo_command(*, out: str = "runs/demo", model: str = "resnet8", epochs: int = 3, seed: int = 0) -> int:
+    """Train -> quantize -> verify (reference and TFLM) on bundled MNIST; print each step."""
+    data = "mnist5k"
+    print(f"[1/3] training {model} on {data} for {epochs} epochs ...", flush=True)
+    tr = train_command(model=model, data=data, epochs=epochs, seed=seed, out=out)
+    print(f"      float test accuracy {tr['test_accuracy']:.4f} ({tr['train_seconds']} s)")
+    print("[2/3] int8 quantization + .tflite export ...", flush=True)
+    q = quantize_command(checkpoint=tr["checkpoint"], data=data, out=out)
+    print(f"      float {q['float_accuracy']:.4f} -> int8 {q['int8_accuracy']:.4f}, "
+          f"{q['tflite_bytes']} bytes: {q['tflite']}")
+    print("[3/3] verifying bit-exactness against TFLite Micro on 200 test images ...", flush=True)
+    ok = True
+    for backend in ("reference", "tflm"):
+        v = verify_command(model=q["tflite"], backend=backend, data=data, samples=200)
+        print(f"      {backend:>9}: bit_exact={v['bit_exact']} mismatches={v['mismatches']} "
+              f"accuracy={v['accuracy']:.4f}")
+        ok &= v["bit_exact"]
+    print("done." if ok else "MISMATCH: see above.")
+    return 0 if ok else 1
