@@ -186,7 +186,12 @@ def strip_qat(model: fx.GraphModule) -> fx.GraphModule:
     gm = copy.deepcopy(model)
     for name, m in gm.named_modules():
         if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+            # Not parametrize.remove_parametrizations: a deep copy shares the injected
+            # parametrized class with the original, and removing it would break the original.
+            original = m.parametrizations["weight"].original.detach().clone()
+            m.__class__ = type(m).__bases__[0]
+            del m._modules["parametrizations"]
+            m.weight = nn.Parameter(original)
     for node in list(gm.graph.nodes):
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), FakeQuantize):
             node.replace_all_uses_with(node.args[0])
