@@ -21,6 +21,7 @@ import numpy as np
 from dtmm.errors import DataError, DtmmError, ModelFileError
 
 SPLIT_SEED = 0
+DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "sgd": 0.05}
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
 
@@ -86,8 +87,10 @@ def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, ds.num_classes)
     t0 = time.time()
+    if lr is None:
+        lr = DEFAULT_LR[optimizer]
     res = train(net, tr, va, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                seed=seed, progress=progress)
+                weight_decay=5e-4 if optimizer == "sgd" else 0.0, seed=seed, progress=progress)
     acc, loss = evaluate(net, te)
     path = Path(out) / "checkpoint.pt"
     save_checkpoint(path, net, model_name=model, input_shape=ds.input_shape,
@@ -95,7 +98,7 @@ def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0
                     extra={"seed": seed, "epochs": epochs, "test_accuracy": acc})
     return {"checkpoint": str(path), "model": model, "dataset": data, "epochs": epochs,
             "train_seconds": round(time.time() - t0, 1), "test_accuracy": round(acc, 4),
-            "test_loss": round(loss, 4), "history": getattr(res, "history", None)}
+            "test_loss": round(loss, 4), "steps": res.steps}
 
 
 # ------------------------------------------------------------------- quantize
@@ -139,20 +142,20 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
 
     net, meta = load_checkpoint(checkpoint)
     ds, tr, _, te = load_splits(data)
-    if tuple(ds.input_shape) != tuple(meta["input_shape"]) or ds.num_classes != meta["num_classes"]:
+    if tuple(ds.input_shape) != tuple(meta.input_shape) or ds.num_classes != meta.num_classes:
         raise DataError(f"dataset {data!r} has inputs {ds.input_shape} and {ds.num_classes} classes, "
-                        f"but the checkpoint expects {tuple(meta['input_shape'])} and "
-                        f"{meta['num_classes']} classes")
+                        f"but the checkpoint expects {tuple(meta.input_shape)} and "
+                        f"{meta.num_classes} classes")
     if calib_samples < 1:
         raise DataError("--calib-samples must be >= 1")
     idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
-    g, qg = quantize_model(net, meta["input_shape"], tr.x[np.sort(idx)], calibration)
+    g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
     model_bytes = to_tflite_bytes(qg)
     xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
     facc = float_accuracy(net, xe, ye)
     iacc = float((int8_predict(qg, xe).argmax(-1) == ye).mean())
     summary = {
-        "model": meta["model_name"], "dataset": data, "calibration": calibration,
+        "model": meta.model_name, "dataset": data, "calibration": calibration,
         "calibration_samples": int(len(idx)), "eval_samples": int(len(ye)),
         "float_accuracy": round(facc, 4), "int8_accuracy": round(iacc, 4),
         "tflite_bytes": len(model_bytes),
