@@ -23,17 +23,14 @@ Usage: ``python scripts/bench_storage.py [--out BENCHMARKS.md] [--no-write] [--s
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dtmm.benchmd import write_section
 from dtmm.formats import ByteCount, byte_count, csr, dense, fwcs, pattern, tflm_prune
 
-START = "<!-- bench_storage:start -->"
-END = "<!-- bench_storage:end -->"
 LAYERS = [(32, 32, 16, 32), (16, 16, 32, 64), (8, 8, 64, 128), (8, 8, 128, 128), (4, 4, 256, 256)]
 RATIOS = (0.90, 0.75, 0.50)
 METHODS = ("fwcs", "csr", "pattern", "tflm_prune", "structured")
@@ -203,33 +200,6 @@ def run(seed: int) -> tuple[str, dict]:
     return "\n".join(lines), summary
 
 
-def replace_section(path: Path, body: str) -> None:
-    """Write ``body`` between the markers in ``path`` (create / append if missing),
-    atomically (temp file in the same folder + ``os.replace``)."""
-    section = f"{START}\n{body.rstrip()}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old and old.index(START) < old.index(END):
-        new = old[:old.index(START)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path,
@@ -240,7 +210,7 @@ def main(argv=None) -> int:
     body, _ = run(args.seed)
     print(body)
     if not args.no_write:
-        replace_section(args.out, body)
+        write_section("bench_storage", body, args.out)
         print(f"\n(wrote section into {args.out})")
     return 0
 

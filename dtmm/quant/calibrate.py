@@ -29,10 +29,13 @@ def choose_qparams(lo: float, hi: float) -> QParams:
 
     Follows TFLite's ChooseQuantizationParams: ``scale = (hi - lo) / 255`` and a
     zero point nudged to an integer so that real 0 is exactly representable.
+    A degenerate range (a tensor that stayed 0 during calibration) gets ``[0, 1]``.
     """
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-8:
-        hi = lo + 1e-8 * 255
+    if hi - lo < 1e-6:
+        # A tensor that was (almost) constant zero during calibration: any scale represents
+        # it; a unit range keeps the bias of consumers representable in int32.
+        hi = lo + 1.0
     scale = np.float32((hi - lo) / 255.0)
     zp_from_min = -128 - lo / float(scale)
     zp = int(np.clip(tflite_round(zp_from_min), -128, 127))
