@@ -57,8 +57,8 @@ def _eval_op(op, args: list[torch.Tensor]) -> torch.Tensor:
                      dilation=op.dilation, groups=groups)
         return _nhwc(_act(y, op.activation))
     if isinstance(op, FullyConnected):
-        return _act(F.linear(args[0], torch.from_numpy(op.weight), torch.from_numpy(op.bias)),
-                    op.activation)
+        x = args[0].reshape(args[0].shape[0], -1)          # an (H, W, C) input is read flat, NHWC
+        return _act(F.linear(x, torch.from_numpy(op.weight), torch.from_numpy(op.bias)), op.activation)
     if isinstance(op, MaxPool2D):
         x = _pad(_nchw(args[0]), op.pads, value=float("-inf"))
         return _nhwc(F.max_pool2d(x, op.kernel, op.stride))
@@ -71,7 +71,8 @@ def _eval_op(op, args: list[torch.Tensor]) -> torch.Tensor:
     if isinstance(op, Add):
         return _act(args[0] + args[1], op.activation)
     if isinstance(op, Concat):
-        return torch.cat(args, dim=-1)
+        axis = op.axis if op.axis < 0 else op.axis + 1       # IR axes exclude the batch
+        return torch.cat(args, dim=axis)
     if isinstance(op, Reshape):
         return args[0].reshape((args[0].shape[0],) + tuple(op.shape))
     if isinstance(op, Softmax):

@@ -55,6 +55,7 @@ from dtmm.prune.importance import (
     taylor_contributions,
 )
 from dtmm.prune.joint import dead_filters, joint_mask, joint_masks
+from dtmm.prune.dead import DeadChannelReport, remove_dead_channels
 from dtmm.prune.layout import (
     PruneError,
     from_ohwi,

@@ -159,11 +159,17 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
     act = getattr(activation, "value", activation)
     if act == "none":
         return qmin, qmax
-    lo = zero_point + tflite_round(0.0 / scale)
+
+    def quantize(f: float) -> int:
+        # TFLite's Quantize(): ``TfLiteRound(f / scale)`` evaluated in float32.
+        with np.errstate(over="ignore"):
+            q = np.float32(f) / np.float32(scale)
+        return int(zero_point) + tflite_round(float(q))
+
     if act == "relu":
-        return max(qmin, lo), qmax
+        return max(qmin, quantize(0.0)), qmax
     if act == "relu6":
-        return max(qmin, lo), min(qmax, zero_point + tflite_round(6.0 / scale))
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
     raise ValueError(f"unknown activation {activation!r}")
 
 
@@ -185,3 +191,175 @@ def add_params(in1_scale: float, in2_scale: float, out_scale: float) -> dict[str
     mo, sho = quantize_multiplier_smaller_than_one_exp(twice_max / ((1 << ADD_LEFT_SHIFT) * so))
     return dict(left_shift=ADD_LEFT_SHIFT, in1_multiplier=m1, in1_shift=sh1,
                 in2_multiplier=m2, in2_shift=sh2, out_multiplier=mo, out_shift=sho)
+
+
+# ------------------------------------------------------------------------- SOFTMAX
+#
+# TFLite (Micro)'s int8 -> int8 SOFTMAX (reference_ops::Softmax) works in gemmlowp
+# fixed point: the input difference to the row maximum is rescaled to Q5.26,
+# exponentiated with ``exp_on_negative_values`` (Q0.31 result), summed in Q12.19,
+# and the sum is inverted with ``one_over_one_plus_x_for_x_in_0_1``. The helpers
+# below reproduce those gemmlowp routines on int64 arrays holding int32 values.
+
+SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+SOFTMAX_ACCUM_INTEGER_BITS = 12
+
+
+def _wrap32(x) -> np.ndarray:
+    """Two's-complement int32 wrap-around of int64 values (C int32 add/sub)."""
+    return ((_i64(x) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def saturating_rounding_multiply_by_pot(x, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32 values."""
+    x = _i64(x)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX,
+                    np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+def _fp_mul(a, b) -> np.ndarray:
+    """Product of two gemmlowp FixedPoint int32 raws (integer bits add up)."""
+    return saturating_rounding_doubling_high_mul(a, b)
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a) -> np.ndarray:
+    """gemmlowp exp() of a Q0.31 value in [-1/4, 0): Taylor series around -1/8."""
+    a = _i64(a)
+    constant_term = 1895147668          # exp(-1/8) in Q0.31
+    constant_1_over_3 = 715827883       # 1/3 in Q0.31
+    x = _wrap32(a + (1 << 28))          # a + 1/8
+    x2 = _fp_mul(x, x)
+    x3 = _fp_mul(x2, x)
+    x4 = _fp_mul(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(
+        _wrap32(_fp_mul(_wrap32(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+    return _wrap32(constant_term + _fp_mul(constant_term, _wrap32(x + poly)))
+
+
+def exp_on_negative_values(a, integer_bits: int = SOFTMAX_SCALED_DIFF_INTEGER_BITS) -> np.ndarray:
+    """gemmlowp exp_on_negative_values: Q(integer_bits) input <= 0 -> Q0.31 output."""
+    a = _i64(a)
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    mask = one_quarter - 1
+    a_mod_quarter_minus_one_quarter = _wrap32((a & mask) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot(a_mod_quarter_minus_one_quarter, integer_bits))
+    remainder = _wrap32(a_mod_quarter_minus_one_quarter - a)
+    # Barrel shifter: multiply by exp(-2**k) for every set bit of the remainder.
+    for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084),
+                                 (1, 290630308), (2, 39332535), (3, 720401), (4, 242)):
+        if integer_bits > exponent:
+            bit = 1 << (fractional_bits + exponent)
+            result = np.where(remainder & bit, _fp_mul(result, multiplier), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))   # -32.0 in Q(integer_bits)
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
+    """gemmlowp 1 / (1 + x) for a Q0.31 x in [0, 1): Newton-Raphson, Q0.31 result."""
+    a = _i64(a)
+    s = a + INT32_MAX                                      # RoundingHalfSum(a, One())
+    half_denominator = _trunc_div(s + np.where(s >= 0, 1, -1), 2)
+    constant_48_over_17 = 1515870810                       # Q2.29
+    constant_neg_32_over_17 = -1010580540                  # Q2.29
+    one_q2 = 1 << 29
+    x = _wrap32(constant_48_over_17 + _fp_mul(half_denominator, constant_neg_32_over_17))
+    for _ in range(3):
+        half_denominator_times_x = _fp_mul(half_denominator, x)          # Q2.29
+        one_minus = _wrap32(one_q2 - half_denominator_times_x)           # Q2.29
+        x = _wrap32(x + saturating_rounding_multiply_by_pot(_fp_mul(x, one_minus), 2))
+    # ExactMulByPot<-1> keeps the raw value (Q2 -> Q1); Rescale<0> shifts left by 1.
+    return saturating_rounding_multiply_by_pot(x, 1)
+
+
+def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal: ``(Q0.31 scale, num_bits_over_unit)`` with
+    ``1/x == scale * 2**-num_bits_over_unit`` for a positive Q(x_integer_digits) x."""
+    x = _i64(x)
+    if np.any(x <= 0):
+        raise ValueError("get_reciprocal: x must be positive")
+    # CountLeadingZeros of a positive 32-bit value is 32 - bit_length; frexp's
+    # exponent is exactly the bit length for integers below 2**53.
+    headroom_plus_one = 32 - np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted_sum_minus_one = _wrap32(((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def preprocess_softmax_scaling(beta: float, input_scale: float,
+                               input_integer_bits: int = SOFTMAX_SCALED_DIFF_INTEGER_BITS
+                               ) -> tuple[int, int]:
+    """TFLite PreprocessSoftmaxScaling (double-rounding build): ``(multiplier, left_shift)``."""
+    max_real_multiplier = float((1 << 31) - 1)
+    real = min(float(beta) * float(input_scale) * (1 << (31 - input_integer_bits)),
+               max_real_multiplier)
+    if not real > 1.0:
+        raise ValueError(f"softmax: beta * input_scale * 2**{31 - input_integer_bits} = {real} "
+                         f"must be > 1")
+    q, shift = quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError(f"softmax: multiplier {real} gave a negative shift")
+    return q, shift
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
+                           total_signed_bits: int = 31) -> int:
+    """TFLite CalculateInputRadius: largest |input diff| that does not overflow."""
+    max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1)
+                          * (1 << (total_signed_bits - input_integer_bits))
+                          / (1 << input_left_shift))
+    return int(math.floor(max_input_rescaled))
+
+
+def softmax_params(input_scale: float, beta: float = 1.0) -> dict[str, int]:
+    """Constants of TFLite Micro's int8 SOFTMAX, as ``CalculateSoftmaxParams`` computes
+    them at Prepare time from the float32 input scale and float32 ``beta``.
+
+    Returns the fields of :class:`dtmm.graph.ir.SoftmaxQuant`.
+
+    >>> softmax_params(0.1)   # float32(0.1) * 2**26 = 0.8000000119 * 2**23
+    {'beta_multiplier': 1717986944, 'beta_left_shift': 23, 'diff_min': -248}
+    """
+    mult, left_shift = preprocess_softmax_scaling(float(np.float32(beta)),
+                                                  float(np.float32(input_scale)))
+    diff_min = -calculate_input_radius(SOFTMAX_SCALED_DIFF_INTEGER_BITS, left_shift)
+    return dict(beta_multiplier=int(mult), beta_left_shift=int(left_shift), diff_min=int(diff_min))
+
+
+def softmax_int8(x, beta_multiplier: int, beta_left_shift: int, diff_min: int) -> np.ndarray:
+    """TFLite reference int8 SOFTMAX over the last axis (output scale 1/256, zp -128).
+
+    >>> p = softmax_params(0.1)
+    >>> softmax_int8(np.array([[0, 0], [10, -10]], np.int8), **p).tolist()
+    [[0, 0], [97, -97]]
+    """
+    x = _i64(x)
+    diff = x - x.max(axis=-1, keepdims=True)
+    valid = diff >= diff_min
+    # Differences below diff_min are skipped by TFLite (they would overflow the rescale).
+    rescaled = multiply_by_quantized_multiplier(np.where(valid, diff, 0), beta_multiplier,
+                                                beta_left_shift)
+    exp = exp_on_negative_values(rescaled, SOFTMAX_SCALED_DIFF_INTEGER_BITS)      # Q0.31
+    exp_acc = saturating_rounding_multiply_by_pot(exp, -SOFTMAX_ACCUM_INTEGER_BITS)  # Q12.19
+    sum_of_exps = _wrap32(np.where(valid, exp_acc, 0).sum(axis=-1, keepdims=True))
+    shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, SOFTMAX_ACCUM_INTEGER_BITS)
+    prod = _fp_mul(shifted_scale, exp)
+    exponent = num_bits_over_unit + 31 - 8
+    out = _rdbpot_array(prod, exponent) - 128
+    out = np.clip(out, -128, 127)
+    return np.where(valid, out, -128).astype(np.int8)
+
+
+def _rdbpot_array(x, exponent) -> np.ndarray:
+    """rounding_divide_by_pot with broadcasting exponents (checked to be in [0, 31])."""
+    x, exponent = np.broadcast_arrays(_i64(x), _i64(exponent))
+    return rounding_divide_by_pot(x, exponent)

@@ -1,0 +1,449 @@
+"""Read an int8 ``.tflite`` file back into a quantized dtmm graph.
+
+Reads files written by :mod:`dtmm.tflite.export` and, more generally, any int8
+TFLite model made of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
+AVERAGE_POOL_2D, ADD, CONCATENATION, RESHAPE, SOFTMAX and PAD (a PAD feeding a
+VALID conv is folded into the conv's explicit pads).
+
+Requantization constants are recomputed from the file's float32 scales exactly
+as TFLite Micro does at Prepare time (:mod:`dtmm.quant.arith`), so the graph runs
+bit-exactly like TFLM under :func:`dtmm.runtime.reference.run_reference`.
+
+Every problem with the file raises :class:`~dtmm.errors.ModelFileError` with a
+message naming what is wrong (never a raw flatbuffers traceback).
+
+Example:
+    >>> import numpy as np
+    >>> from dtmm.graph.ir import Graph, TensorSpec, QParams, MaxPool2D
+    >>> from dtmm.tflite.export import to_tflite_bytes
+    >>> g = Graph(); q = QParams.per_tensor(0.1, 0)
+    >>> _ = g.add_tensor(TensorSpec("x", (4, 4, 1), "int8", q))
+    >>> _ = g.add_tensor(TensorSpec("y", (2, 2, 1), "int8", q))
+    >>> _ = g.add_op(MaxPool2D("pool", ["x"], "y"))
+    >>> g.inputs, g.outputs = ["x"], ["y"]
+    >>> g2 = read_tflite(to_tflite_bytes(g))
+    >>> [(op.name, op.kind, op.kernel) for op in g2.ops]
+    [('pool', 'max_pool2d', (2, 2))]
+    >>> read_tflite(b"not a model")
+    Traceback (most recent call last):
+    ...
+    dtmm.errors.ModelFileError: not a .tflite file: too short (11 bytes)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dtmm.errors import DtmmError, GraphError, ModelFileError
+from dtmm.graph.ir import (Activation, Add, AvgPool2D, Concat, Conv2D, ConvQuant, DepthwiseConv2D,
+                           FullyConnected, Graph, MaxPool2D, Op, QParams, Reshape, Softmax,
+                           TensorSpec)
+from dtmm.tflite._padding import same_pads
+from dtmm.tflite.prepare import tflm_quant
+from dtmm.tflite._schema import (BUILTIN_NAMES, FILE_IDENTIFIER, METADATA_NAME,
+                                 TENSOR_TYPE_NAMES, schema)
+
+__all__ = ["read_tflite", "load_model"]
+
+BO = schema.BuiltinOperator
+_NP_TYPES = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32,
+             schema.TensorType.INT64: np.int64, schema.TensorType.UINT8: np.uint8,
+             schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
+_ACTIVATIONS = {
+    schema.ActivationFunctionType.NONE: Activation.NONE,
+    schema.ActivationFunctionType.RELU: Activation.RELU,
+    schema.ActivationFunctionType.RELU6: Activation.RELU6,
+}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_model(data: bytes) -> schema.ModelT:
+    """Parse and structurally check ``.tflite`` bytes into the schema's ``ModelT``.
+
+    Raises:
+        ModelFileError: too short, wrong identifier, truncated or otherwise malformed.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ModelFileError(f"expected .tflite bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < 16:
+        raise ModelFileError(f"not a .tflite file: too short ({len(data)} bytes)")
+    if data[4:8] != FILE_IDENTIFIER:
+        raise ModelFileError(f"not a .tflite file: identifier {data[4:8]!r} != {FILE_IDENTIFIER!r}")
+    root = int.from_bytes(data[:4], "little")
+    if root + 4 > len(data):
+        raise ModelFileError(f"truncated .tflite file: root table offset {root} is beyond its "
+                             f"{len(data)} bytes")
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    except Exception as e:  # flatbuffers raises struct.error, IndexError, ValueError, ...
+        raise ModelFileError(f"malformed or truncated .tflite file ({len(data)} bytes): "
+                             f"{type(e).__name__}: {e}") from None
+    _check_structure(model)
+    return model
+
+
+def _check_structure(model: schema.ModelT) -> None:
+    if not model.subgraphs:
+        raise ModelFileError("the .tflite file has no subgraph")
+    nbuf = len(model.buffers or [])
+    nops = len(model.operatorCodes or [])
+    for s, sub in enumerate(model.subgraphs):
+        tensors = sub.tensors or []
+        for i, t in enumerate(tensors):
+            if not 0 <= t.buffer < max(nbuf, 1):
+                raise ModelFileError(f"subgraph {s} tensor {i} ({_name(t)!r}) refers to missing "
+                                     f"buffer {t.buffer} (the file has {nbuf})")
+        for k, op in enumerate(sub.operators or []):
+            if not 0 <= op.opcodeIndex < nops:
+                raise ModelFileError(f"operator {k}: opcode index {op.opcodeIndex} out of range")
+            for idx in list(op.inputs if op.inputs is not None else []) + list(
+                    op.outputs if op.outputs is not None else []):
+                if not -1 <= idx < len(tensors):
+                    raise ModelFileError(f"operator {k}: tensor index {idx} out of range")
+        for idx in list(sub.inputs if sub.inputs is not None else []) + list(
+                sub.outputs if sub.outputs is not None else []):
+            if not 0 <= idx < len(tensors):
+                raise ModelFileError(f"subgraph {s}: input/output tensor index {idx} out of range")
+    for m in model.metadata or []:
+        if not 0 <= m.buffer < nbuf:
+            raise ModelFileError(f"metadata {_str(m.name)!r} refers to missing buffer {m.buffer}")
+
+
+def _str(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else (v or "")
+
+
+def _name(t: schema.TensorT) -> str:
+    return _str(t.name)
+
+
+def _builtin(code: schema.OperatorCodeT) -> int:
+    return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def _metadata(model: schema.ModelT) -> dict | None:
+    for m in model.metadata or []:
+        if _str(m.name) == METADATA_NAME:
+            buf = model.buffers[m.buffer]
+            try:
+                return json.loads(bytes(buf.data).decode("utf-8"))
+            except (TypeError, ValueError, UnicodeDecodeError):
+                raise ModelFileError(f"metadata {METADATA_NAME!r} is not valid JSON") from None
+    return None
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+class _Reader:
+    def __init__(self, model: schema.ModelT):
+        self.model = model
+        self.sub = model.subgraphs[0]
+        self.tensors = self.sub.tensors or []
+        self.graph = Graph()
+        self.names: dict[int, str] = {}
+        self.pending_pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}
+
+    # -- tensors
+    def _where(self, idx: int) -> str:
+        return f"tensor {idx} ({_name(self.tensors[idx])!r})"
+
+    def qparams(self, idx: int) -> tuple[np.ndarray, np.ndarray, int]:
+        t = self.tensors[idx]
+        q = t.quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            raise ModelFileError(f"{self._where(idx)} is not quantized (no scale)")
+        scale = np.asarray(q.scale, np.float32)
+        zp = (np.asarray(q.zeroPoint, np.int64) if q.zeroPoint is not None
+              else np.zeros(scale.size, np.int64))
+        if zp.size != scale.size:
+            raise ModelFileError(f"{self._where(idx)}: {scale.size} scales but {zp.size} zero points")
+        return scale, zp, int(q.quantizedDimension)
+
+    def constant(self, idx: int, ttype: int) -> np.ndarray:
+        """The data of a constant tensor of type ``ttype`` reshaped to its shape."""
+        t = self.tensors[idx]
+        if t.type != ttype:
+            raise ModelFileError(f"{self._where(idx)} has type {TENSOR_TYPE_NAMES.get(t.type, t.type)}"
+                                 f", expected {TENSOR_TYPE_NAMES[ttype]}")
+        buf = self.model.buffers[t.buffer]
+        if t.buffer == 0 or buf.data is None:
+            raise ModelFileError(f"{self._where(idx)} should be constant but has no buffer data")
+        dtype = np.dtype(_NP_TYPES[ttype]).newbyteorder("<")
+        shape = tuple(int(s) for s in (t.shape if t.shape is not None else []))
+        raw = bytes(buf.data)
+        if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+            raise ModelFileError(f"{self._where(idx)}: buffer {t.buffer} holds {len(raw)} bytes, "
+                                 f"shape {shape} needs {int(np.prod(shape)) * dtype.itemsize}")
+        return np.frombuffer(raw, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
+
+    def activation(self, idx: int) -> str:
+        """IR name of an int8 activation tensor (batch dim dropped), creating its TensorSpec."""
+        if idx in self.names:
+            return self.names[idx]
+        if idx < 0:
+            raise ModelFileError("an operator is missing a required input tensor")
+        t = self.tensors[idx]
+        if t.type != schema.TensorType.INT8:
+            raise ModelFileError(f"{self._where(idx)} has type "
+                                 f"{TENSOR_TYPE_NAMES.get(t.type, t.type)}: only int8 activations "
+                                 f"are supported")
+        shape = tuple(int(s) for s in (t.shape if t.shape is not None else []))
+        if len(shape) < 2 or shape[0] != 1:
+            raise ModelFileError(f"{self._where(idx)} has shape {list(shape)}: expected a batch "
+                                 f"dimension of 1 first")
+        scale, zp, _ = self.qparams(idx)
+        if scale.size != 1:
+            raise ModelFileError(f"{self._where(idx)}: activations need per-tensor quantization")
+        name = _name(t) or f"t{idx}"
+        if name in self.graph.tensors:
+            name = f"{name}_{idx}"
+        try:
+            qp = QParams(scale, zp.astype(np.int32))
+        except GraphError as e:
+            raise ModelFileError(f"{self._where(idx)}: {e}") from None
+        self.graph.add_tensor(TensorSpec(name, shape[1:], "int8", qp))
+        self.names[idx] = name
+        return name
+
+    def spec(self, idx: int) -> TensorSpec:
+        return self.graph.tensors[self.activation(idx)]
+
+    # -- ops
+    def weights(self, k: int, op: schema.OperatorT, qdim: int, in_idx: int, out_idx: int):
+        w_idx = int(op.inputs[1])
+        if w_idx < 0:
+            raise ModelFileError(f"operator {k}: missing weight tensor")
+        w = self.constant(w_idx, schema.TensorType.INT8)
+        w_scale, w_zp, w_dim = self.qparams(w_idx)
+        if np.any(w_zp != 0):
+            raise ModelFileError(f"{self._where(w_idx)}: weight zero points must be 0")
+        if w_scale.size > 1 and (w_dim != qdim or w_scale.size != w.shape[qdim]):
+            raise ModelFileError(f"{self._where(w_idx)}: {w_scale.size} per-channel scales along "
+                                 f"axis {w_dim}, expected {w.shape[qdim]} along axis {qdim}")
+        nout = w.shape[qdim]
+        b_idx = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+        if b_idx >= 0:
+            bias = self.constant(b_idx, schema.TensorType.INT32).reshape(-1)
+            if bias.size != nout:
+                raise ModelFileError(f"{self._where(b_idx)}: {bias.size} biases for {nout} outputs")
+        else:
+            bias = np.zeros(nout, np.int32)
+        return w, bias, w_scale
+
+    def input_and_pads(self, k: int, in_idx: int, opts, kernel, stride, dilation, allow_pad: bool):
+        """Input tensor name and explicit pads, folding a preceding PAD op into them."""
+        pads = (0, 0, 0, 0)
+        if in_idx in self.pending_pads:
+            src, pads = self.pending_pads.pop(in_idx)
+            if not allow_pad:
+                raise ModelFileError(f"operator {k}: a PAD op feeds a pooling op; its pad value "
+                                     f"would be pooled, which dtmm's IR cannot express")
+            if opts.padding != schema.Padding.VALID:
+                raise ModelFileError(f"operator {k}: PAD followed by a SAME-padded conv is "
+                                     f"not supported")
+            in_idx = src
+        name = self.activation(in_idx)
+        if opts.padding == schema.Padding.SAME:
+            pads = same_pads(self.graph.tensors[name].shape[:2], kernel, stride, dilation)
+        elif opts.padding != schema.Padding.VALID:
+            raise ModelFileError(f"operator {k}: unknown padding {opts.padding}")
+        return name, tuple(int(p) for p in pads)
+
+    def read_pad(self, k: int, op: schema.OperatorT) -> None:
+        in_idx, p_idx, out_idx = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
+        if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
+            raise ModelFileError(f"operator {k} (PAD/PADV2): a constant pad value is not "
+                                 f"supported (dtmm pads with the zero point)")
+        ptype = self.tensors[p_idx].type
+        if ptype not in (schema.TensorType.INT32, schema.TensorType.INT64):
+            raise ModelFileError(f"operator {k} (PAD): paddings must be int32 or int64")
+        p = self.constant(p_idx, ptype).astype(np.int64)
+        if p.shape != (4, 2) or np.any(p[0] != 0) or np.any(p[3] != 0) or np.any(p < 0):
+            raise ModelFileError(f"operator {k} (PAD): only non-negative H/W paddings of a 4-D "
+                                 f"tensor are supported, got {p.tolist()}")
+        self.activation(in_idx)
+        if not self.spec(in_idx).qparams.same_as(self.qparams_spec(out_idx)):
+            raise ModelFileError(f"operator {k} (PAD): input and output qparams differ")
+        self.pending_pads[out_idx] = (in_idx, (int(p[1, 0]), int(p[1, 1]),
+                                               int(p[2, 0]), int(p[2, 1])))
+
+    def qparams_spec(self, idx: int) -> QParams:
+        scale, zp, _ = self.qparams(idx)
+        return QParams(scale, zp.astype(np.int32))
+
+    def convert(self, k: int, op: schema.OperatorT, name: str, source: str) -> Op | None:
+        code = _builtin(self.model.operatorCodes[op.opcodeIndex])
+        opts = op.builtinOptions
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        if len(outs) != 1 or not ins:
+            raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): expected "
+                                 f"inputs and exactly one output")
+        if code == BO.PAD:
+            self.read_pad(k, op)
+            return None
+        for i in ins[1:]:
+            if i in self.pending_pads:
+                raise ModelFileError(f"operator {k}: uses the output of a PAD op in a way dtmm's "
+                                     f"IR cannot express")
+        out_idx = outs[0]
+        common = dict(name=name, source=source)
+
+        def act(o) -> Activation:
+            a = getattr(o, "fusedActivationFunction", 0)
+            if a not in _ACTIVATIONS:
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): unsupported fused "
+                                     f"activation {a}")
+            return _ACTIVATIONS[a]
+
+        if code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D):
+            depthwise = code == BO.DEPTHWISE_CONV_2D
+            w, bias, w_scale = self.weights(k, op, 3 if depthwise else 0, ins[0], out_idx)
+            if w.ndim != 4:
+                raise ModelFileError(f"operator {k}: weight must be 4-D, got {w.shape}")
+            stride = (int(opts.strideH), int(opts.strideW))
+            dilation = (int(opts.dilationHFactor), int(opts.dilationWFactor))
+            kernel = (w.shape[1], w.shape[2])
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, dilation, True)
+            y = self.activation(out_idx)
+            nout = w.shape[3] if depthwise else w.shape[0]
+            quant = ConvQuant(w_scale=w_scale, multiplier=None, shift=None)   # filled by run()
+            if depthwise:
+                cin = self.graph.tensors[x].shape[-1]
+                if nout % cin:
+                    raise ModelFileError(f"operator {k}: {nout} depthwise outputs for {cin} inputs")
+                return DepthwiseConv2D(inputs=[x], output=y, weight=w, bias=bias, stride=stride,
+                                       pads=pads, dilation=dilation, depth_multiplier=nout // cin,
+                                       activation=act(opts), quant=quant, **common)
+            if w.shape[3] != self.graph.tensors[x].shape[-1]:
+                raise ModelFileError(f"operator {k}: grouped convolution (weight {w.shape}, input "
+                                     f"{self.graph.tensors[x].shape}) is not supported")
+            return Conv2D(inputs=[x], output=y, weight=w, bias=bias, stride=stride, pads=pads,
+                          dilation=dilation, activation=act(opts), quant=quant, **common)
+
+        if code == BO.FULLY_CONNECTED:
+            w, bias, w_scale = self.weights(k, op, 0, ins[0], out_idx)
+            if w.ndim != 2:
+                raise ModelFileError(f"operator {k}: FC weight must be 2-D, got {w.shape}")
+            x, y = self.activation(ins[0]), self.activation(out_idx)
+            quant = ConvQuant(w_scale=w_scale, multiplier=None, shift=None)   # filled by run()
+            return FullyConnected(inputs=[x], output=y, weight=w, bias=bias, activation=act(opts),
+                                  quant=quant, **common)
+
+        if code in (BO.MAX_POOL_2D, BO.AVERAGE_POOL_2D):
+            if act(opts) != Activation.NONE:
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): fused activations on "
+                                     f"pools are not supported")
+            kernel = (int(opts.filterHeight), int(opts.filterWidth))
+            stride = (int(opts.strideH), int(opts.strideW))
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, (1, 1), False)
+            cls = MaxPool2D if code == BO.MAX_POOL_2D else AvgPool2D
+            return cls(inputs=[x], output=self.activation(out_idx), kernel=kernel, stride=stride,
+                       pads=pads, **common)
+
+        if code == BO.ADD:
+            if len(ins) != 2:
+                raise ModelFileError(f"operator {k} (ADD): expected 2 inputs")
+            a, b, y = self.activation(ins[0]), self.activation(ins[1]), self.activation(out_idx)
+            if self.graph.tensors[a].shape != self.graph.tensors[b].shape:
+                raise ModelFileError(f"operator {k} (ADD): broadcasting is not supported "
+                                     f"({self.graph.tensors[a].shape} + {self.graph.tensors[b].shape})")
+            return Add(inputs=[a, b], output=y, activation=act(opts), **common)
+
+        if code == BO.CONCATENATION:
+            if act(opts) != Activation.NONE:
+                raise ModelFileError(f"operator {k} (CONCATENATION): fused activation unsupported")
+            xs = [self.activation(i) for i in ins]
+            y = self.activation(out_idx)
+            rank = len(self.graph.tensors[y].shape) + 1
+            axis = int(opts.axis) % rank
+            if axis == 0:
+                raise ModelFileError(f"operator {k} (CONCATENATION): concatenation along the batch")
+            return Concat(inputs=xs, output=y, axis=axis - rank, **common)
+
+        if code == BO.RESHAPE:
+            x, y = self.activation(ins[0]), self.activation(out_idx)
+            return Reshape(inputs=[x], output=y, shape=tuple(self.graph.tensors[y].shape), **common)
+
+        if code == BO.SOFTMAX:
+            x, y = self.activation(ins[0]), self.activation(out_idx)
+            beta = float(np.float32(opts.beta)) if opts is not None else 1.0
+            return Softmax(inputs=[x], output=y, beta=beta, **common)
+
+        raise ModelFileError(f"operator {k}: unsupported builtin op "
+                             f"{BUILTIN_NAMES.get(code, 'code ' + str(code))}")
+
+    def run(self) -> Graph:
+        ops = self.sub.operators or []
+        meta = _metadata(self.model) or {}
+        meta_ops = meta.get("ops") if isinstance(meta.get("ops"), list) else None
+        real_codes = [_builtin(self.model.operatorCodes[o.opcodeIndex]) for o in ops]
+        n_real = sum(1 for c in real_codes if c != BO.PAD)
+        if meta_ops is not None and len(meta_ops) != n_real:
+            meta_ops = None
+        self.graph.inputs = [self.activation(int(i)) for i in self.sub.inputs]
+        j = 0
+        for k, (op, code) in enumerate(zip(ops, real_codes)):
+            if code == BO.PAD:
+                self.convert(k, op, "", "")
+                continue
+            if meta_ops is not None:
+                name = str(meta_ops[j].get("name", f"op{j}"))
+                source = str(meta_ops[j].get("source", ""))
+            else:
+                name, source = f"{BUILTIN_NAMES.get(code, 'op').lower()}_{k}", f"tflite operator {k}"
+            j += 1
+            ir_op = self.convert(k, op, name, source)
+            try:
+                quant = tflm_quant(self.graph, ir_op)     # as TFLM's Prepare computes them
+            except ValueError as e:
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): {e}") from None
+            if quant is not None:
+                ir_op.quant = quant
+            self.graph.add_op(ir_op)
+        if self.pending_pads:
+            k = next(iter(self.pending_pads))
+            raise ModelFileError(f"a PAD op (output {self._where(k)}) does not feed a VALID conv; "
+                                 f"dtmm's IR has no standalone PAD")
+        self.graph.outputs = [self.activation(int(i)) for i in self.sub.outputs]
+        try:
+            self.graph.validate()
+        except GraphError as e:
+            raise ModelFileError(f"the .tflite graph is inconsistent: {e}") from None
+        return self.graph
+
+
+def read_tflite(src: str | os.PathLike | bytes | bytearray | memoryview) -> Graph:
+    """Load an int8 ``.tflite`` file (path or bytes) as a quantized dtmm graph.
+
+    Raises:
+        ModelFileError: unreadable, truncated or malformed file; an unsupported op (named
+            with its operator index and builtin name); a non-int8 activation tensor.
+    """
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            data = Path(src).read_bytes()
+        except OSError as e:
+            raise ModelFileError(f"cannot read {os.fspath(src)!r}: {e.strerror or e}") from None
+    else:
+        data = src
+    model = load_model(data)
+    if len(model.subgraphs) != 1:
+        raise ModelFileError(f"the .tflite file has {len(model.subgraphs)} subgraphs; dtmm reads "
+                             f"single-subgraph models")
+    try:
+        return _Reader(model).run()
+    except DtmmError as e:
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(str(e)) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+        raise ModelFileError(f"malformed .tflite file: {type(e).__name__}: {e}") from None
+
