@@ -109,6 +109,7 @@ def save_checkpoint(
     target = Path(os.path.expanduser(os.fspath(path)))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL + mode 0o666 lets the umask pick the final permissions.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
