@@ -233,9 +233,16 @@ def test_checkpoint_rejects_unstorable_extra(tmp_path):
 
 
 def test_checkpoint_unwritable_dir(tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
     with pytest.raises(ModelFileError, match="cannot write"):
-        save_checkpoint(tmp_path / "no" / "dir" / "x.pt", _tiny(), model_name="tiny",
+        save_checkpoint(tmp_path / "afile" / "x.pt", _tiny(), model_name="tiny",
                         input_shape=(1, 8, 8), num_classes=10)
+
+
+def test_checkpoint_creates_missing_directories(tmp_path):
+    p = save_checkpoint(tmp_path / "new" / "dir" / "x.pt", _tiny(), model_name="tiny",
+                        input_shape=(1, 8, 8), num_classes=10)
+    assert p.is_file() and [f.name for f in p.parent.iterdir()] == ["x.pt"]
 
 
 # --------------------------------------------------------------------------- docstrings

@@ -1,0 +1,161 @@
+/*
+ * dtmm_isa.h - internal: choice of the ISA path of every kernel and the few SIMD
+ * primitives the DSP / MVE paths use.  Not part of the public API.
+ *
+ * Exactly one of DTMM_USE_MVE, DTMM_USE_DSP, DTMM_USE_SCALAR is 1:
+ *
+ *   DTMM_FORCE_SCALAR                      -> plain C (ablation; any target)
+ *   Helium/MVE available                   -> MVE path (16 int8 lanes, tail predication)
+ *   DSP extension available                -> DSP path (__smlad: 2 x 16-bit MACs)
+ *   otherwise (host)                       -> plain C
+ *
+ * "Available" means: inside a dtmm.codegen.platform build (DTMM_TARGET_CORTEX_M
+ * defined) the platform's DTMM_ARCH_MVE / DTMM_ARCH_DSP macros decide (so its
+ * simd="dsp" / "scalar" ablations work on a Cortex-M55); elsewhere the compiler's
+ * __ARM_FEATURE_MVE / __ARM_FEATURE_DSP decide, and -DDTMM_NO_MVE drops MVE by hand.
+ *
+ * Host testing of the SIMD paths: -DDTMM_EMULATE_MVE or -DDTMM_EMULATE_DSP compile
+ * the MVE or DSP path on any host, with each intrinsic replaced by a plain-C model
+ * of its exact integer semantics (below).  The tests run every path this way.
+ */
+#ifndef DTMM_ISA_H
+#define DTMM_ISA_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(DTMM_FORCE_SCALAR)
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 0
+#elif defined(DTMM_EMULATE_MVE)
+#  define DTMM_USE_MVE 1
+#  define DTMM_USE_DSP 0
+#elif defined(DTMM_EMULATE_DSP)
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 1
+#elif defined(DTMM_TARGET_CORTEX_M) && defined(DTMM_ARCH_MVE) && defined(__ARM_FEATURE_MVE)
+#  define DTMM_USE_MVE 1
+#  define DTMM_USE_DSP 0
+#elif defined(DTMM_TARGET_CORTEX_M) && defined(DTMM_ARCH_DSP) && defined(__ARM_FEATURE_DSP)
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 1
+#elif defined(DTMM_TARGET_CORTEX_M)
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 0
+#elif defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(DTMM_NO_MVE)
+#  define DTMM_USE_MVE 1
+#  define DTMM_USE_DSP 0
+#elif defined(__ARM_FEATURE_DSP)
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 1
+#else
+#  define DTMM_USE_MVE 0
+#  define DTMM_USE_DSP 0
+#endif
+#define DTMM_USE_SCALAR (!DTMM_USE_MVE && !DTMM_USE_DSP)
+
+#if defined(__GNUC__)
+#  define DTMM_INLINE static inline __attribute__((always_inline))
+#  define DTMM_UNROLL _Pragma("GCC unroll 8")
+#else
+#  define DTMM_INLINE static inline
+#  define DTMM_UNROLL
+#endif
+
+/* Unaligned little-endian loads / stores (one LDR/STR on Cortex-M4/M7/M55). */
+DTMM_INLINE uint32_t dtmm_read_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+DTMM_INLINE void dtmm_write_u32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* ------------------------------------------------------------------ DSP */
+#if DTMM_USE_DSP
+#  if defined(DTMM_EMULATE_DSP)
+/* Plain-C models of the ACLE SIMD32 intrinsics (exact semantics). */
+DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x)
+{
+    uint32_t lo = (uint32_t)(int32_t)(int8_t)(x & 0xFF) & 0xFFFFu;
+    uint32_t hi = (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFF) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x) { return dtmm_sxtb16((x >> 8) | (x << 24)); }
+DTMM_INLINE uint32_t dtmm_sxtab16(uint32_t a, uint32_t x)
+{
+    uint32_t e = dtmm_sxtb16(x);
+    uint32_t lo = (a + e) & 0xFFFFu;
+    uint32_t hi = ((a >> 16) + (e >> 16)) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+DTMM_INLINE uint32_t dtmm_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return dtmm_sxtab16(a, (x >> 8) | (x << 24));
+}
+DTMM_INLINE int32_t dtmm_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t p0 = (int32_t)(int16_t)(a & 0xFFFF) * (int32_t)(int16_t)(b & 0xFFFF);
+    int32_t p1 = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)p0 + (uint32_t)p1);
+}
+#  else
+#    include <arm_acle.h>
+DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
+DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+DTMM_INLINE uint32_t dtmm_sxtab16(uint32_t a, uint32_t x)
+{
+    return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
+}
+DTMM_INLINE uint32_t dtmm_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+DTMM_INLINE int32_t dtmm_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+#  endif
+#endif /* DTMM_USE_DSP */
+
+/* ------------------------------------------------------------------ MVE */
+#if DTMM_USE_MVE
+#  if defined(DTMM_EMULATE_MVE)
+/* Plain-C model of the few arm_mve.h intrinsics the kernels use.  Predicated-off
+ * lanes are neither read nor accumulated, as on hardware. */
+typedef struct { int8_t v[16]; } int8x16_t;
+typedef uint16_t mve_pred16_t;
+DTMM_INLINE mve_pred16_t vctp8q(uint32_t n)
+{
+    return n >= 16 ? (mve_pred16_t)0xFFFF : (mve_pred16_t)((1u << n) - 1u);
+}
+DTMM_INLINE int8x16_t vldrbq_z_s8(const int8_t *p, mve_pred16_t pred)
+{
+    int8x16_t r;
+    for (int i = 0; i < 16; i++) r.v[i] = ((pred >> i) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE int8x16_t vldrbq_s8(const int8_t *p) { return vldrbq_z_s8(p, 0xFFFF); }
+DTMM_INLINE int32_t vmladavaq_s8(int32_t acc, int8x16_t a, int8x16_t b)
+{
+    for (int i = 0; i < 16; i++) acc += (int32_t)a.v[i] * b.v[i];
+    return acc;
+}
+DTMM_INLINE int32_t vaddvaq_s8(int32_t acc, int8x16_t a)
+{
+    for (int i = 0; i < 16; i++) acc += a.v[i];
+    return acc;
+}
+#  else
+#    include <arm_mve.h>
+#  endif
+#endif /* DTMM_USE_MVE */
+
+#endif /* DTMM_ISA_H */

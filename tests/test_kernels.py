@@ -1,0 +1,496 @@
+"""The C kernels (dtmm/csrc) on the host, bit for bit against naive NumPy oracles.
+
+Every ISA path is exercised on the host: the plain-C path directly, the DSP and MVE
+paths through DTMM_EMULATE_DSP / DTMM_EMULATE_MVE (C models of the intrinsics), and
+the FWCS variants (reuse R = 2/4/8, no-ILP, forced scalar) as separate builds.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+import zlib
+
+import numpy as np
+import pytest
+
+from dtmm.quant.arith import (INT32_MAX, INT32_MIN, add_params, multiply_by_quantized_multiplier,
+                              quantize_multiplier)
+from dtmm.runtime.kernels_host import (ConvParams, KernelError, PoolParams, conv_output_hw,
+                                       load_kernels)
+
+# ----------------------------------------------------------------------------- builds
+
+VARIANTS = {
+    "c_r4": (),
+    "c_r2": ("DTMM_FWCS_REUSE=2",),
+    "c_r8": ("DTMM_FWCS_REUSE=8",),
+    "c_noilp": ("DTMM_FWCS_VARIANT_NO_ILP",),
+    "scalar": ("DTMM_FORCE_SCALAR", "DTMM_EMULATE_MVE"),   # FORCE_SCALAR wins over any SIMD
+    "dsp_r4": ("DTMM_EMULATE_DSP",),
+    "dsp_r8": ("DTMM_EMULATE_DSP", "DTMM_FWCS_REUSE=8"),
+    "dsp_noilp": ("DTMM_EMULATE_DSP", "DTMM_FWCS_VARIANT_NO_ILP"),
+    "mve_r4": ("DTMM_EMULATE_MVE",),
+    "mve_r2": ("DTMM_EMULATE_MVE", "DTMM_FWCS_REUSE=2"),
+    "mve_r8": ("DTMM_EMULATE_MVE", "DTMM_FWCS_REUSE=8"),
+    "mve_noilp": ("DTMM_EMULATE_MVE", "DTMM_FWCS_VARIANT_NO_ILP"),
+}
+ISA_VARIANTS = ["c_r4", "dsp_r4", "mve_r4", "scalar"]   # for kernels without FWCS switches
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def fwcs_kernels(request):
+    return request.param, load_kernels(VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module", params=ISA_VARIANTS)
+def isa_kernels(request):
+    return load_kernels(VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return load_kernels(())
+
+
+# ----------------------------------------------------------------------------- oracles
+
+
+def assert_same(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
+    """Exact equality; on failure name the first mismatching indices and values."""
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    bad = np.argwhere(got != want)
+    if bad.size:
+        lines = [f"  at {tuple(int(i) for i in idx)}: got {int(got[tuple(idx)])}, "
+                 f"want {int(want[tuple(idx)])}" for idx in bad[:8]]
+        pytest.fail(f"{what}: {len(bad)} of {got.size} values differ; first:\n" + "\n".join(lines))
+
+
+def requant_out(acc, mult, shift, out_zp, act_min, act_max) -> np.ndarray:
+    v = multiply_by_quantized_multiplier(acc, mult, shift) + out_zp
+    return np.clip(v, act_min, act_max).astype(np.int8)
+
+
+def ref_conv(x, w, bias, mult, shift, p: ConvParams) -> np.ndarray:
+    """Naive conv: pad (x - in_zp) with zeros, sum tap by tap, requantize per channel."""
+    n, h, wd, ci = x.shape
+    co, kh_n, kw_n, _ = w.shape
+    t, b, l, r = p.pads
+    sh, sw = p.stride
+    ho, wo = conv_output_hw(h, wd, kh_n, kw_n, p.stride, p.pads)
+    xp = np.pad(x.astype(np.int64) - p.in_zp, ((0, 0), (t, b), (l, r), (0, 0)))
+    acc = np.zeros((n, ho, wo, co), np.int64)
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            patch = xp[:, kh:kh + sh * (ho - 1) + 1:sh, kw:kw + sw * (wo - 1) + 1:sw, :]
+            acc += patch @ w[:, kh, kw, :].astype(np.int64).T
+    if bias is not None:
+        acc += bias
+    return requant_out(acc, mult, shift, p.out_zp, p.act_min, p.act_max)
+
+
+def ref_depthwise(x, w, bias, mult, shift, p: ConvParams, dm: int) -> np.ndarray:
+    n, h, wd, ci = x.shape
+    _, kh_n, kw_n, co = w.shape
+    t, b, l, r = p.pads
+    sh, sw = p.stride
+    ho, wo = conv_output_hw(h, wd, kh_n, kw_n, p.stride, p.pads)
+    xp = np.pad(x.astype(np.int64) - p.in_zp, ((0, 0), (t, b), (l, r), (0, 0)))
+    xp = np.repeat(xp, dm, axis=3)   # output channel ic * dm + m reads input channel ic
+    acc = np.zeros((n, ho, wo, co), np.int64)
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            acc += xp[:, kh:kh + sh * (ho - 1) + 1:sh, kw:kw + sw * (wo - 1) + 1:sw, :] * w[0, kh, kw]
+    if bias is not None:
+        acc += bias
+    return requant_out(acc, mult, shift, p.out_zp, p.act_min, p.act_max)
+
+
+def ref_pool(x, pp: PoolParams, kind: str) -> np.ndarray:
+    n, h, wd, c = x.shape
+    ho, wo = conv_output_hw(h, wd, *pp.filter, pp.stride, pp.pads)
+    out = np.zeros((n, ho, wo, c), np.int64)
+    for oy in range(ho):
+        for ox in range(wo):
+            y0, x0 = oy * pp.stride[0] - pp.pads[0], ox * pp.stride[1] - pp.pads[2]
+            win = x[:, max(y0, 0):min(y0 + pp.filter[0], h), max(x0, 0):min(x0 + pp.filter[1], wd), :]
+            win = win.astype(np.int64).reshape(n, -1, c)
+            if kind == "max":
+                out[:, oy, ox] = win.max(axis=1)
+            else:
+                cnt, s = win.shape[1], win.sum(axis=1)
+                # C integer division truncates toward zero
+                num = np.where(s > 0, s + cnt // 2, s - cnt // 2)
+                out[:, oy, ox] = np.sign(num) * (np.abs(num) // cnt)
+    return np.clip(out, pp.act_min, pp.act_max).astype(np.int8)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def seed(*parts) -> int:
+    """A deterministic seed per test case (``hash`` of a str varies per process)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def rand_quant(rng, c_out: int, k: int):
+    """Per-channel (multiplier, shift) that map accumulators of ~sqrt(k)*128*40 to int8."""
+    mult, shift = np.empty(c_out, np.int32), np.empty(c_out, np.int32)
+    for i in range(c_out):
+        real = rng.uniform(0.3, 3.0) / (40.0 * 64.0 * math.sqrt(max(k, 1)))
+        mult[i], shift[i] = quantize_multiplier(real)
+    return mult, shift
+
+
+def filterlet_mask(rng, c_out: int, kk: int, sparsity: float) -> np.ndarray:
+    keep = rng.random((c_out, kk)) >= sparsity
+    if c_out >= 3:
+        keep[0, :] = False          # a filter with every filterlet pruned
+        keep[1, :] = True           # a filter with every filterlet kept
+    return keep
+
+
+def encode_fwcs(w: np.ndarray, keep: np.ndarray, cptr_dtype, fidx_dtype):
+    co, kh, kw, ci = w.shape
+    wf = w.reshape(co, kh * kw, ci)
+    arr, cptr, fidx = [], [], [0]
+    for o in range(co):
+        for k in range(kh * kw):
+            if keep[o, k]:
+                arr.append(wf[o, k])
+                cptr.append(k * ci)
+        fidx.append(len(cptr))
+    arr = np.concatenate(arr).astype(np.int8) if arr else np.zeros(0, np.int8)
+    return arr, np.array(cptr, cptr_dtype), np.array(fidx, fidx_dtype)
+
+
+# (name, N, H, W, C_in, C_out, K, stride, pads(top, bottom, left, right))
+CONV_CASES = [
+    ("cin1_3x3_pad1", 1, 5, 5, 1, 4, 3, 1, (1, 1, 1, 1)),
+    ("cin3_3x3_s2_same_even", 1, 6, 6, 3, 5, 3, 2, (0, 1, 0, 1)),
+    ("cin17_5x5", 1, 7, 5, 17, 6, 5, 1, (2, 2, 2, 2)),
+    ("cin64_1x1", 2, 4, 3, 64, 3, 1, 1, (0, 0, 0, 0)),
+    ("cin16_3x3_s2_asym", 1, 8, 8, 16, 7, 3, 2, (1, 1, 0, 2)),
+    ("cin5_3x3_bigpad", 1, 3, 4, 5, 3, 3, 1, (2, 2, 2, 1)),
+]
+
+
+def make_conv(case, rng, relu: bool):
+    name, n, h, w, ci, co, k, s, pads = case
+    x = rng.integers(-128, 128, (n, h, w, ci), dtype=np.int8)
+    wt = rng.integers(-127, 128, (co, k, k, ci), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, co).astype(np.int32)
+    mult, shift = rand_quant(rng, co, k * k * ci)
+    out_zp = int(rng.integers(-20, 20))
+    p = ConvParams(stride=(s, s), pads=pads, in_zp=int(rng.integers(-128, 128)), out_zp=out_zp,
+                   act_min=out_zp if relu else -128, act_max=127)
+    return x, wt, bias, mult, shift, p
+
+
+# ----------------------------------------------------------------------------- requant
+
+
+def test_requantize_matches_arith(kernels):
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-(1 << 20), 1 << 20, 4000).astype(np.int32)
+    mult = rng.integers(0, INT32_MAX, 4000, dtype=np.int64).astype(np.int32)
+    shift = rng.integers(-31, 11, 4000).astype(np.int32)
+    # edges: ties, the saturating INT32_MIN * INT32_MIN case, shift extremes, zero
+    edge = np.array([[INT32_MIN, INT32_MIN, 0], [INT32_MIN, INT32_MIN, -5], [-5, 1 << 30, -1],
+                     [5, 1 << 30, -1], [-3, 1 << 30, 0], [INT32_MAX, INT32_MAX, 0],
+                     [INT32_MIN, INT32_MAX, -31], [1 << 20, 1 << 30, 10], [-(1 << 20), 1 << 30, 10],
+                     [7, 0, 0], [INT32_MIN, 1 << 30, -31], [-1, INT32_MAX, -31]], np.int64)
+    acc = np.concatenate([acc, edge[:, 0].astype(np.int32)])
+    mult = np.concatenate([mult, edge[:, 1].astype(np.int32)])
+    shift = np.concatenate([shift, edge[:, 2].astype(np.int32)])
+    want = multiply_by_quantized_multiplier(acc, mult, shift)
+    assert_same(kernels.requantize_s32(acc, mult, shift), want.astype(np.int32), "requantize")
+    assert int(kernels.requantize_s32([INT32_MIN], [INT32_MIN], [0])[0]) == INT32_MAX
+
+
+# ----------------------------------------------------------------------------- dense conv
+
+
+def check_conv_dense(k, case):
+    rng = np.random.default_rng(seed(case[0]))
+    for relu in (False, True):
+        x, w, bias, mult, shift, p = make_conv(case, rng, relu)
+        got = k.conv_s8(x, w, bias, mult, shift, p)
+        assert_same(got, ref_conv(x, w, bias, mult, shift, p), f"conv {case[0]} relu={relu}")
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_conv_dense(isa_kernels, case):
+    check_conv_dense(isa_kernels, case)
+
+
+def test_conv_dense_saturating_and_no_bias(isa_kernels):
+    rng = np.random.default_rng(7)
+    x, w, _, _, _, p = make_conv(CONV_CASES[2], rng, False)
+    mult = np.full(w.shape[0], 1 << 30, np.int32)        # 0.5: most outputs clamp
+    shift = np.zeros(w.shape[0], np.int32)
+    want = ref_conv(x, w, None, mult, shift, p)
+    assert (want == 127).any() and (want == -128).any()
+    assert_same(isa_kernels.conv_s8(x, w, None, mult, shift, p), want, "conv saturating")
+
+
+# ----------------------------------------------------------------------------- FWCS conv
+
+
+def check_conv_fwcs(name, kern, case, sparsity, all_index_types=True):
+    rng = np.random.default_rng(seed((case[0], sparsity)))
+    x, w, bias, mult, shift, p = make_conv(case, rng, relu=sparsity == 0.5)
+    kk, ci = case[6] * case[6], case[4]
+    keep = filterlet_mask(rng, w.shape[0], kk, sparsity)
+    wm = w * np.repeat(keep, ci, axis=1).reshape(w.shape)
+    want = ref_conv(x, wm, bias, mult, shift, p)
+    cptr_types = [np.uint16] + ([np.uint8] if (kk - 1) * ci < 256 else [])
+    combos = [(t, f) for t in cptr_types for f in (np.uint8, np.uint16, np.uint32)]
+    if not all_index_types:
+        combos = [(cptr_types[-1], np.uint16), (np.uint16, np.uint32)]
+    for cptr_t, fidx_t in combos:
+        if keep.sum() > 255 and fidx_t is np.uint8:
+            continue
+        arr, cptr, fidx = encode_fwcs(w, keep, cptr_t, fidx_t)
+        got = kern.conv_fwcs_s8(x, arr, cptr, fidx, (case[6], case[6]), bias, mult, shift, p)
+        assert_same(got, want, f"fwcs[{name}] {case[0]} s={sparsity} cptr={np.dtype(cptr_t).name} "
+                               f"fidx={np.dtype(fidx_t).name}")
+
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_conv_fwcs(fwcs_kernels, case, sparsity):
+    check_conv_fwcs(*fwcs_kernels, case, sparsity)
+
+
+def test_fwcs_config_reports_variant():
+    expect = {"c_r4": (4, "scalar"), "c_r2": (2, "scalar"), "c_r8": (8, "scalar"),
+              "c_noilp": (1, "scalar"), "scalar": (4, "scalar"), "dsp_r4": (4, "dsp"),
+              "dsp_noilp": (1, "dsp"), "mve_r8": (8, "mve"), "mve_noilp": (1, "mve")}
+    for name, want in expect.items():
+        assert load_kernels(VARIANTS[name]).fwcs_config() == want, name
+
+
+def test_fwcs_rejects_bad_arguments(kernels):
+    rng = np.random.default_rng(3)
+    x, w, bias, mult, shift, p = make_conv(CONV_CASES[0], rng, False)
+    arr, cptr, fidx = encode_fwcs(w, np.ones((4, 9), bool), np.uint8, np.uint8)
+    with pytest.raises(ValueError):
+        kernels.conv_fwcs_s8(x, arr, cptr + 1, fidx, (3, 3), bias, mult, shift, p)
+    with pytest.raises(TypeError):
+        kernels.conv_fwcs_s8(x, arr, cptr.astype(np.int32), fidx, (3, 3), bias, mult, shift, p)
+
+
+# ----------------------------------------------------------------------------- CSR / pattern
+
+
+def encode_csr(w: np.ndarray, keep: np.ndarray, col_t, row_t):
+    co = w.shape[0]
+    wf, kf = w.reshape(co, -1), keep.reshape(co, -1)
+    cols = [np.nonzero(kf[o])[0] for o in range(co)]
+    values = np.concatenate([wf[o, c] for o, c in enumerate(cols)]).astype(np.int8)
+    rowptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])])
+    return values, np.concatenate(cols).astype(col_t), rowptr.astype(row_t)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_conv_csr(kernels, case, sparsity):
+    rng = np.random.default_rng(seed(("csr", case[0], sparsity)))
+    x, w, bias, mult, shift, p = make_conv(case, rng, relu=True)
+    keep = rng.random(w.shape) >= sparsity
+    keep[0] = False
+    wm = w * keep
+    want = ref_conv(x, wm, bias, mult, shift, p)
+    k_total = w[0].size
+    for col_t in [np.uint16] + ([np.uint8] if k_total <= 256 else []):
+        for row_t in (np.uint16, np.uint32):
+            vals, col, rowptr = encode_csr(w, keep, col_t, row_t)
+            got = kernels.conv_csr_s8(x, vals, col, rowptr, (case[6], case[6]), bias, mult, shift, p)
+            assert_same(got, want, f"csr {case[0]} s={sparsity}")
+
+
+PATTERNS = np.array([[0, 1, 3, 4], [1, 3, 4, 5], [1, 4, 5, 7], [3, 4, 5, 7], [4, 5, 7, 8],
+                     [0, 4, 5, 8], [1, 2, 4, 6], [2, 4, 6, 8]], np.uint8)
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[6] == 3], ids=lambda c: c[0])
+def test_conv_pattern(kernels, case):
+    rng = np.random.default_rng(seed(("pat", case[0])))
+    x, w, bias, mult, shift, p = make_conv(case, rng, relu=False)
+    co, ci = w.shape[0], w.shape[3]
+    kptr, kchan, kpat, vals = [0], [], [], []
+    wm = np.zeros_like(w)
+    for o in range(co):
+        chans = np.nonzero(rng.random(ci) >= 0.4)[0] if o else np.zeros(0, int)
+        for c in chans:
+            pid = int(rng.integers(0, len(PATTERNS)))
+            v = rng.integers(-127, 128, 4).astype(np.int8)
+            for t, pos in enumerate(PATTERNS[pid]):
+                wm[o, pos // 3, pos % 3, c] = v[t]
+            kchan.append(c), kpat.append(pid), vals.append(v)
+        kptr.append(len(kchan))
+    vals = np.array(vals, np.int8).reshape(-1, 4) if vals else np.zeros((0, 4), np.int8)
+    got = kernels.conv_pattern_s8(x, PATTERNS, kptr, kchan, kpat, vals, bias, mult, shift, p)
+    assert_same(got, ref_conv(x, wm, bias, mult, shift, p), f"pattern {case[0]}")
+
+
+# ----------------------------------------------------------------------------- others
+
+
+@pytest.mark.parametrize("dm", [1, 2])
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[2], CONV_CASES[4]], ids=lambda c: c[0])
+def test_depthwise(kernels, case, dm):
+    rng = np.random.default_rng(11 + dm)
+    _, n, h, wd, ci, _, k, s, pads = case
+    x = rng.integers(-128, 128, (n, h, wd, ci), dtype=np.int8)
+    w = rng.integers(-127, 128, (1, k, k, ci * dm), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, ci * dm).astype(np.int32)
+    mult, shift = rand_quant(rng, ci * dm, k * k)
+    p = ConvParams((s, s), pads, in_zp=-9, out_zp=4, act_min=4, act_max=127)
+    got = kernels.depthwise_conv_s8(x, w, bias, mult, shift, p, dm)
+    assert_same(got, ref_depthwise(x, w, bias, mult, shift, p, dm), f"depthwise {case[0]} dm={dm}")
+
+
+def check_fc(isa_kernels, in_f):
+    rng = np.random.default_rng(in_f)
+    x = rng.integers(-128, 128, (3, in_f), dtype=np.int8)
+    w = rng.integers(-127, 128, (10, in_f), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, 10).astype(np.int32)
+    acc = (x.astype(np.int64) + 17) @ w.astype(np.int64).T + bias
+    m1, s1 = quantize_multiplier(1.0 / (40 * 64 * math.sqrt(in_f)))
+    got = isa_kernels.fully_connected_s8(x, w, bias, m1, s1, in_zp=-17, out_zp=3)
+    assert_same(got, requant_out(acc, m1, s1, 3, -128, 127), f"fc per-tensor in={in_f}")
+    mult, shift = rand_quant(rng, 10, in_f)
+    got = isa_kernels.fully_connected_s8(x, w, None, mult, shift, in_zp=-17, out_zp=3, act_min=3)
+    assert_same(got, requant_out(acc - bias, mult, shift, 3, 3, 127), f"fc per-channel in={in_f}")
+
+
+@pytest.mark.parametrize("in_f", [1, 3, 17, 64, 100])
+def test_fully_connected(isa_kernels, in_f):
+    check_fc(isa_kernels, in_f)
+
+
+POOLS = [PoolParams((2, 2), (2, 2)), PoolParams((3, 3), (2, 2), (1, 1, 1, 1)),
+         PoolParams((3, 3), (1, 1), (0, 2, 1, 0), act_min=-10, act_max=50),
+         PoolParams((5, 5), (1, 1), (2, 2, 2, 2))]
+
+
+@pytest.mark.parametrize("pp", POOLS, ids=range(len(POOLS)))
+def test_pools(kernels, pp):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (2, 7, 6, 5), dtype=np.int8)
+    assert_same(kernels.max_pool_s8(x, pp), ref_pool(x, pp, "max"), "max pool")
+    assert_same(kernels.avg_pool_s8(x, pp), ref_pool(x, pp, "avg"), "avg pool")
+
+
+def test_avg_pool_empty_window_is_an_error(kernels):
+    x = np.zeros((1, 2, 2, 1), np.int8)
+    with pytest.raises(KernelError):
+        kernels.avg_pool_s8(x, PoolParams((2, 2), (3, 3), (3, 0, 0, 0)))
+
+
+@pytest.mark.parametrize("scales", [(0.05, 0.02, 0.06), (0.1, 0.1, 0.15), (0.01, 0.08, 0.04)])
+def test_add(kernels, scales):
+    rng = np.random.default_rng(9)
+    a = rng.integers(-128, 128, (4, 33), dtype=np.int8)
+    b = rng.integers(-128, 128, (4, 33), dtype=np.int8)
+    ap = add_params(*scales)
+    zp1, zp2, zpo = 5, -12, -3
+    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - zp1) << ap["left_shift"],
+                                          ap["in1_multiplier"], ap["in1_shift"])
+    sb = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << ap["left_shift"],
+                                          ap["in2_multiplier"], ap["in2_shift"])
+    want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, zpo, 127)
+    assert_same(kernels.add_s8(a, b, zp1, zp2, zpo, ap, act_min=zpo), want, f"add {scales}")
+
+
+def test_conv_rejects_inconsistent_dims(kernels):
+    x = np.zeros((1, 4, 4, 3), np.int8)
+    w = np.zeros((2, 3, 3, 4), np.int8)   # C_in mismatch
+    with pytest.raises(KernelError):
+        kernels.conv_s8(x, w, None, [1 << 30] * 2, [0] * 2, ConvParams())
+
+
+def test_buffer_sizes(kernels):
+    assert kernels.conv_s8_buffer_size((1, 8, 8, 16), (32, 3, 3, 16)) == 0          # plain C
+    assert load_kernels(VARIANTS["mve_r4"]).conv_s8_buffer_size((1, 8, 8, 16), (32, 3, 3, 16)) == 4 * 144
+    assert load_kernels(VARIANTS["dsp_r4"]).conv_s8_buffer_size((1, 8, 8, 16), (32, 3, 3, 16)) == 4 * 144
+
+
+# ----------------------------------------------------------------------------- QEMU targets
+
+_QEMU_TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm")
+needs_qemu = pytest.mark.skipif(any(shutil.which(t) is None for t in _QEMU_TOOLS),
+                                reason="needs arm-none-eabi-gcc and qemu-system-arm")
+
+# (target, simd, defines) -> expected (R, isa) of the FWCS kernel
+QEMU_BUILDS = {
+    "m4": ("cortex-m4", "auto", (), (4, "dsp")),
+    "m7": ("cortex-m7", "auto", (), (4, "dsp")),
+    "m7_r8": ("cortex-m7", "auto", ("DTMM_FWCS_REUSE=8",), (8, "dsp")),
+    "m7_noilp": ("cortex-m7", "auto", ("DTMM_FWCS_VARIANT_NO_ILP",), (1, "dsp")),
+    "m55": ("cortex-m55", "auto", (), (4, "mve")),
+    "m55_r2": ("cortex-m55", "auto", ("DTMM_FWCS_REUSE=2",), (2, "mve")),
+    "m55_r8": ("cortex-m55", "auto", ("DTMM_FWCS_REUSE=8",), (8, "mve")),
+    "m55_noilp": ("cortex-m55", "auto", ("DTMM_FWCS_VARIANT_NO_ILP",), (1, "mve")),
+    "m55_dsp": ("cortex-m55", "dsp", (), (4, "dsp")),
+    "m55_scalar": ("cortex-m55", "scalar", (), (4, "scalar")),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def target_kernels(name: str):
+    from dtmm.runtime.kernels_host import TargetKernels
+    target, simd, defines, _ = QEMU_BUILDS[name]
+    return TargetKernels(target, simd=simd, defines=defines)
+
+
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", list(QEMU_BUILDS))
+def test_qemu_fwcs(name):
+    k = target_kernels(name)
+    assert k.fwcs_config() == QEMU_BUILDS[name][3]
+    for case in (CONV_CASES[1], CONV_CASES[2], CONV_CASES[4], CONV_CASES[5]):
+        for sparsity in (0.0, 0.5, 0.9):
+            check_conv_fwcs(name, k, case, sparsity, all_index_types=False)
+
+
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", ["m4", "m7", "m55", "m55_dsp", "m55_scalar"])
+def test_qemu_other_kernels(name):
+    k = target_kernels(name)
+    for case in CONV_CASES:
+        check_conv_dense(k, case)
+    for in_f in (3, 17, 100):
+        check_fc(k, in_f)
+    if name in ("m7", "m55"):   # plain C on every target: one build of each ISA family suffices
+        test_requantize_matches_arith(k)
+        test_conv_csr(k, CONV_CASES[2], 0.5)
+        test_conv_pattern(k, CONV_CASES[4])
+        test_depthwise(k, CONV_CASES[4], 2)
+        for pp in POOLS[1:3]:
+            test_pools(k, pp)
+        test_add(k, (0.05, 0.02, 0.06))
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_qemu_weight_reuse_saves_instructions():
+    """Paper Fig. 10 ablation direction: reusing a filterlet across R pixels executes
+    fewer instructions than one pixel at a time (QEMU counts instructions, not cycles)."""
+    rng = np.random.default_rng(1)
+    case = ("anchor", 1, 8, 8, 32, 32, 3, 1, (1, 1, 1, 1))
+    x, w, bias, mult, shift, p = make_conv(case, rng, False)
+    keep = filterlet_mask(rng, 32, 9, 0.5)
+    arr, cptr, fidx = encode_fwcs(w, keep, np.uint16, np.uint16)
+    counts = {}
+    for name in ("m55", "m55_noilp", "m7", "m7_noilp"):
+        k = target_kernels(name)
+        k.conv_fwcs_s8(x, arr, cptr, fidx, (3, 3), bias, mult, shift, p)
+        counts[name] = k.last_instructions
+    assert counts["m55"] < counts["m55_noilp"], counts
+    assert counts["m7"] < counts["m7_noilp"], counts
