@@ -31,7 +31,9 @@ from typing import Callable
 
 import numpy as np
 
+from dtmm import formats as _formats
 from dtmm.errors import GraphError
+from dtmm.graph.compressed import CompressedConv2D
 from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, FullyConnected,
                            Graph, MaxPool2D, Op, Reshape, Softmax, TensorSpec)
 from dtmm.quant import arith
@@ -138,6 +140,82 @@ def _conv2d(op: Conv2D, graph: Graph, x: np.ndarray) -> np.ndarray:
         # 2-D GEMM (a 4-D matmul would run one small GEMM per output row).
         acc[n0:n0 + chunk] = (cols.reshape(-1, cols.shape[-1]) @ w).reshape(cols.shape[:3] + (cout,))
     acc = _exact_int(acc) + op.bias.astype(np.int64)
+    return _check_shape(op, spec, _requantize(op, graph, acc))
+
+
+def _sparse_elements(op: CompressedConv2D) -> tuple[np.ndarray, ...]:
+    """Kept weights of a CSR / pattern layer as parallel arrays ``(o, position, c, value)``.
+
+    ``position = kh * KW + kw``. Read straight from the format's arrays (no dense weight):
+    CSR ``col = position * C_in + c``; pattern kernel ``(o, kidx)`` holds its 4 values at
+    the positions of pattern ``pid``. Elements come filter after filter (``o``
+    non-decreasing), which :func:`_compressed_conv2d` relies on.
+    """
+    f = op.fmt
+    cout, _, _, cin = op.weight_shape
+    if isinstance(f, _formats.CSR):
+        o = np.repeat(np.arange(cout), np.diff(f.rowptr.astype(np.int64)))
+        col = f.col.astype(np.int64)
+        return o, col // cin, col % cin, f.values.astype(np.float64)
+    pos4 = np.asarray(_formats.pattern.PATTERNS, np.int64)[f.pid.astype(np.int64)]   # (K, 4)
+    o_k = np.repeat(np.arange(cout), np.diff(f.kptr.astype(np.int64)))
+    k = _formats.pattern.KEPT_PER_KERNEL
+    return (np.repeat(o_k, k), pos4.reshape(-1), np.repeat(f.kidx.astype(np.int64), k),
+            f.values.astype(np.float64))
+
+
+def _compressed_conv2d(op: CompressedConv2D, graph: Graph, x: np.ndarray) -> np.ndarray:
+    """A conv run from its storage format; equals the dense-with-zeros conv bit for bit.
+
+    FWCS: for each kernel position, the kept filterlets at that position (at most one per
+    filter) form a ``(n, C_in)`` block of ``arr``; one GEMM of the ``C_in``-long input
+    runs of every output pixel (a strided view of the padded input, no im2col) with that
+    block adds into those filters' accumulators. CSR / pattern: kept weights grouped by
+    kernel position; per position, the products ``input[c] * value`` of every output
+    pixel are summed per filter with a segmented sum (elements are sorted by filter).
+    All sums are exact integers in float64 (see the module docstring).
+    """
+    cout, kh, kw, cin = op.weight_shape
+    _formats.verify(op.fmt, (cout, kh, kw, cin))       # never index with unchecked arrays
+    if x.shape[-1] != cin:
+        raise GraphError(f"op {op.name!r}: input has {x.shape[-1]} channels, weight expects {cin}")
+    if op.bias is None or np.asarray(op.bias).shape != (cout,):
+        raise GraphError(f"op {op.name!r}: bias must have shape ({cout},)")
+    _, in_zp = _qp(graph, op.inputs[0])
+    spec = _out_spec(graph, op)
+    oh, ow, c = spec.shape
+    if c != cout:
+        raise GraphError(f"op {op.name!r}: output has {c} channels, weight has {cout} filters")
+    n = x.shape[0]
+    rows = n * oh * ow
+    xp = _pad_offset_input(x, in_zp, op.pads)
+    acc = np.zeros((rows, cout), np.float64)
+    wins = list(_windows(xp, kh, kw, op.stride, op.dilation, oh, ow))
+    if any(win.shape[1:3] != (oh, ow) for _, _, win in wins):
+        raise GraphError(f"op {op.name!r}: output shape {spec.shape} does not fit the input")
+    f = op.fmt
+    if isinstance(f, _formats.FWCS):
+        o_k = np.repeat(np.arange(cout), np.diff(f.fidx.astype(np.int64)))
+        pos_k = f.cptr.astype(np.int64) // cin
+        blocks = f.arr.astype(np.float64).reshape(-1, cin)           # one row per filterlet
+        for i, j, win in wins:
+            sel = np.flatnonzero(pos_k == i * kw + j)
+            if sel.size:
+                acc[:, o_k[sel]] += win.reshape(rows, cin) @ blocks[sel].T
+    else:
+        o_e, pos_e, c_e, v_e = _sparse_elements(op)
+        for i, j, win in wins:
+            sel = np.flatnonzero(pos_e == i * kw + j)
+            if not sel.size:
+                continue
+            o_s, c_s, v_s = o_e[sel], c_e[sel], v_e[sel]
+            starts = np.flatnonzero(np.r_[True, o_s[1:] != o_s[:-1]])
+            xr = win.reshape(rows, cin)
+            step = max(1, (4 << 20) // sel.size)                     # ~32 MiB of products
+            for r0 in range(0, rows, step):
+                prod = xr[r0:r0 + step][:, c_s] * v_s
+                acc[r0:r0 + step, o_s[starts]] += np.add.reduceat(prod, starts, axis=1)
+    acc = _exact_int(acc).reshape(n, oh, ow, cout) + np.asarray(op.bias).astype(np.int64)
     return _check_shape(op, spec, _requantize(op, graph, acc))
 
 
@@ -267,6 +345,7 @@ def _softmax(op: Softmax, graph: Graph, x: np.ndarray) -> np.ndarray:
 
 _KERNELS: dict[type, Callable[..., np.ndarray]] = {
     Conv2D: _conv2d,
+    CompressedConv2D: _compressed_conv2d,
     DepthwiseConv2D: _depthwise,
     FullyConnected: _fully_connected,
     MaxPool2D: _max_pool,

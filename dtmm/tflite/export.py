@@ -13,6 +13,11 @@ Written with the TFLite schema's generated object API (``ModelT``, ``SubGraphT``
   shape, ``VALID`` when zero, else a PAD op (int8, pad value = zero point)
   before a ``VALID`` conv. Max/avg pools with non-SAME pads are refused (a
   PAD op would change what the pool sees);
+* a :class:`~dtmm.graph.compressed.CompressedConv2D` becomes a dtmm custom operator
+  (``DTMM_CONV_2D_FWCS`` / ``_CSR`` / ``_PATTERN``) whose format arrays are constant
+  tensors and whose parameters are flexbuffers custom options; the exact layout is in
+  :mod:`dtmm.tflite.custom_ops`. TFLite Micro cannot run these: export
+  :func:`dtmm.graph.compressed.dense_equivalent` for it;
 * metadata ``"dtmm"``: JSON with the dtmm version and each IR op's name, kind
   and source, so :func:`dtmm.tflite.reader.read_tflite` restores the names.
 
@@ -44,6 +49,7 @@ import numpy as np
 
 import dtmm
 from dtmm.errors import GraphError
+from dtmm.graph.compressed import CompressedConv2D
 from dtmm.graph.ir import (Activation, Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D,
                            FullyConnected, Graph, MaxPool2D, Op, Reshape, Softmax)
 from dtmm.tflite._padding import same_pads
@@ -145,6 +151,26 @@ class _ModelBuilder:
         o.outputs = np.asarray(outputs, np.int32)
         o.builtinOptionsType = options_type
         o.builtinOptions = options
+        self.operators.append(o)
+
+    def add_custom_operator(self, custom_code: str, inputs: list[int], outputs: list[int],
+                            options: bytes) -> None:
+        """A CUSTOM operator with ``custom_code`` and flexbuffers ``custom_options``."""
+        key = ("custom", custom_code)
+        if key not in self.opcode_index:
+            code = schema.OperatorCodeT()
+            code.builtinCode = schema.BuiltinOperator.CUSTOM
+            code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+            code.customCode = custom_code
+            code.version = 1
+            self.opcodes.append(code)
+            self.opcode_index[key] = len(self.opcodes) - 1
+        o = schema.OperatorT()
+        o.opcodeIndex = self.opcode_index[key]
+        o.inputs = np.asarray(inputs, np.int32)
+        o.outputs = np.asarray(outputs, np.int32)
+        o.customOptions = np.frombuffer(options, np.uint8).copy()
+        o.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
         self.operators.append(o)
 
 
@@ -308,8 +334,14 @@ def _export_softmax(mb: _ModelBuilder, op: Softmax) -> None:
                     [mb.activation(op.output)], schema.BuiltinOptions.SoftmaxOptions, opts)
 
 
+def _export_compressed_conv(mb: _ModelBuilder, op: CompressedConv2D) -> None:
+    from dtmm.tflite.custom_ops import export_compressed_conv   # custom_ops imports this module
+    export_compressed_conv(mb, op)
+
+
 _EXPORTERS = {
     Conv2D: _export_conv,
+    CompressedConv2D: _export_compressed_conv,
     DepthwiseConv2D: _export_conv,
     FullyConnected: _export_fc,
     MaxPool2D: _export_pool,

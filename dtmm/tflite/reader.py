@@ -3,7 +3,9 @@
 Reads files written by :mod:`dtmm.tflite.export` and, more generally, any int8
 TFLite model made of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
 AVERAGE_POOL_2D, ADD, CONCATENATION, RESHAPE, SOFTMAX and PAD (a PAD feeding a
-VALID conv is folded into the conv's explicit pads).
+VALID conv is folded into the conv's explicit pads), plus dtmm's compressed-conv
+custom operators (``DTMM_CONV_2D_FWCS`` / ``_CSR`` / ``_PATTERN``, read and verified
+by :mod:`dtmm.tflite.custom_ops` into :class:`~dtmm.graph.compressed.CompressedConv2D`).
 
 Requantization constants are recomputed from the file's float32 scales exactly
 as TFLite Micro does at Prepare time (:mod:`dtmm.quant.arith`), so the graph runs
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +292,9 @@ class _Reader:
         if code == BO.PAD:
             self.read_pad(k, op)
             return None
+        if code == BO.CUSTOM:
+            from dtmm.tflite.custom_ops import read_custom_op    # dtmm's compressed convs
+            return read_custom_op(self, k, op, ins, outs, name, source)
         for i in ins[1:]:
             if i in self.pending_pads:
                 raise ModelFileError(f"operator {k}: uses the output of a PAD op in a way dtmm's "
@@ -417,7 +423,64 @@ class _Reader:
             self.graph.validate()
         except GraphError as e:
             raise ModelFileError(f"the .tflite graph is inconsistent: {e}") from None
+        _check_geometry(self.graph)
         return self.graph
+
+
+def _check_geometry(graph: Graph) -> None:
+    """Shapes and window parameters the executors rely on, checked once after reading.
+
+    Every activation dimension is positive; conv/pool strides, dilations and kernels are
+    >= 1, pads >= 0, and the output shape is the one the input, kernel, stride, pads and
+    dilation give; reshape keeps the element count; concat inputs agree except along
+    the concatenation axis. (A valid file always satisfies these; a corrupted one may not.)
+    """
+    from dtmm.graph.compressed import CompressedConv2D
+
+    for name, t in graph.tensors.items():
+        if not t.shape or min(t.shape) < 1:
+            raise ModelFileError(f"tensor {name!r} has shape {list(t.shape)}: every dimension "
+                                 f"must be positive")
+    for k, op in enumerate(graph.ops):
+        where = f"op {k} ({op.name!r}, {op.kind})"
+        x = graph.tensors[op.inputs[0]].shape
+        y = graph.tensors[op.output].shape
+        if isinstance(op, (Conv2D, DepthwiseConv2D, CompressedConv2D, MaxPool2D, AvgPool2D)):
+            kernel = op.kernel
+            dil = getattr(op, "dilation", (1, 1))
+            if (len(x) != 3 or len(y) != 3 or min(*op.stride, *dil, *kernel) < 1
+                    or min(op.pads) < 0):
+                raise ModelFileError(f"{where}: input {list(x)} / output {list(y)} must be "
+                                     f"(H, W, C); stride {op.stride}, dilation {dil} and kernel "
+                                     f"{kernel} >= 1; pads {op.pads} >= 0")
+            t, b, l, r = op.pads
+            oh = (x[0] + t + b - ((kernel[0] - 1) * dil[0] + 1)) // op.stride[0] + 1
+            ow = (x[1] + l + r - ((kernel[1] - 1) * dil[1] + 1)) // op.stride[1] + 1
+            if (oh, ow) != tuple(y[:2]):
+                raise ModelFileError(f"{where}: output shape {list(y)} does not follow from input "
+                                     f"{list(x)}, kernel {kernel}, stride {op.stride}, pads "
+                                     f"{op.pads}, dilation {dil} (expected {oh}x{ow})")
+            if isinstance(op, (MaxPool2D, AvgPool2D)) and y[2] != x[2]:
+                raise ModelFileError(f"{where}: {x[2]} input channels but {y[2]} output channels")
+        elif isinstance(op, Reshape):
+            if int(np.prod(x)) != int(np.prod(y)):
+                raise ModelFileError(f"{where}: reshape of {list(x)} to {list(y)} changes the size")
+        elif isinstance(op, Concat):
+            shapes = [tuple(graph.tensors[i].shape) for i in op.inputs]
+            ax = op.axis % len(y) if -len(y) <= op.axis < len(y) else None
+
+            def drop(s):
+                return s[:ax] + s[ax + 1:]
+            if ax is None or any(len(s) != len(y) or drop(s) != drop(tuple(y)) for s in shapes) or (
+                    sum(s[ax] for s in shapes) != y[ax]):
+                raise ModelFileError(f"{where}: cannot concatenate {[list(s) for s in shapes]} "
+                                     f"into {list(y)} along axis {op.axis}")
+        elif isinstance(op, (Add, Softmax)) and tuple(x) != tuple(y):
+            raise ModelFileError(f"{where}: output shape {list(y)} != input shape {list(x)}")
+        elif isinstance(op, FullyConnected) and (
+                len(y) != 1 or y[0] != op.weight.shape[0] or int(np.prod(x)) != op.weight.shape[1]):
+            raise ModelFileError(f"{where}: weight {op.weight.shape} does not map input "
+                                 f"{list(x)} to output {list(y)}")
 
 
 def read_tflite(src: str | os.PathLike | bytes | bytearray | memoryview) -> Graph:
@@ -439,11 +502,14 @@ def read_tflite(src: str | os.PathLike | bytes | bytearray | memoryview) -> Grap
         raise ModelFileError(f"the .tflite file has {len(model.subgraphs)} subgraphs; dtmm reads "
                              f"single-subgraph models")
     try:
-        return _Reader(model).run()
+        reader = _Reader(model)
+        reader.data = bytes(data)            # for file offsets in error messages
+        return reader.run()
     except DtmmError as e:
         if isinstance(e, ModelFileError):
             raise
         raise ModelFileError(str(e)) from None
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError,
+            struct.error) as e:
         raise ModelFileError(f"malformed .tflite file: {type(e).__name__}: {e}") from None
 

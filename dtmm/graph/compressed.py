@@ -1,0 +1,218 @@
+"""Quantized convolutions whose int8 weights are held in a compressed storage format.
+
+:class:`CompressedConv2D` is a quantized ``Conv2D`` (same ``bias``, ``stride``,
+``pads``, ``dilation``, ``activation`` and per-channel :class:`~dtmm.graph.ir.ConvQuant`)
+whose OHWI weight lives in ``fmt``: a :class:`~dtmm.formats.FWCS`,
+:class:`~dtmm.formats.CSR` or :class:`~dtmm.formats.Pattern` object (see
+:mod:`dtmm.formats`). It is a separate op kind (``"compressed_conv2d"``), not a
+``Conv2D`` subclass, so code that reads ``op.weight`` never meets it by accident;
+:func:`densify` gives the equivalent dense ``Conv2D`` (zeros where pruned).
+
+* :func:`compress_graph` replaces chosen quantized ``Conv2D`` ops of a graph by
+  compressed ones;
+* :func:`densify` / :func:`dense_equivalent` go back to builtin ``Conv2D`` ops (for
+  TFLite Micro, which cannot run dtmm's custom operators, and for comparisons);
+* :mod:`dtmm.runtime.reference` runs ``CompressedConv2D`` straight from its format
+  arrays, bit-exactly like the dense-with-zeros conv;
+* :mod:`dtmm.tflite.custom_ops` writes / reads it as a ``.tflite`` custom operator.
+
+Default masks (``masks=None`` or an op missing from ``masks``), derived from the int8
+weights at the format's granularity, so that a weight that was already pruned at that
+granularity is stored losslessly:
+
+``"fwcs"``    a filterlet (the ``C_in`` weights at one ``(o, kh, kw)``) is kept iff any of
+              its weights is non-zero (kept filterlets are stored whole, zeros included);
+``"csr"``     an element is kept iff it is non-zero;
+``"pattern"`` a 3x3 kernel ``(o, :, :, i)`` is kept iff any of its weights is non-zero, and
+              keeps the library pattern with the largest ``sum |w|``
+              (:func:`dtmm.formats.pattern.pattern_mask`). This is lossless when every
+              kernel's non-zeros already lie inside one library pattern; otherwise the
+              weights outside the chosen pattern are dropped (that *is* pattern pruning).
+
+An explicit mask is passed to the format's encoder unchanged: FWCS takes a filterlet
+mask ``(C_out, KH, KW)`` or an element mask constant within filterlets; CSR and pattern
+take an element mask of the weight's shape (pattern: per kernel empty or one pattern).
+
+Example:
+    >>> import numpy as np
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> from dtmm.runtime.reference import run_reference
+    >>> sg = SynthGraph((6, 6, 3), seed=0)
+    >>> _ = sg.conv(4, 3, pads="same", activation="relu")
+    >>> g = sg.finish()
+    >>> g.ops[0].weight[:, 0, 0, :] = 0                 # prune filterlet (kh=0, kw=0)
+    >>> cg = compress_graph(g, {"conv1": "fwcs"})
+    >>> op = cg.ops[0]
+    >>> op.kind, op.format_name, op.fmt.n_filterlets
+    ('compressed_conv2d', 'fwcs', 32)
+    >>> x = sg.random_input(2)
+    >>> bool((run_reference(cg, x) == run_reference(g, x)).all())
+    True
+    >>> bool((densify(op).weight == g.ops[0].weight).all())
+    True
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from dtmm import formats as _formats
+from dtmm.errors import FormatError, GraphError
+from dtmm.formats import CSR, FWCS, Pattern
+from dtmm.formats.pattern import pattern_mask
+from dtmm.graph.ir import Activation, Conv2D, ConvQuant, Graph, Op
+
+__all__ = ["CompressedConv2D", "COMPRESSED_FORMATS", "compress_graph", "compress_op", "densify",
+           "dense_equivalent", "has_compressed_ops"]
+
+COMPRESSED_FORMATS = ("fwcs", "csr", "pattern")
+"""Storage formats a :class:`CompressedConv2D` may hold."""
+
+_FMT_NAMES = {FWCS: "fwcs", CSR: "csr", Pattern: "pattern"}
+
+
+@dataclass
+class CompressedConv2D(Op):
+    """A quantized conv whose OHWI int8 weight is stored in ``fmt`` (FWCS, CSR or Pattern).
+
+    ``fmt.shape`` is the weight shape ``(C_out, KH, KW, C_in)``; ``bias`` int32
+    ``(C_out,)``; ``quant`` per-channel requantization constants exactly as for
+    :class:`~dtmm.graph.ir.Conv2D`.
+    """
+
+    fmt: FWCS | CSR | Pattern = None
+    bias: np.ndarray = None
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    activation: Activation = Activation.NONE
+    quant: ConvQuant | None = None
+
+    kind = "compressed_conv2d"
+
+    @property
+    def format_name(self) -> str:
+        """``"fwcs"``, ``"csr"`` or ``"pattern"``."""
+        try:
+            return _FMT_NAMES[type(self.fmt)]
+        except KeyError:
+            raise GraphError(f"op {self.name!r}: fmt is a {type(self.fmt).__name__}, not an FWCS, "
+                             f"CSR or Pattern object") from None
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        """The dense OHWI weight shape ``(C_out, KH, KW, C_in)``."""
+        return tuple(int(d) for d in self.fmt.shape)
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight_shape[1], self.weight_shape[2]
+
+    def verify(self, c_in: int | None = None) -> None:
+        """Verify the format arrays (and ``bias``/``quant`` sizes); raise FormatError/GraphError.
+
+        ``c_in``: the input tensor's channel count, when known.
+        """
+        shape = self.weight_shape
+        if len(shape) != 4:
+            raise GraphError(f"op {self.name!r}: compressed weight shape {shape} is not OHWI")
+        if c_in is not None and shape[3] != c_in:
+            raise GraphError(f"op {self.name!r}: weight {shape} is not OHWI with C_in={c_in}")
+        _formats.verify(self.fmt, shape)
+        if self.bias is None or np.asarray(self.bias).shape != (shape[0],):
+            raise GraphError(f"op {self.name!r}: bias must have shape ({shape[0]},)")
+
+
+def has_compressed_ops(graph: Graph) -> bool:
+    """True if any op of ``graph`` is a :class:`CompressedConv2D`."""
+    return any(isinstance(o, CompressedConv2D) for o in graph.ops)
+
+
+def _default_mask(fmt_name: str, w: np.ndarray):
+    if fmt_name == "pattern":
+        if w.ndim != 4 or w.shape[1:3] != (3, 3):
+            raise FormatError(f"pattern: only 3x3 convs can be pattern-encoded, weight {w.shape}")
+        return pattern_mask(w, kernel_keep=(w != 0).any(axis=(1, 2)))
+    return None          # fwcs: filterlets with a non-zero; csr: non-zero elements
+
+
+def compress_op(op: Conv2D, fmt_name: str, mask=None) -> CompressedConv2D:
+    """One quantized ``Conv2D`` as a :class:`CompressedConv2D` in ``fmt_name``.
+
+    ``mask``: see the module docstring (None: derived from the non-zero weights).
+    """
+    if not isinstance(op, Conv2D):
+        raise GraphError(f"op {op.name!r} ({op.kind}): only Conv2D ops can be compressed")
+    if fmt_name not in COMPRESSED_FORMATS:
+        raise FormatError(f"op {op.name!r}: format {fmt_name!r} is not one of {COMPRESSED_FORMATS}")
+    w = np.asarray(op.weight)
+    if w.dtype != np.int8 or op.quant is None or np.asarray(op.bias).dtype != np.int32:
+        raise GraphError(f"op {op.name!r}: compression needs a quantized conv (int8 weight, int32 "
+                         f"bias, quant constants); got {w.dtype} / {np.asarray(op.bias).dtype}")
+    if mask is None:
+        mask = _default_mask(fmt_name, w)
+    fmt = _formats.encode(fmt_name, w, mask, name=op.name)
+    return CompressedConv2D(name=op.name, inputs=list(op.inputs), output=op.output, source=op.source,
+                            fmt=fmt, bias=np.asarray(op.bias, np.int32).copy(),
+                            stride=tuple(op.stride), pads=tuple(op.pads),
+                            dilation=tuple(op.dilation), activation=Activation(op.activation),
+                            quant=copy.deepcopy(op.quant))
+
+
+def compress_graph(qgraph: Graph, formats: dict[str, str],
+                   masks: dict[str, np.ndarray] | None = None) -> Graph:
+    """A copy of the quantized ``qgraph`` with the named ``Conv2D`` ops compressed.
+
+    Args:
+        qgraph: a quantized graph (not modified).
+        formats: ``{op_name: "fwcs" | "csr" | "pattern"}``.
+        masks: optional ``{op_name: bool mask}``; ops without one get the default mask
+            derived from their non-zero int8 weights (see the module docstring).
+
+    Raises:
+        GraphError: an unknown op name, or an op that is not a quantized Conv2D.
+        FormatError: the format cannot hold the weight/mask (e.g. pattern on 5x5).
+    """
+    masks = dict(masks or {})
+    unknown = [n for n in list(formats) + list(masks) if n not in {o.name for o in qgraph.ops}]
+    if unknown:
+        raise GraphError(f"compress_graph: no op named {unknown[0]!r}")
+    extra = [n for n in masks if n not in formats]
+    if extra:
+        raise GraphError(f"compress_graph: a mask is given for {extra[0]!r} but no format")
+    g = copy.deepcopy(qgraph)
+    g.ops = [compress_op(o, formats[o.name], masks.get(o.name)) if o.name in formats else o
+             for o in g.ops]
+    return g
+
+
+def densify(op: CompressedConv2D) -> Conv2D:
+    """The equivalent builtin ``Conv2D`` (decoded weight, zeros where pruned).
+
+    >>> from dtmm.formats import fwcs
+    >>> w = np.ones((2, 1, 1, 3), np.int8)
+    >>> c = CompressedConv2D("c", ["x"], "y", fmt=fwcs.encode(w), bias=np.zeros(2, np.int32))
+    >>> densify(c).weight.shape
+    (2, 1, 1, 3)
+    """
+    if not isinstance(op, CompressedConv2D):
+        raise GraphError(f"densify: op {op.name!r} ({op.kind}) is not a compressed conv")
+    return Conv2D(name=op.name, inputs=list(op.inputs), output=op.output, source=op.source,
+                  weight=_formats.decode(op.fmt), bias=np.asarray(op.bias, np.int32).copy(),
+                  stride=tuple(op.stride), pads=tuple(op.pads), dilation=tuple(op.dilation),
+                  activation=Activation(op.activation), quant=copy.deepcopy(op.quant))
+
+
+def dense_equivalent(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every :class:`CompressedConv2D` replaced by :func:`densify`.
+
+    TFLite Micro cannot run dtmm's custom operators; export this graph to compare
+    TFLM with the reference run of the compressed graph::
+
+        run_tflm(to_tflite_bytes(dense_equivalent(g)), x) == run_reference(g, x)
+    """
+    g = copy.deepcopy(graph)
+    g.ops = [densify(o) if isinstance(o, CompressedConv2D) else o for o in g.ops]
+    return g

@@ -1,0 +1,147 @@
+"""One-shot pruning of a trained model into a compressed int8 graph (no fine-tuning yet).
+
+The steps, each from its own module:
+
+1. score the units of every prunable conv layer (:mod:`dtmm.prune` scorers, on
+   training batches, model in eval mode);
+2. choose which units to prune per layer (one ratio for all, or a ``{layer: ratio}``
+   mapping / JSON file) and bake the masks into a copy of the model;
+3. capture the pruned model (:func:`dtmm.graph.capture.capture`) and remove dead
+   output channels, folding their constants into consumers
+   (:func:`dtmm.prune.remove_dead_channels`);
+4. quantize (:func:`dtmm.quant.quantize.quantize_graph`);
+5. store every pruned conv in its granularity's format (filterlet -> FWCS,
+   element -> CSR, pattern -> pattern; filter pruning needs none: the layer simply
+   got smaller in step 3).
+
+Linear layers are not pruned by this pipeline (the kernels for sparse fully
+connected layers are dense-only today); depthwise layers neither (a depthwise
+filterlet is a single weight).
+
+Example:
+    >>> import numpy as np, torch, torch.nn as nn
+    >>> from dtmm.oneshot import PruneSpec, prune_model
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+    ...                     nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    >>> x = np.random.default_rng(0).random((16, 1, 6, 6), dtype=np.float32)
+    >>> y = np.arange(16) % 3
+    >>> r = prune_model(net, (1, 6, 6), PruneSpec("filterlet", 0.5, "l1"), x, y)
+    >>> sorted(r.formats.items())
+    [('0', 'fwcs'), ('2', 'fwcs')]
+    >>> r.layer_kept["2"]
+    0.5
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dtmm.errors import DtmmError
+from dtmm.graph.capture import capture
+from dtmm.graph.ir import Graph
+from dtmm.quant.quantize import quantize_graph
+
+FORMAT_OF = {"filterlet": "fwcs", "element": "csr", "pattern": "pattern", "filter": None}
+IMPORTANCE = ("taylor", "l1", "l2", "chip")
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """What to prune: granularity, ratio(s) and importance scorer.
+
+    ``ratios`` is one float for every prunable conv layer, a ``{layer: ratio}``
+    mapping, or the path of a JSON file holding such a mapping. ``batches`` is the
+    number of training batches used by data-driven scorers (taylor, chip).
+    """
+
+    granularity: str
+    ratios: float | Mapping[str, float] | str
+    importance: str = "taylor"
+    batches: int = 8
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.granularity not in FORMAT_OF:
+            raise DtmmError(f"unknown granularity {self.granularity!r}; choose from {tuple(FORMAT_OF)}")
+        if self.importance not in IMPORTANCE:
+            raise DtmmError(f"unknown importance {self.importance!r}; choose from {IMPORTANCE}")
+        if self.importance == "chip" and self.granularity != "filter":
+            raise DtmmError("CHIP channel independence scores whole filters: use --granularity filter")
+
+
+@dataclass
+class PruneResult:
+    float_graph: Graph                      # pruned, dead channels removed, float
+    qgraph: Graph                           # int8, dense-with-zeros weights
+    graph: Graph                            # int8, pruned layers in their storage format
+    formats: dict[str, str]                 # layer -> storage format
+    layer_kept: dict[str, float]            # layer -> kept share of its original weights
+    dead_channels: dict[str, list[int]] = field(default_factory=dict)
+    dead_exact: bool = True
+
+
+def _batches(x: np.ndarray, y: np.ndarray, size: int, n: int):
+    out = []
+    for i in range(0, min(len(x), size * n), size):
+        out.append((torch.from_numpy(x[i:i + size]), torch.from_numpy(np.asarray(y[i:i + size]))))
+    return out
+
+
+def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
+                ) -> tuple[nn.Module, dict[str, float]]:
+    """A copy of ``net`` with the chosen units zeroed; returns it and each layer's ratio."""
+    from dtmm import prune
+
+    net = copy.deepcopy(net).eval()
+    layers = prune.prunable_layers(net, include_depthwise=False, include_linear=False)
+    if not layers:
+        raise DtmmError("the model has no prunable conv layers")
+    ratios = prune.load_ratios(spec.ratios, list(layers))
+    ratios = {k: v for k, v in ratios.items() if v > 0}
+    if not ratios:
+        return net, {}
+    scorer = prune.get_scorer(spec.importance)
+    data = _batches(x, y, spec.batch_size, spec.batches)
+    if not data:
+        raise DtmmError("no data to score importance with (empty training split)")
+    scores = scorer(net, list(ratios), spec.granularity, data=data, loss_fn=nn.CrossEntropyLoss(),
+                    batches=len(data))
+    masks = prune.masks_from_scores(net, scores, spec.granularity, ratios)
+    prune.apply_masks(net, masks)
+    prune.remove_masks(net)
+    return net, ratios
+
+
+def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarray, y_train: np.ndarray,
+                calib_samples: int = 256, calibration: str = "minmax") -> PruneResult:
+    """Prune, remove dead channels, quantize and compress ``net`` (see module docstring)."""
+    from dtmm.graph.compressed import compress_graph
+    from dtmm.prune import remove_dead_channels
+
+    pruned, ratios = prune_torch(net, spec, x_train, y_train)
+    g0 = capture(pruned, tuple(input_shape))
+    original = {op.name: int(op.weight.size) for op in g0.weighted_ops()}
+    g, report = remove_dead_channels(g0)
+    calib = np.ascontiguousarray(x_train[:calib_samples].transpose(0, 2, 3, 1))
+    if len(calib) == 0:
+        raise DtmmError("no calibration data (empty training split)")
+    qg = quantize_graph(g, [calib[i:i + 64] for i in range(0, len(calib), 64)], method=calibration)
+    fmt = FORMAT_OF[spec.granularity]
+    formats = {}
+    if fmt is not None:
+        formats = {op.name: fmt for op in qg.ops if op.name in ratios and op.kind == "conv2d"}
+    cg = compress_graph(qg, formats) if formats else qg
+    kept = {}
+    for op in g.weighted_ops():
+        if op.name in ratios:
+            kept[op.name] = round(float(np.count_nonzero(op.weight)) / original[op.name], 6)
+    return PruneResult(float_graph=g, qgraph=qg, graph=cg, formats=formats, layer_kept=kept,
+                       dead_channels={k: [int(c) for c in v] for k, v in report.removed.items()},
+                       dead_exact=report.is_exact)
