@@ -48,6 +48,27 @@ def _add_verify(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_prune(sub) -> None:
+    p = sub.add_parser("prune", help="prune a checkpoint in one shot, quantize, write a compressed "
+                                     ".tflite", epilog=EPILOG)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset spec (importance, calibration, evaluation)")
+    p.add_argument("--granularity", required=True, choices=["filterlet", "filter", "element", "pattern"])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ratio", type=float, help="share of units to prune in every conv layer")
+    g.add_argument("--ratios", help="JSON file {layer_name: ratio}")
+    p.add_argument("--importance", choices=["taylor", "l1", "l2", "chip"], default="taylor")
+    p.add_argument("--calib-samples", type=int, default=256)
+    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--out", required=True, help="output directory (gets model.tflite, summary.json)")
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="per-layer format, kept ratio and bytes of a .tflite")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtmm", description="Deploy pruned int8 TinyML CNNs on MCUs.")
     p.add_argument("--version", action="version", version=f"dtmm {__import__('dtmm').__version__}")
@@ -56,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_quantize(sub)
     _add_verify(sub)
+    _add_prune(sub)
+    _add_inspect(sub)
     sub.add_parser("models", help="list the model zoo")
     d = sub.add_parser("demo", help="train, quantize and verify a small model on bundled MNIST")
     d.add_argument("--out", default="runs/demo")
@@ -91,6 +114,20 @@ def _dispatch(args) -> int:
             for k, v in res.items():
                 print(f"{k:>12}: {v}")
         return 0 if res["bit_exact"] else 1
+    if args.verb == "prune":
+        from dtmm import oneshot
+        res = oneshot.prune_command(checkpoint=args.checkpoint, data=args.data,
+                                    granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
+                                    importance=args.importance, calib_samples=args.calib_samples,
+                                    eval_samples=args.eval_samples, out=args.out)
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.verb == "inspect":
+        from dtmm import oneshot
+        from dtmm.report import format_report
+        res = oneshot.inspect_command(args.model)
+        print(json.dumps(res) if args.json else format_report(res))
+        return 0
     if args.verb == "models":
         from dtmm.zoo import MODEL_NAMES
         print("\n".join(MODEL_NAMES))

@@ -14,7 +14,7 @@ The steps, each from its own module:
    element -> CSR, pattern -> pattern; filter pruning needs none: the layer simply
    got smaller in step 3).
 
-Linear layers are not pruned by this pipeline (the kernels for sparse fully
+Pattern pruning applies to 3x3 convs only (as PatDNN). Linear layers are not pruned by this pipeline (the kernels for sparse fully
 connected layers are dense-only today); depthwise layers neither (a depthwise
 filterlet is a single weight).
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -101,8 +102,10 @@ def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
 
     net = copy.deepcopy(net).eval()
     layers = prune.prunable_layers(net, include_depthwise=False, include_linear=False)
+    if spec.granularity == "pattern":          # PatDNN patterns are defined on 3x3 kernels only
+        layers = {n: m for n, m in layers.items() if tuple(m.kernel_size) == (3, 3)}
     if not layers:
-        raise DtmmError("the model has no prunable conv layers")
+        raise DtmmError(f"the model has no conv layers that {spec.granularity} pruning applies to")
     ratios = prune.load_ratios(spec.ratios, list(layers))
     ratios = {k: v for k, v in ratios.items() if v > 0}
     if not ratios:
@@ -145,3 +148,61 @@ def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarra
     return PruneResult(float_graph=g, qgraph=qg, graph=cg, formats=formats, layer_kept=kept,
                        dead_channels={k: [int(c) for c in v] for k, v in report.removed.items()},
                        dead_exact=report.is_exact)
+
+
+def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
+                  ratio: float | None = None, ratios: str | None = None, importance: str = "taylor",
+                  calib_samples: int = 256, eval_samples: int | None = None) -> dict:
+    """``dtmm prune``: prune a checkpoint in one shot, quantize, write ``out/model.tflite``
+    (compressed) and ``out/summary.json``. Nothing is written if any step fails."""
+    from dtmm import workflows
+    from dtmm.graph.float_exec import run_float
+    from dtmm.report import inspect_graph
+    from dtmm.tflite.export import to_tflite_bytes
+    from dtmm.train import load_checkpoint
+
+    if (ratio is None) == (ratios is None):
+        raise DtmmError("give exactly one of --ratio R or --ratios FILE.json")
+    net, meta = load_checkpoint(checkpoint)
+    ds, tr, _, te = workflows.load_splits(data)
+    workflows.check_dataset_matches(ds, meta, data)
+    spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
+    order = np.random.default_rng(workflows.SPLIT_SEED).permutation(len(tr))
+    x_tr, y_tr = tr.x[order], tr.y[order]
+    res = prune_model(net, meta.input_shape, spec, x_tr, y_tr, calib_samples=calib_samples)
+    model_bytes = to_tflite_bytes(res.graph)
+    xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
+    dense_acc = workflows.float_accuracy(net, xe, ye)
+    pruned_acc = float((run_float(res.float_graph, workflows.to_nhwc(xe)).argmax(-1) == ye).mean())
+    int8_acc = float((workflows.int8_predict(res.graph, xe).argmax(-1) == ye).mean())
+    rep = inspect_graph(res.graph)
+    dense_rep = inspect_graph(res.qgraph)
+    summary = {
+        "model": meta.model_name, "dataset": data, "granularity": granularity,
+        "importance": importance, "format": FORMAT_OF[granularity] or "dense",
+        "ratios": ratio if ratio is not None else ratios, "layer_kept": res.layer_kept,
+        "dead_channels": res.dead_channels, "dead_channel_folding_exact": res.dead_exact,
+        "eval_samples": int(len(ye)), "float_accuracy_unpruned": round(dense_acc, 4),
+        "float_accuracy_pruned": round(pruned_acc, 4), "int8_accuracy": round(int8_acc, 4),
+        "tflite_bytes": len(model_bytes), "total_bytes": rep["total_bytes"], "bytes": rep["bytes"],
+        "dense_int8_total_bytes": dense_rep["total_bytes"], "layers": rep["layers"],
+    }
+    out_dir = Path(out)
+    workflows.atomic_write_bytes(out_dir / "model.tflite", model_bytes)
+    workflows.atomic_write_json(out_dir / "summary.json", summary)
+    return {"tflite": str(out_dir / "model.tflite"), "summary": str(out_dir / "summary.json"),
+            **{k: summary[k] for k in ("float_accuracy_unpruned", "float_accuracy_pruned",
+                                       "int8_accuracy", "total_bytes", "dense_int8_total_bytes")}}
+
+
+def inspect_command(model: str) -> dict:
+    """``dtmm inspect``: the storage report of a (compressed) ``.tflite`` file."""
+    from dtmm.errors import ModelFileError
+    from dtmm.report import inspect_graph
+    from dtmm.tflite.reader import read_tflite
+
+    path = Path(model)
+    if not path.is_file():
+        raise ModelFileError(f"{model}: no such file")
+    rep = inspect_graph(read_tflite(path.read_bytes()))
+    return {"model": str(path), "file_bytes": path.stat().st_size, **rep}

@@ -62,6 +62,14 @@ def to_nhwc(x_nchw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x_nchw, np.float32).transpose(0, 2, 3, 1))
 
 
+def check_dataset_matches(ds, meta, spec: str) -> None:
+    """Refuse a dataset whose input shape or class count differs from a checkpoint's."""
+    if tuple(ds.input_shape) != tuple(meta.input_shape) or ds.num_classes != meta.num_classes:
+        raise DataError(f"dataset {spec!r} has inputs {ds.input_shape} and {ds.num_classes} classes, "
+                        f"but the checkpoint expects {tuple(meta.input_shape)} and "
+                        f"{meta.num_classes} classes")
+
+
 def batches(x: np.ndarray, size: int):
     for i in range(0, len(x), size):
         yield x[i:i + size]
@@ -142,10 +150,7 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
 
     net, meta = load_checkpoint(checkpoint)
     ds, tr, _, te = load_splits(data)
-    if tuple(ds.input_shape) != tuple(meta.input_shape) or ds.num_classes != meta.num_classes:
-        raise DataError(f"dataset {data!r} has inputs {ds.input_shape} and {ds.num_classes} classes, "
-                        f"but the checkpoint expects {tuple(meta.input_shape)} and "
-                        f"{meta.num_classes} classes")
+    check_dataset_matches(ds, meta, data)
     if calib_samples < 1:
         raise DataError("--calib-samples must be >= 1")
     idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
@@ -210,8 +215,12 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
     if backend == "reference":
         outs = ref
     elif backend == "tflm":
+        from dtmm.graph.compressed import dense_equivalent, has_compressed_ops
+        from dtmm.tflite.export import to_tflite_bytes
         from dtmm.tflite.tflm import run_tflm
-        outs = run_tflm(model_bytes, xq)
+        # TFLM has no DTMM custom ops: it runs the dense equivalent (pruned weights as zeros),
+        # which must match the compressed layers run from their formats byte for byte.
+        outs = run_tflm(to_tflite_bytes(dense_equivalent(qg)) if has_compressed_ops(qg) else model_bytes, xq)
     else:
         raise DtmmError(f"unknown backend {backend!r}")
     diff = outs.reshape(len(x), -1) != ref.reshape(len(x), -1)
