@@ -21,16 +21,6 @@ from dtmm.train import (
 from dtmm.zoo import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the shared 2-core machine, intra-op threads contending with other
-    processes make small convs ~50x slower; one thread keeps these tests fast."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def digits():
     tr, va, te = split(load_dataset("digits"), val=0.1, test=0.2, seed=0)

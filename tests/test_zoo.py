@@ -21,16 +21,6 @@ ALLOWED_FUNCTIONS = {operator.add, torch.cat}
 SHAPES = [((1, 28, 28), 10), ((3, 32, 32), 10), ((1, 8, 8), 10), ((1, 25, 25), 2)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the shared 2-core machine, intra-op threads contending with other
-    processes make small convs ~50x slower; one thread keeps these tests fast."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _nparams(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
