@@ -64,7 +64,7 @@ class PruneSpec:
 
     granularity: str
     ratios: float | Mapping[str, float] | str
-    importance: str = "taylor"
+    importance: str = "l1"
     batches: int = 8
     batch_size: int = 64
 
@@ -111,6 +111,10 @@ def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
     if not ratios:
         return net, {}
     scorer = prune.get_scorer(spec.importance)
+    # a seeded shuffle: datasets are often stored class by class, and the first batches
+    # must represent every class for both importance and BatchNorm statistics
+    order = np.random.default_rng(0).permutation(len(x))[:spec.batch_size * spec.batches]
+    x, y = x[order], np.asarray(y)[order]
     data = _batches(x, y, spec.batch_size, spec.batches)
     if not data:
         raise DtmmError("no data to score importance with (empty training split)")
@@ -119,7 +123,34 @@ def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
     masks = prune.masks_from_scores(net, scores, spec.granularity, ratios)
     prune.apply_masks(net, masks)
     prune.remove_masks(net)
+    recalibrate_batchnorm(net, x, spec.batch_size, spec.batches)
     return net, ratios
+
+
+def recalibrate_batchnorm(net: nn.Module, x: np.ndarray, batch_size: int = 64, batches: int = 8) -> None:
+    """Re-estimate BatchNorm running statistics of a pruned model on training images.
+
+    Pruning shifts every conv's output distribution, and stale BN statistics then
+    mis-normalise it; re-estimating them (no labels, no weight change) recovers much
+    of the one-shot accuracy loss. Weights, masks and BN affine parameters are untouched.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) == 0:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    was_training = net.training
+    net.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average over the batches below
+        m.train()
+    with torch.no_grad():
+        for i in range(0, min(len(x), batch_size * batches), batch_size):
+            net(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
+    for m, (mom, tr) in zip(bns, saved):
+        m.momentum = mom
+        m.train(tr)
+    net.train(was_training)
 
 
 def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarray, y_train: np.ndarray,
@@ -151,7 +182,7 @@ def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarra
 
 
 def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
-                  ratio: float | None = None, ratios: str | None = None, importance: str = "taylor",
+                  ratio: float | None = None, ratios: str | None = None, importance: str = "l1",
                   calib_samples: int = 256, eval_samples: int | None = None) -> dict:
     """``dtmm prune``: prune a checkpoint in one shot, quantize, write ``out/model.tflite``
     (compressed) and ``out/summary.json``. Nothing is written if any step fails."""
@@ -168,8 +199,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
     workflows.check_dataset_matches(ds, meta, data)
     spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
     order = np.random.default_rng(workflows.SPLIT_SEED).permutation(len(tr))
-    x_tr, y_tr = tr.x[order], tr.y[order]
-    res = prune_model(net, meta.input_shape, spec, x_tr, y_tr, calib_samples=calib_samples)
+    res = prune_model(net, meta.input_shape, spec, tr.x[order], tr.y[order], calib_samples=calib_samples)
     model_bytes = to_tflite_bytes(res.graph)
     xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
     dense_acc = workflows.float_accuracy(net, xe, ye)

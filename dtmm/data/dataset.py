@@ -117,8 +117,9 @@ def split(
     ``round(n_c * test)`` of its ``n_c`` items go to test, ``round(n_c * val)``
     to val, the rest to train. Every split therefore holds each class in the
     same proportion as ``ds``, and the same seed always gives the same split.
-    Within a split items keep their original order. ``val=0`` or ``test=0``
-    gives an empty split.
+    Each split is then shuffled (with the same generator), so any prefix of it is
+    a random sample of all classes even when the source is stored class by class
+    (as mnist5k is). ``val=0`` or ``test=0`` gives an empty split.
 
     Example:
         >>> import numpy as np
@@ -142,7 +143,8 @@ def split(
         parts[0].append(idx[n_test + n_val:])
     out = []
     for suffix, chunks in zip(("train", "val", "test"), parts):
-        idx = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, np.int64)
+        idx = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+        idx = idx[rng.permutation(idx.size)]
         out.append(ds.subset(idx, name=f"{ds.name}/{suffix}"))
     return out[0], out[1], out[2]
 
