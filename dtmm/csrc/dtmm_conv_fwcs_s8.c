@@ -5,17 +5,23 @@
  * -> kept filterlet -> chunk of the filterlet.  For each chunk the weights are loaded
  * once and multiplied with the R input runs (the C_in contiguous NHWC values at each
  * pixel's tap), so every MAC needs a single new load (paper Fig. 9b / Fig. 10):
- *   MVE:  vldrb (weights, predicated tail) + R x (vldrb input, vmladava)
+ *   MVE:  vldrb (weights) + R x (vldrb input, vmladava), tail-predicated
  *   DSP:  LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights
  *   C:    one weight, R scalar MACs
  * Input offset: acc = bias - in_zp * sum(kept w) + sum(x * w); a tap in the padding
  * points at a run of in_zp values (so it adds in_zp * w, cancelled by the first
- * term) - no patch buffer, no copies of input data.  The per-filter kept-weight sums
- * are computed here, into scratch, once per call (nnz/16 vector adds on MVE).
+ * term) - no patch buffer, no copies of input data.  The per-filter offsets
+ * bias - in_zp * sum(kept w) are computed here, into scratch, once per call (nnz/16
+ * vector adds on MVE).
  *
- * A filterlet's kernel position comes from cptr = (kh*KW + kw) * C_in through an
- * exact multiply by a 16-bit reciprocal of C_in (no division per filterlet) and a
- * KH*KW table of input offsets built once per call.
+ * A filterlet's kernel position k comes from cptr = (kh*KW + kw) * C_in through an
+ * exact multiply by a 16-bit reciprocal of C_in (no division per filterlet); per block
+ * of R pixels a KH*KW x R table holds each pixel's input pointer at each k (or the
+ * in_zp run for a tap in the padding), so a filterlet costs one table lookup and its
+ * dot product wherever the block lies (borders included).
+ * MVE: the dot products are WLSTP/LETP tail-predicated loops in inline asm (groups of
+ * 4 / 2 / 1 pixels: VMLADAVA accumulates into even registers only, so R = 8 runs as
+ * two groups of 4), and the R outputs of a filter are requantized as one vector.
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
  * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
@@ -53,7 +59,7 @@ int32_t dtmm_conv_fwcs_s8_config(const char **isa)
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
-    return 8 * w->kh * w->kw + 4 * w->c_out + ((w->size + 3) & ~3);
+    return 64 * w->kh * w->kw + 8 + 4 * w->c_out + ((w->size + 3) & ~3);
 }
 
 /* Sum of n int8 values (contiguous). */
@@ -81,21 +87,19 @@ static int32_t sum_s8(const int8_t *x, int32_t n)
 DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32_t *acc)
 {
 #if DTMM_USE_MVE
-    /* Full vectors unpredicated (GCC 12 handles VPT blocks poorly), then one
-     * predicated tail. */
-    int32_t c = 0;
-    for (; c + 16 <= n; c += 16) {
-        const int8x16_t wv = vldrbq_s8(w + c);
-        DTMM_UNROLL
-        for (int32_t r = 0; r < FWCS_R; r++) acc[r] = vmladavaq_s8(acc[r], wv, vldrbq_s8(x[r] + c));
+    /* Groups of 4, then 2, then 1 pixels; each a tail-predicated loop that loads the
+     * weights once per 16 and reuses them (at most 4 accumulators live: VMLADAVA
+     * takes even registers only). */
+    int32_t r = 0;
+    DTMM_UNROLL
+    for (; r + 4 <= FWCS_R; r += 4)
+        dtmm_mve_dot_1x4(w, x[r], x[r + 1], x[r + 2], x[r + 3], n, &acc[r], &acc[r + 1],
+                         &acc[r + 2], &acc[r + 3]);
+    if (FWCS_R - r >= 2) {
+        dtmm_mve_dot_1x2(w, x[r], x[r + 1], n, &acc[r], &acc[r + 1]);
+        r += 2;
     }
-    if (c < n) {
-        const mve_pred16_t pr = vctp8q((uint32_t)(n - c));
-        const int8x16_t wv = vldrbq_z_s8(w + c, pr);
-        DTMM_UNROLL
-        for (int32_t r = 0; r < FWCS_R; r++)
-            acc[r] = vmladavaq_s8(acc[r], wv, vldrbq_z_s8(x[r] + c, pr));
-    }
+    if (FWCS_R - r >= 1) dtmm_mve_dot_1x1(w, x[r], n, &acc[r]);
 #elif DTMM_USE_DSP
     int32_t c = 0;
     for (; c + 4 <= n; c += 4) {
@@ -122,81 +126,93 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
 #endif
 }
 
-/* The operator body, specialised by the compiler for 8- and 16-bit cptr. */
+/* Requantize the R accumulators of filter f (pixels p0 .. p0 + live - 1) into out. */
+DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_out, int32_t m,
+                         int32_t s, const dtmm_conv_params *p, const void *vctx)
+{
+#if DTMM_USE_MVE
+    const int32x4_t *vc = (const int32x4_t *)vctx; /* lo, hi */
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+    DTMM_UNROLL
+    for (int32_t g = 0; g < FWCS_R; g += 4) {
+        const int32_t n = live - g;
+        if (n <= 0) break;
+        const int32x4_t v = dtmm_mve_vec4(acc[g], g + 1 < FWCS_R ? acc[g + 1] : 0,
+                                          g + 2 < FWCS_R ? acc[g + 2] : 0,
+                                          g + 3 < FWCS_R ? acc[g + 3] : 0);
+        dtmm_mve_requant_store(v, m, s, p->out_zp, vc[0], vc[1], o + g * c_out, offs,
+                               vctp32q((uint32_t)n));
+    }
+#else
+    (void)vctx;
+    for (int32_t r = 0; r < live; r++)
+        o[r * c_out] = dtmm_requant_s8(acc[r], m, s, p->out_zp, p->act_min, p->act_max);
+#endif
+}
+
+/* The operator body, specialised by the compiler for 8- and 16-bit cptr.
+ * tab: KH*KW x R input pointers of the current block (tab[k * R + r] = start of the
+ * C_in run pixel r reads at kernel position k, or zp_run for a tap in the padding),
+ * rebuilt once per block and shared by every filter. */
 DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params *q,
                            const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
-                           const int32_t *bias, const dtmm_dims *od, int8_t *out,
-                           const int32_t *in_off, const int32_t *khkw, const int32_t *ksum,
-                           const int8_t *zp_run, const int cptr_bits)
+                           const dtmm_dims *od, int8_t *out, const int8_t **tab,
+                           const int32_t *foff, const int8_t *zp_run, const int cptr_bits)
 {
     const int32_t c_in = id->c, c_out = fw->c_out, kh_n = fw->kh, kw_n = fw->kw;
     const int32_t hw_out = od->h * od->w;
     const uint32_t inv = (65536u + (uint32_t)c_in - 1u) / (uint32_t)c_in;
     const uint8_t *cptr8 = (const uint8_t *)fw->cptr;
     const uint16_t *cptr16 = (const uint16_t *)fw->cptr;
+#if DTMM_USE_MVE
+    const int32x4_t vctx[2] = {vdupq_n_s32(p->act_min), vdupq_n_s32(p->act_max)};
+#else
+    const void *vctx = 0;
+#endif
 
     for (int32_t n = 0; n < id->n; n++) {
         const int8_t *in_n = in + n * id->h * id->w * c_in;
         int8_t *out_n = out + n * hw_out * c_out;
         int32_t oy = 0, ox = 0; /* coordinates of pixel p0 */
         for (int32_t p0 = 0; p0 < hw_out; p0 += FWCS_R) {
-            int32_t iy0[FWCS_R], ix0[FWCS_R], base[FWCS_R];
-            int32_t all_in = 1, live = 0;
+            int32_t live = 0;
             for (int32_t r = 0; r < FWCS_R; r++) {
+                int32_t iy0 = -kh_n, ix0 = -kw_n; /* dead lane: every tap reads zp_run */
                 if (p0 + r < hw_out) {
-                    iy0[r] = oy * p->stride_h - p->pad_top;
-                    ix0[r] = ox * p->stride_w - p->pad_left;
-                    base[r] = (iy0[r] * id->w + ix0[r]) * c_in;
-                    all_in &= iy0[r] >= 0 && iy0[r] + kh_n <= id->h && ix0[r] >= 0
-                              && ix0[r] + kw_n <= id->w;
+                    iy0 = oy * p->stride_h - p->pad_top;
+                    ix0 = ox * p->stride_w - p->pad_left;
                     live++;
                     if (++ox == od->w) {
                         ox = 0;
                         oy++;
                     }
-                } else { /* dead lane: every tap reads the in_zp run, never stored */
-                    iy0[r] = -kh_n;
-                    ix0[r] = -kw_n;
-                    base[r] = 0;
-                    all_in = 0;
+                }
+                for (int32_t kh = 0; kh < kh_n; kh++) {
+                    const int32_t iy = iy0 + kh;
+                    const int row_ok = (uint32_t)iy < (uint32_t)id->h;
+                    for (int32_t kw = 0; kw < kw_n; kw++) {
+                        const int32_t ix = ix0 + kw;
+                        tab[(kh * kw_n + kw) * FWCS_R + r] =
+                            row_ok && (uint32_t)ix < (uint32_t)id->w
+                                ? in_n + (iy * id->w + ix) * c_in
+                                : zp_run;
+                    }
                 }
             }
-            const int8_t *w = fw->arr;
+            int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, 0);
             for (int32_t f = 0; f < c_out; f++) {
-                const int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, f);
                 const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
-                const int32_t init = (bias ? bias[f] : 0) - p->in_zp * ksum[f];
                 int32_t acc[FWCS_R];
-                const int8_t *x[FWCS_R];
+                const int32_t init = foff[f];
                 for (int32_t r = 0; r < FWCS_R; r++) acc[r] = init;
-                w = fw->arr + j0 * c_in;
-                if (all_in) {
-                    for (int32_t j = j0; j < j1; j++, w += c_in) {
-                        const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
-                        const int32_t off = in_off[(cp * inv) >> 16];
-                        DTMM_UNROLL
-                        for (int32_t r = 0; r < FWCS_R; r++) x[r] = in_n + (base[r] + off);
-                        dot_r(w, x, c_in, acc);
-                    }
-                } else {
-                    for (int32_t j = j0; j < j1; j++, w += c_in) {
-                        const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
-                        const uint32_t k = (cp * inv) >> 16;
-                        const int32_t off = in_off[k];
-                        const int32_t kh = khkw[k] >> 16, kw = khkw[k] & 0xFFFF;
-                        for (int32_t r = 0; r < FWCS_R; r++) {
-                            const int32_t iy = iy0[r] + kh, ix = ix0[r] + kw;
-                            x[r] = ((uint32_t)iy < (uint32_t)id->h && (uint32_t)ix < (uint32_t)id->w)
-                                       ? in_n + (base[r] + off)
-                                       : zp_run;
-                        }
-                        dot_r(w, x, c_in, acc);
-                    }
+                const int8_t *w = fw->arr + j0 * c_in;
+                for (int32_t j = j0; j < j1; j++, w += c_in) {
+                    const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
+                    dot_r(w, tab + ((cp * inv) >> 16) * FWCS_R, c_in, acc);
                 }
-                for (int32_t r = 0; r < live; r++)
-                    out_n[(p0 + r) * c_out + f] =
-                        dtmm_requant_s8(acc[r], q->multiplier[f], q->shift[f], p->out_zp,
-                                        p->act_min, p->act_max);
+                j0 = j1;
+                store_r(acc, live, out_n + p0 * c_out + f, c_out, q->multiplier[f], q->shift[f],
+                        p, vctx);
             }
         }
     }
@@ -216,25 +232,20 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
         || (int64_t)(kk - 1) * c_in >= 65536)
         return DTMM_ERR_ARG;
 
-    int32_t *in_off = (int32_t *)scratch;
-    int32_t *khkw = in_off + kk;
-    int32_t *ksum = khkw + kk;
-    int8_t *zp_run = (int8_t *)(ksum + fw->c_out);
-    for (int32_t kh = 0; kh < fw->kh; kh++) {
-        for (int32_t kw = 0; kw < fw->kw; kw++) {
-            in_off[kh * fw->kw + kw] = (kh * id->w + kw) * c_in;
-            khkw[kh * fw->kw + kw] = (kh << 16) | kw;
-        }
-    }
+    /* scratch: foff[C_out] | zp_run[align4(C_in)] | (8-byte aligned) tab[KH*KW*R] */
+    int32_t *foff = (int32_t *)scratch;
+    int8_t *zp_run = (int8_t *)(foff + fw->c_out);
+    const uintptr_t t = (uintptr_t)(zp_run + ((c_in + 3) & ~3));
+    const int8_t **tab = (const int8_t **)((t + 7u) & ~(uintptr_t)7u);
     memset(zp_run, (int8_t)p->in_zp, (size_t)c_in);
     for (int32_t f = 0; f < fw->c_out; f++) {
         const int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, f);
         const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
-        ksum[f] = sum_s8(fw->arr + j0 * c_in, (j1 - j0) * c_in);
+        foff[f] = (bias ? bias[f] : 0) - p->in_zp * sum_s8(fw->arr + j0 * c_in, (j1 - j0) * c_in);
     }
     if (fw->cptr_bits == 8)
-        fwcs_body(p, q, id, in, fw, bias, od, out, in_off, khkw, ksum, zp_run, 8);
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_run, 8);
     else
-        fwcs_body(p, q, id, in, fw, bias, od, out, in_off, khkw, ksum, zp_run, 16);
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_run, 16);
     return DTMM_OK;
 }

@@ -1,10 +1,12 @@
 /*
  * dtmm_conv_s8.c - dense int8 convolution (NHWC input, OHWI weights), CMSIS-NN style.
  *
- * MVE:     im2col of 4 output pixels into int8 scratch (padding = in_zp), then per
- *          filter a 4-row tail-predicated dot product (vmladava) sharing each weight
- *          load; sum(w) is accumulated alongside (vaddva) to apply the input offset:
- *          acc = bias + sum(x * w) - in_zp * sum(w).
+ * MVE:     per-filter offsets bias - in_zp * sum(w) computed once per call (vaddva);
+ *          im2col of 3 output pixels into int8 scratch (padding = in_zp; one vector
+ *          copy per kernel row, taps of a row being contiguous in NHWC); then blocks of
+ *          2 filters x 3 pixels, a tail-predicated WLSTP/LETP loop of 5 loads and 6
+ *          VMLADAVA per 16 (8 MACs per instruction); acc = offset + sum(x * w);
+ *          vector requantization of the 3 pixels of a filter, scattered to the output.
  * DSP:     im2col of 2 output pixels into int16 scratch holding x - in_zp (padding 0),
  *          each group of 4 stored as (x0, x2, x1, x3) so that a weight word needs only
  *          __sxtb16 and __sxtb16(ror 8); then a 2 filters x 2 pixels __smlad kernel.
@@ -18,7 +20,7 @@ int32_t dtmm_conv_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_dims *
     (void)in_dims;
     const int32_t k = filter_dims->h * filter_dims->w * filter_dims->c;
 #if DTMM_USE_MVE
-    return 4 * k; /* 4 rows of int8 */
+    return 3 * k + 4 * filter_dims->n; /* 3 int8 im2col rows + per-filter offsets */
 #elif DTMM_USE_DSP
     return 2 * k * (int32_t)sizeof(int16_t); /* 2 rows of int16 */
 #else
@@ -28,21 +30,24 @@ int32_t dtmm_conv_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_dims *
 }
 
 #if DTMM_USE_MVE
-/* int8 im2col row of one output pixel; taps in the padding are filled with in_zp. */
+/* int8 im2col row of one output pixel: per kernel row one vector copy of the taps
+ * inside the input (contiguous in NHWC) and vector fills of in_zp for the rest. */
 static void im2col_s8(const int8_t *in, const dtmm_dims *id, int32_t kh_n, int32_t kw_n,
-                      int32_t iy0, int32_t ix0, int8_t zp, int8_t *dst)
+                      int32_t iy0, int32_t ix0, int8x16_t zpv, int8_t *dst)
 {
-    const int32_t c = id->c;
-    for (int32_t kh = 0; kh < kh_n; kh++) {
+    const int32_t c = id->c, run = kw_n * c;
+    int32_t lo = -ix0, hi = id->w - ix0;
+    lo = lo < 0 ? 0 : lo > kw_n ? kw_n : lo;
+    hi = hi > kw_n ? kw_n : hi < lo ? lo : hi;
+    for (int32_t kh = 0; kh < kh_n; kh++, dst += run) {
         const int32_t iy = iy0 + kh;
-        for (int32_t kw = 0; kw < kw_n; kw++) {
-            const int32_t ix = ix0 + kw;
-            if (iy >= 0 && iy < id->h && ix >= 0 && ix < id->w)
-                memcpy(dst, in + ((int32_t)iy * id->w + ix) * c, (size_t)c);
-            else
-                memset(dst, zp, (size_t)c);
-            dst += c;
+        if ((uint32_t)iy >= (uint32_t)id->h || lo == hi) {
+            dtmm_mve_fill(dst, zpv, run);
+            continue;
         }
+        dtmm_mve_fill(dst, zpv, lo * c);
+        dtmm_mve_copy(dst + lo * c, in + (iy * id->w + ix0 + lo) * c, (hi - lo) * c);
+        dtmm_mve_fill(dst + hi * c, zpv, (kw_n - hi) * c);
     }
 }
 #endif
@@ -107,55 +112,56 @@ dtmm_status dtmm_conv_s8(const dtmm_conv_params *p, const dtmm_requant_params *q
         const int8_t *in_n = in + n * id->h * id->w * c_in;
         int8_t *out_n = out + n * hw_out * c_out;
 #if DTMM_USE_MVE
-        int8_t *col = (int8_t *)scratch;
-        for (int32_t p0 = 0; p0 < hw_out; p0 += 4) {
-            const int32_t rows = hw_out - p0 < 4 ? hw_out - p0 : 4;
-            const int8_t *row[4];
-            for (int32_t r = 0; r < 4; r++) {
-                if (r < rows) {
-                    const int32_t oy = (p0 + r) / od->w, ox = (p0 + r) % od->w;
-                    im2col_s8(in_n, id, kh_n, kw_n, oy * p->stride_h - p->pad_top,
-                              ox * p->stride_w - p->pad_left, (int8_t)in_zp, col + r * k_total);
-                    row[r] = col + r * k_total;
-                } else {
-                    row[r] = col; /* dead lane: computed, never stored */
+        /* Blocks of 3 output pixels x 2 filters (6 accumulators: VMLADAVA writes even
+         * registers only), 5 loads per 6 vector MACs; vector requantization. */
+        int32_t *foff = (int32_t *)scratch;
+        int8_t *col = (int8_t *)(foff + c_out);
+        if (n == 0) {
+            for (int32_t f = 0; f < c_out; f++) {
+                const int8_t *w = weights + f * k_total;
+                int32_t s = 0, k = 0;
+                for (; k + 16 <= k_total; k += 16) s = vaddvaq_s8(s, vldrbq_s8(w + k));
+                if (k < k_total)
+                    s = vaddvaq_s8(s, vldrbq_z_s8(w + k, vctp8q((uint32_t)(k_total - k))));
+                foff[f] = (bias ? bias[f] : 0) - in_zp * s;
+            }
+        }
+        const int8x16_t zpv = vdupq_n_s8((int8_t)in_zp);
+        const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+        const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+        int32_t oy = 0, ox = 0;
+        for (int32_t p0 = 0; p0 < hw_out; p0 += 3) {
+            const int32_t rows = hw_out - p0 < 3 ? hw_out - p0 : 3;
+            for (int32_t r = 0; r < rows; r++) {
+                im2col_s8(in_n, id, kh_n, kw_n, oy * p->stride_h - p->pad_top,
+                          ox * p->stride_w - p->pad_left, zpv, col + r * k_total);
+                if (++ox == od->w) {
+                    ox = 0;
+                    oy++;
                 }
             }
-            const int8_t *w = weights;
-            for (int32_t f = 0; f < c_out; f++, w += k_total) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, wsum = 0;
-                const int8_t *wp = w, *x0 = row[0], *x1 = row[1], *x2 = row[2], *x3 = row[3];
-                int32_t k = k_total;
-                /* Full vectors unpredicated (GCC 12 handles VPT blocks poorly), then one
-                 * predicated tail. */
-                for (; k >= 16; k -= 16) {
-                    const int8x16_t wv = vldrbq_s8(wp);
-                    wsum = vaddvaq_s8(wsum, wv);
-                    a0 = vmladavaq_s8(a0, wv, vldrbq_s8(x0));
-                    a1 = vmladavaq_s8(a1, wv, vldrbq_s8(x1));
-                    a2 = vmladavaq_s8(a2, wv, vldrbq_s8(x2));
-                    a3 = vmladavaq_s8(a3, wv, vldrbq_s8(x3));
-                    wp += 16;
-                    x0 += 16;
-                    x1 += 16;
-                    x2 += 16;
-                    x3 += 16;
-                }
-                if (k > 0) {
-                    const mve_pred16_t pr = vctp8q((uint32_t)k);
-                    const int8x16_t wv = vldrbq_z_s8(wp, pr);
-                    wsum = vaddvaq_s8(wsum, wv);
-                    a0 = vmladavaq_s8(a0, wv, vldrbq_z_s8(x0, pr));
-                    a1 = vmladavaq_s8(a1, wv, vldrbq_z_s8(x1, pr));
-                    a2 = vmladavaq_s8(a2, wv, vldrbq_z_s8(x2, pr));
-                    a3 = vmladavaq_s8(a3, wv, vldrbq_z_s8(x3, pr));
-                }
-                const int32_t off = (bias ? bias[f] : 0) - in_zp * wsum;
-                const int32_t acc[4] = {a0 + off, a1 + off, a2 + off, a3 + off};
-                for (int32_t r = 0; r < rows; r++)
-                    out_n[(p0 + r) * c_out + f] =
-                        dtmm_requant_s8(acc[r], q->multiplier[f], q->shift[f], p->out_zp,
-                                        p->act_min, p->act_max);
+            const int8_t *x0 = col, *x1 = rows > 1 ? col + k_total : col; /* dead rows: */
+            const int8_t *x2 = rows > 2 ? col + 2 * k_total : col;        /* never stored */
+            const mve_pred16_t pr = vctp32q((uint32_t)rows);
+            int8_t *o = out_n + p0 * c_out;
+            int32_t f = 0;
+            for (; f + 1 < c_out; f += 2) {
+                const int32_t b0 = foff[f], b1 = foff[f + 1];
+                int32_t a00 = b0, a01 = b0, a02 = b0, a10 = b1, a11 = b1, a12 = b1;
+                dtmm_mve_dot_2x3(weights + f * k_total, weights + (f + 1) * k_total, x0, x1, x2,
+                                 k_total, &a00, &a01, &a02, &a10, &a11, &a12);
+                dtmm_mve_requant_store(dtmm_mve_vec4(a00, a01, a02, 0), q->multiplier[f],
+                                       q->shift[f], p->out_zp, lo, hi, o + f, offs, pr);
+                dtmm_mve_requant_store(dtmm_mve_vec4(a10, a11, a12, 0), q->multiplier[f + 1],
+                                       q->shift[f + 1], p->out_zp, lo, hi, o + f + 1, offs, pr);
+            }
+            if (f < c_out) {
+                const int32_t b0 = foff[f];
+                int32_t a0 = b0, a1 = b0, a2 = b0, a3 = b0;
+                dtmm_mve_dot_1x4(weights + f * k_total, x0, x1, x2, x2, k_total, &a0, &a1, &a2,
+                                 &a3);
+                dtmm_mve_requant_store(dtmm_mve_vec4(a0, a1, a2, 0), q->multiplier[f],
+                                       q->shift[f], p->out_zp, lo, hi, o + f, offs, pr);
             }
         }
 #elif DTMM_USE_DSP

@@ -35,4 +35,210 @@ DTMM_INLINE int dtmm_conv_params_ok(const dtmm_conv_params *p, const dtmm_dims *
            && p->act_min <= p->act_max && p->act_min >= -128 && p->act_max <= 127;
 }
 
+#if DTMM_USE_MVE
+/* Requantize up to 4 accumulators of ONE output channel (multiplier m, shift s) and
+ * store the int8 results of the lanes enabled in `pred` at base + offs[i]:
+ * clamp(MultiplyByQuantizedMultiplier(acc, m, s) + out_zp, lo, hi), bit for bit
+ * dtmm_requant_s8:  VQRDMULH is gemmlowp's SaturatingRoundingDoublingHighMul (same
+ * rounding, same INT32_MIN * INT32_MIN saturation); RoundingDivideByPOT is VRSHL by
+ * -right after adding -1 to negative values (CMSIS-NN's arm_divide_by_power_of_two_mve),
+ * which turns VRSHL's round-half-up into round-half-away-from-zero. */
+DTMM_INLINE void dtmm_mve_requant_store(int32x4_t v, int32_t m, int32_t s, int32_t out_zp,
+                                        int32x4_t lo, int32x4_t hi, int8_t *base,
+                                        uint32x4_t offs, mve_pred16_t pred)
+{
+    const int32_t left = s > 0 ? s : 0;
+    const int32_t neg_right = s > 0 ? 0 : s;
+    v = vshlq_r_s32(v, left);
+    v = vqrdmulhq_n_s32(v, m);
+    const int32x4_t fix = vshrq_n_s32(vandq_s32(v, vdupq_n_s32(neg_right)), 31);
+    v = vrshlq_n_s32(vqaddq_s32(v, fix), neg_right);
+    v = vaddq_n_s32(v, out_zp);
+    v = vminq_s32(vmaxq_s32(v, lo), hi);
+    vstrbq_scatter_offset_p_s32(base, offs, v, pred);
+}
+
+/* Tail-predicated int8 dot products, n >= 0 elements each (any n: the last vector is
+ * predicated), weights loaded once per 16 and reused across the rows:
+ *   dtmm_mve_dot_1x{1,2,4}: one weight run w against 1, 2 or 4 input runs x0..x3
+ *                            (paper Fig. 8 / Fig. 10), a{r} += dot(w, x{r});
+ *   dtmm_mve_dot_2x3:       two weight runs w0, w1 against three input runs,
+ *                            a{f}{r} += dot(w{f}, x{r})  (dense conv, 8 MACs/insn).
+ * On Cortex-M these are WLSTP/LETP low-overhead loops in inline asm (GCC 12 indexes
+ * the loads instead of post-incrementing and spills around intrinsic loops); with
+ * DTMM_EMULATE_MVE the same computation uses the intrinsic models of dtmm_isa.h. */
+#if defined(DTMM_EMULATE_MVE)
+#  define DTMM_MVE_DOT_LOOP(n, ...)                                                    \
+    for (int32_t i_ = 0; i_ < (n); i_ += 16) {                                         \
+        const mve_pred16_t p_ = vctp8q((uint32_t)((n) - i_));                          \
+        __VA_ARGS__                                                                    \
+    }
+DTMM_INLINE void dtmm_mve_dot_1x4(const int8_t *w, const int8_t *x0, const int8_t *x1,
+                                  const int8_t *x2, const int8_t *x3, int32_t n, int32_t *a0,
+                                  int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    DTMM_MVE_DOT_LOOP(n, {
+        const int8x16_t wv = vldrbq_z_s8(w + i_, p_);
+        *a0 = vmladavaq_s8(*a0, wv, vldrbq_z_s8(x0 + i_, p_));
+        *a1 = vmladavaq_s8(*a1, wv, vldrbq_z_s8(x1 + i_, p_));
+        *a2 = vmladavaq_s8(*a2, wv, vldrbq_z_s8(x2 + i_, p_));
+        *a3 = vmladavaq_s8(*a3, wv, vldrbq_z_s8(x3 + i_, p_));
+    })
+}
+DTMM_INLINE void dtmm_mve_dot_1x2(const int8_t *w, const int8_t *x0, const int8_t *x1,
+                                  int32_t n, int32_t *a0, int32_t *a1)
+{
+    DTMM_MVE_DOT_LOOP(n, {
+        const int8x16_t wv = vldrbq_z_s8(w + i_, p_);
+        *a0 = vmladavaq_s8(*a0, wv, vldrbq_z_s8(x0 + i_, p_));
+        *a1 = vmladavaq_s8(*a1, wv, vldrbq_z_s8(x1 + i_, p_));
+    })
+}
+DTMM_INLINE void dtmm_mve_dot_1x1(const int8_t *w, const int8_t *x0, int32_t n, int32_t *a0)
+{
+    DTMM_MVE_DOT_LOOP(n, {
+        *a0 = vmladavaq_s8(*a0, vldrbq_z_s8(w + i_, p_), vldrbq_z_s8(x0 + i_, p_));
+    })
+}
+DTMM_INLINE void dtmm_mve_dot_2x3(const int8_t *w0, const int8_t *w1, const int8_t *x0,
+                                  const int8_t *x1, const int8_t *x2, int32_t n, int32_t *a00,
+                                  int32_t *a01, int32_t *a02, int32_t *a10, int32_t *a11,
+                                  int32_t *a12)
+{
+    DTMM_MVE_DOT_LOOP(n, {
+        const int8x16_t u = vldrbq_z_s8(w0 + i_, p_), v = vldrbq_z_s8(w1 + i_, p_);
+        const int8x16_t y0 = vldrbq_z_s8(x0 + i_, p_), y1 = vldrbq_z_s8(x1 + i_, p_);
+        const int8x16_t y2 = vldrbq_z_s8(x2 + i_, p_);
+        *a00 = vmladavaq_s8(*a00, u, y0);
+        *a10 = vmladavaq_s8(*a10, v, y0);
+        *a01 = vmladavaq_s8(*a01, u, y1);
+        *a11 = vmladavaq_s8(*a11, v, y1);
+        *a02 = vmladavaq_s8(*a02, u, y2);
+        *a12 = vmladavaq_s8(*a12, v, y2);
+    })
+}
+#else
+DTMM_INLINE void dtmm_mve_dot_1x4(const int8_t *w, const int8_t *x0, const int8_t *x1,
+                                  const int8_t *x2, const int8_t *x3, int32_t n, int32_t *a0,
+                                  int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    int32_t r0 = *a0, r1 = *a1, r2 = *a2, r3 = *a3;
+    __asm__ volatile(
+        "   wlstp.8     lr, %[n], 2f\n"
+        "1: vldrb.8     q0, [%[w]], #16\n"
+        "   vldrb.8     q1, [%[x0]], #16\n"
+        "   vmladava.s8 %[r0], q0, q1\n"
+        "   vldrb.8     q2, [%[x1]], #16\n"
+        "   vmladava.s8 %[r1], q0, q2\n"
+        "   vldrb.8     q1, [%[x2]], #16\n"
+        "   vmladava.s8 %[r2], q0, q1\n"
+        "   vldrb.8     q2, [%[x3]], #16\n"
+        "   vmladava.s8 %[r3], q0, q2\n"
+        "   letp        lr, 1b\n"
+        "2:\n"
+        : [r0] "+Te"(r0), [r1] "+Te"(r1), [r2] "+Te"(r2), [r3] "+Te"(r3), [w] "+r"(w),
+          [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3)
+        : [n] "r"(n)
+        : "q0", "q1", "q2", "lr", "memory");
+    *a0 = r0;
+    *a1 = r1;
+    *a2 = r2;
+    *a3 = r3;
+}
+DTMM_INLINE void dtmm_mve_dot_1x2(const int8_t *w, const int8_t *x0, const int8_t *x1,
+                                  int32_t n, int32_t *a0, int32_t *a1)
+{
+    int32_t r0 = *a0, r1 = *a1;
+    __asm__ volatile(
+        "   wlstp.8     lr, %[n], 2f\n"
+        "1: vldrb.8     q0, [%[w]], #16\n"
+        "   vldrb.8     q1, [%[x0]], #16\n"
+        "   vmladava.s8 %[r0], q0, q1\n"
+        "   vldrb.8     q2, [%[x1]], #16\n"
+        "   vmladava.s8 %[r1], q0, q2\n"
+        "   letp        lr, 1b\n"
+        "2:\n"
+        : [r0] "+Te"(r0), [r1] "+Te"(r1), [w] "+r"(w), [x0] "+r"(x0), [x1] "+r"(x1)
+        : [n] "r"(n)
+        : "q0", "q1", "q2", "lr", "memory");
+    *a0 = r0;
+    *a1 = r1;
+}
+DTMM_INLINE void dtmm_mve_dot_1x1(const int8_t *w, const int8_t *x0, int32_t n, int32_t *a0)
+{
+    int32_t r0 = *a0;
+    __asm__ volatile(
+        "   wlstp.8     lr, %[n], 2f\n"
+        "1: vldrb.8     q0, [%[w]], #16\n"
+        "   vldrb.8     q1, [%[x0]], #16\n"
+        "   vmladava.s8 %[r0], q0, q1\n"
+        "   letp        lr, 1b\n"
+        "2:\n"
+        : [r0] "+Te"(r0), [w] "+r"(w), [x0] "+r"(x0)
+        : [n] "r"(n)
+        : "q0", "q1", "lr", "memory");
+    *a0 = r0;
+}
+DTMM_INLINE void dtmm_mve_dot_2x3(const int8_t *w0, const int8_t *w1, const int8_t *x0,
+                                  const int8_t *x1, const int8_t *x2, int32_t n, int32_t *a00,
+                                  int32_t *a01, int32_t *a02, int32_t *a10, int32_t *a11,
+                                  int32_t *a12)
+{
+    int32_t r00 = *a00, r01 = *a01, r02 = *a02, r10 = *a10, r11 = *a11, r12 = *a12;
+    __asm__ volatile(
+        "   wlstp.8     lr, %[n], 2f\n"
+        "1: vldrb.8     q0, [%[w0]], #16\n"
+        "   vldrb.8     q1, [%[w1]], #16\n"
+        "   vldrb.8     q2, [%[x0]], #16\n"
+        "   vmladava.s8 %[r00], q0, q2\n"
+        "   vmladava.s8 %[r10], q1, q2\n"
+        "   vldrb.8     q3, [%[x1]], #16\n"
+        "   vmladava.s8 %[r01], q0, q3\n"
+        "   vmladava.s8 %[r11], q1, q3\n"
+        "   vldrb.8     q2, [%[x2]], #16\n"
+        "   vmladava.s8 %[r02], q0, q2\n"
+        "   vmladava.s8 %[r12], q1, q2\n"
+        "   letp        lr, 1b\n"
+        "2:\n"
+        : [r00] "+Te"(r00), [r01] "+Te"(r01), [r02] "+Te"(r02), [r10] "+Te"(r10),
+          [r11] "+Te"(r11), [r12] "+Te"(r12), [w0] "+r"(w0), [w1] "+r"(w1), [x0] "+r"(x0),
+          [x1] "+r"(x1), [x2] "+r"(x2)
+        : [n] "r"(n)
+        : "q0", "q1", "q2", "q3", "lr", "memory");
+    *a00 = r00;
+    *a01 = r01;
+    *a02 = r02;
+    *a10 = r10;
+    *a11 = r11;
+    *a12 = r12;
+}
+#endif
+
+/* Vector of 4 int32 values from scalars. */
+DTMM_INLINE int32x4_t dtmm_mve_vec4(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    int32x4_t v = vdupq_n_s32(a);
+    v = vsetq_lane_s32(b, v, 1);
+    v = vsetq_lane_s32(c, v, 2);
+    return vsetq_lane_s32(d, v, 3);
+}
+
+/* dst[0:n] = src[0:n] (n >= 0). */
+DTMM_INLINE void dtmm_mve_copy(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 16; n -= 16, src += 16, dst += 16) vstrbq_s8(dst, vldrbq_s8(src));
+    if (n > 0) {
+        const mve_pred16_t p = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
+    }
+}
+
+/* dst[0:n] = v (n >= 0). */
+DTMM_INLINE void dtmm_mve_fill(int8_t *dst, int8x16_t v, int32_t n)
+{
+    for (; n >= 16; n -= 16, dst += 16) vstrbq_s8(dst, v);
+    if (n > 0) vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
+}
+#endif
+
 #endif /* DTMM_INTERNAL_H */

@@ -153,6 +153,113 @@ DTMM_INLINE int32_t vaddvaq_s8(int32_t acc, int8x16_t a)
     for (int i = 0; i < 16; i++) acc += a.v[i];
     return acc;
 }
+DTMM_INLINE void vstrbq_p_s8(int8_t *p, int8x16_t a, mve_pred16_t pred)
+{
+    for (int i = 0; i < 16; i++)
+        if ((pred >> i) & 1) p[i] = a.v[i];
+}
+DTMM_INLINE void vstrbq_s8(int8_t *p, int8x16_t a) { vstrbq_p_s8(p, a, 0xFFFF); }
+DTMM_INLINE int8x16_t vdupq_n_s8(int8_t x)
+{
+    int8x16_t r;
+    for (int i = 0; i < 16; i++) r.v[i] = x;
+    return r;
+}
+/* 32-bit lanes (requantization).  A predicate has 4 bits per 32-bit lane. */
+typedef struct { int32_t v[4]; } int32x4_t;
+typedef struct { uint32_t v[4]; } uint32x4_t;
+DTMM_INLINE mve_pred16_t vctp32q(uint32_t n)
+{
+    return n >= 4 ? (mve_pred16_t)0xFFFF : (mve_pred16_t)((1u << (4 * n)) - 1u);
+}
+DTMM_INLINE int32x4_t vdupq_n_s32(int32_t x)
+{
+    int32x4_t r = {{x, x, x, x}};
+    return r;
+}
+DTMM_INLINE int32x4_t vsetq_lane_s32(int32_t x, int32x4_t a, int lane)
+{
+    a.v[lane] = x;
+    return a;
+}
+DTMM_INLINE uint32x4_t vidupq_n_u32(uint32_t start, int imm)
+{
+    uint32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = start + (uint32_t)(i * imm);
+    return r;
+}
+DTMM_INLINE uint32x4_t vmulq_n_u32(uint32x4_t a, uint32_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] *= b;
+    return a;
+}
+DTMM_INLINE int32x4_t vaddq_n_s32(int32x4_t a, int32_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] + (uint32_t)b);
+    return a;
+}
+DTMM_INLINE int32x4_t vandq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] &= b.v[i];
+    return a;
+}
+DTMM_INLINE int32x4_t vshrq_n_s32(int32x4_t a, int n)
+{
+    for (int i = 0; i < 4; i++) a.v[i] >>= n;
+    return a;
+}
+DTMM_INLINE int32x4_t vqaddq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) {
+        const int64_t s = (int64_t)a.v[i] + b.v[i];
+        a.v[i] = s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+    }
+    return a;
+}
+DTMM_INLINE int32x4_t vmaxq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+DTMM_INLINE int32x4_t vminq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+/* VSHL (register), shift in 0..31 here: non-saturating left shift (wraps). */
+DTMM_INLINE int32x4_t vshlq_r_s32(int32x4_t a, int32_t n)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] << n);
+    return a;
+}
+/* VQRDMULH: saturate((2 * a * b + 2^31) >> 32). */
+DTMM_INLINE int32x4_t vqrdmulhq_n_s32(int32x4_t a, int32_t b)
+{
+    for (int i = 0; i < 4; i++) {
+        if (a.v[i] == INT32_MIN && b == INT32_MIN) {
+            a.v[i] = INT32_MAX;
+        } else {
+            const int64_t p = 2 * (int64_t)a.v[i] * b + ((int64_t)1 << 31);
+            a.v[i] = (int32_t)(p >> 32);
+        }
+    }
+    return a;
+}
+/* VRSHL (register), shift n in -31..0 here: rounding arithmetic right shift by -n. */
+DTMM_INLINE int32x4_t vrshlq_n_s32(int32x4_t a, int32_t n)
+{
+    if (n < 0)
+        for (int i = 0; i < 4; i++)
+            a.v[i] = (int32_t)(((int64_t)a.v[i] + ((int64_t)1 << (-n - 1))) >> -n);
+    return a;
+}
+/* VSTRB.32 scatter: store the low byte of each enabled lane at base + offset. */
+DTMM_INLINE void vstrbq_scatter_offset_p_s32(int8_t *base, uint32x4_t off, int32x4_t a,
+                                             mve_pred16_t pred)
+{
+    for (int i = 0; i < 4; i++)
+        if ((pred >> (4 * i)) & 1) base[off.v[i]] = (int8_t)a.v[i];
+}
 #  else
 #    include <arm_mve.h>
 #  endif

@@ -66,9 +66,10 @@ typedef struct {
 /* ------------------------------------------------------------------ dense conv */
 /* dtmm_conv_s8: dense convolution, CMSIS-NN style (im2col of a few output pixels
  * into scratch, then a matrix multiply against OHWI weights).
- * Scratch (bytes): MVE: 4 * K (int8 im2col of 4 pixels, padded with in_zp);
+ * Scratch (bytes): MVE: 3 * K + 4 * C_out (int8 im2col of 3 pixels, padded with
+ * in_zp, and one int32 offset bias - in_zp * sum(w) per filter);
  * DSP: 4 * K (int16 im2col of 2 pixels, x - in_zp, reordered for __smlad);
- * plain C: 0.  K = KH * KW * C_in. */
+ * plain C: 0.  K = KH * KW * C_in, C_out = filter_dims->n. */
 dtmm_status dtmm_conv_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                          const dtmm_dims *in_dims, const int8_t *in,
                          const dtmm_dims *filter_dims, const int8_t *weights,
@@ -110,7 +111,9 @@ typedef struct {
  * tap in the padding reads a run of in_zp values; so the result equals the
  * convention above.  The per-filter sums of kept weights are computed by the kernel
  * itself into scratch at each call (nothing to precompute).
- * Scratch (bytes): 8 * KH * KW + 4 * C_out + align4(C_in), on every path.
+ * Scratch (bytes): 64 * KH * KW + 8 + 4 * C_out + align4(C_in), on every path: one
+ * int32 offset per filter, a run of C_in in_zp values, and a KH*KW x R table of input
+ * pointers rebuilt per block of R pixels (R <= 8 pointers of <= 8 bytes, + alignment).
  * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, and each cptr entry
  * a multiple of C_in below KH*KW*C_in (validated by the format decoder, not here). */
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
