@@ -161,3 +161,17 @@ def test_fold_batchnorm_and_qat_round_trip():
     assert [o.kind for o in g.ops] == ["conv2d", "reshape", "fully_connected"]
     # with fake-quant the outputs stay close to float
     assert torch.allclose(qat(x), plain(x), atol=0.1)
+
+
+def test_strip_qat_keeps_pruning_masks():
+    from dtmm.prune import apply_masks
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    mask = torch.ones(4, 2, 3, 3, dtype=torch.bool)
+    mask[1] = False
+    mask[2, :, 0, 0] = False
+    apply_masks(m, {"0": mask})
+    qat = prepare_qat(m)
+    plain = strip_qat(qat)
+    w = dict(plain.named_modules())["0"].weight
+    assert torch.all(w[~mask] == 0) and torch.all(w[mask] != 0)

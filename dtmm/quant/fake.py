@@ -182,16 +182,25 @@ def prepare_qat(model: nn.Module) -> fx.GraphModule:
 
 
 def strip_qat(model: fx.GraphModule) -> fx.GraphModule:
-    """A copy with fake-quant removed and weights kept float (ready for :func:`capture`)."""
+    """A copy with fake-quant removed and weights kept float (ready for :func:`capture`).
+
+    Other weight parametrizations (pruning masks) are baked into the returned weights.
+    """
     gm = copy.deepcopy(model)
     for name, m in gm.named_modules():
         if parametrize.is_parametrized(m, "weight"):
             # Not parametrize.remove_parametrizations: a deep copy shares the injected
             # parametrized class with the original, and removing it would break the original.
-            original = m.parametrizations["weight"].original.detach().clone()
+            # Keep every other parametrization's effect (e.g. pruning masks), drop fake-quant.
+            chain = m.parametrizations["weight"]
+            with torch.no_grad():
+                w = chain.original.detach().clone()
+                for p in chain:
+                    if not isinstance(p, WeightFakeQuant):
+                        w = p(w)
             m.__class__ = type(m).__bases__[0]
             del m._modules["parametrizations"]
-            m.weight = nn.Parameter(original)
+            m.weight = nn.Parameter(w)
     for node in list(gm.graph.nodes):
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), FakeQuantize):
             node.replace_all_uses_with(node.args[0])
