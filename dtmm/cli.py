@@ -42,7 +42,10 @@ def _add_verify(sub) -> None:
     p = sub.add_parser("verify", help="run a .tflite on a backend and compare with the reference",
                        epilog=EPILOG)
     p.add_argument("model", help="an int8 .tflite written by dtmm")
-    p.add_argument("--backend", choices=["reference", "tflm"], default="reference")
+    p.add_argument("--backend", choices=["reference", "tflm", "host", "qemu-m4", "qemu-m7", "qemu-m55"],
+                   default="reference",
+                   help="host: generated C model via ctypes; qemu-*: firmware under QEMU "
+                        "(adds instruction counts and flash/RAM)")
     p.add_argument("--data", required=True)
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -71,6 +74,13 @@ def _add_inspect(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a self-contained C project (model + kernels + Makefile)")
+    p.add_argument("model", help="an int8 .tflite written by dtmm")
+    p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default="host")
+    p.add_argument("--out", required=True, help="output directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtmm", description="Deploy pruned int8 TinyML CNNs on MCUs.")
     p.add_argument("--version", action="version", version=f"dtmm {__import__('dtmm').__version__}")
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_quantize(sub)
     _add_verify(sub)
+    _add_export(sub)
     _add_prune(sub)
     _add_inspect(sub)
     sub.add_parser("models", help="list the model zoo")
@@ -105,6 +116,10 @@ def _dispatch(args) -> int:
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.verb == "export":
+        res = workflows.export_command(model=args.model, target=args.target, out=args.out)
         print(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":

@@ -212,6 +212,7 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
     x, y = te.x[:samples], te.y[:samples]
     xq = quantize_input(to_nhwc(x), qg.tensors[qg.inputs[0]].qparams)
     ref = np.concatenate([run_reference(qg, xb) for xb in batches(xq, 128)])
+    extra: dict = {}
     if backend == "reference":
         outs = ref
     elif backend == "tflm":
@@ -221,8 +222,11 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
         # TFLM has no DTMM custom ops: it runs the dense equivalent (pruned weights as zeros),
         # which must match the compressed layers run from their formats byte for byte.
         outs = run_tflm(to_tflite_bytes(dense_equivalent(qg)) if has_compressed_ops(qg) else model_bytes, xq)
+    elif backend in CODEGEN_BACKENDS:
+        outs, extra = _run_codegen_backend(qg, backend, xq)
     else:
-        raise DtmmError(f"unknown backend {backend!r}")
+        raise DtmmError(f"unknown backend {backend!r}; known: reference, tflm, "
+                        f"{', '.join(CODEGEN_BACKENDS)}")
     diff = outs.reshape(len(x), -1) != ref.reshape(len(x), -1)
     bad_samples = np.flatnonzero(diff.any(axis=1))
     return {
@@ -231,7 +235,74 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
         "mismatched_samples": int(len(bad_samples)),
         "first_mismatch": int(bad_samples[0]) if len(bad_samples) else None,
         "accuracy": round(float((outs.reshape(len(x), -1).argmax(-1) == y).mean()), 4),
+        **extra,
     }
+
+
+#: verify backends that run the generated C model (see :mod:`dtmm.codegen.backends`).
+CODEGEN_BACKENDS = ("host", "qemu-m4", "qemu-m7", "qemu-m55")
+
+
+def _run_codegen_backend(qg, backend: str, xq: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Outputs of the generated C model on ``backend`` and the measurements to report."""
+    from dtmm.codegen.backends import BACKEND_TARGETS, build_firmware, build_host_model, run_firmware
+
+    target = BACKEND_TARGETS[backend]
+    t0 = time.time()
+    if target == "host":
+        model = build_host_model(qg)
+        t1 = time.time()
+        outs = model(xq)
+        dt = time.time() - t1
+        return outs, {"target": "host", "build_seconds": round(t1 - t0, 2),
+                      "run_seconds": round(dt, 3),
+                      "images_per_second": round(len(xq) / dt, 1) if dt > 0 else None,
+                      "arena_bytes": model.plan.arena.size,
+                      "arena_lower_bound_bytes": model.plan.arena.peak_live,
+                      "const_bytes": model.plan.const_bytes}
+    fw = build_firmware(qg, target)
+    res = run_firmware(fw, xq)
+    ins = res.instructions
+    return res.outputs, {
+        "target": target,
+        "instructions_per_inference": res.instructions_per_inference,
+        "instructions_min": int(min(ins)), "instructions_max": int(max(ins)),
+        "instructions_note": "executed instructions counted by QEMU around one "
+                             "dtmm_model_invoke (not cycles)",
+        "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
+        "arena_bytes": res.arena_bytes, "arena_lower_bound_bytes": res.arena_peak_live,
+        "const_bytes": res.const_bytes, "seconds": round(time.time() - t0, 2),
+    }
+
+
+# --------------------------------------------------------------------- export
+
+EXPORT_TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-m55")
+
+
+def export_command(*, model: str, target: str, out: str) -> dict:
+    """Write the self-contained C project of the int8 ``.tflite`` ``model`` for ``target``.
+
+    ``out`` gets ``model.h``/``model.c``, ``main.c``, a ``Makefile`` and the kernels and
+    platform support files it needs (see :mod:`dtmm.codegen.emit`); it is written to a
+    temporary directory and renamed into place.
+    """
+    from dtmm.codegen.emit import write_project
+    from dtmm.codegen.plan import plan_model
+    from dtmm.tflite.reader import read_tflite
+
+    if target not in EXPORT_TARGETS:
+        raise DtmmError(f"unknown target {target!r}; known: {', '.join(EXPORT_TARGETS)}")
+    path = Path(model)
+    if not path.is_file():
+        raise ModelFileError(f"{model}: no such file")
+    qg = read_tflite(path.read_bytes())
+    plan = plan_model(qg, target)
+    dest = write_project(plan, out)
+    return {"out": str(dest), "target": plan.target, "isa": plan.arena.isa,
+            "ops": len(plan.steps), "arena_bytes": plan.arena.size,
+            "arena_lower_bound_bytes": plan.arena.peak_live, "const_bytes": plan.const_bytes,
+            "files": sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())}
 
 
 # ----------------------------------------------------------------------- demo

@@ -264,6 +264,21 @@ def test_conv_fwcs(fwcs_kernels, case, sparsity):
     check_conv_fwcs(*fwcs_kernels, case, sparsity)
 
 
+# Dense-enough layers (kept filterlets >= 5 * KH * KW) so that the DSP path widens the
+# input to int16, with C_in not a multiple of 4 (group tails, unaligned int16 runs).
+FWCS_WIDE_CASES = [
+    ("wide_cin1", 1, 5, 6, 1, 12, 3, 1, (1, 1, 1, 1)),
+    ("wide_cin3_s2", 1, 7, 7, 3, 12, 3, 2, (1, 0, 1, 0)),
+    ("wide_cin6", 2, 4, 5, 6, 10, 3, 1, (2, 1, 0, 2)),
+]
+
+
+@pytest.mark.parametrize("case", FWCS_WIDE_CASES, ids=[c[0] for c in FWCS_WIDE_CASES])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3])
+def test_conv_fwcs_widened(fwcs_kernels, case, sparsity):
+    check_conv_fwcs(*fwcs_kernels, case, sparsity, all_index_types=False)
+
+
 def test_fwcs_config_reports_variant():
     expect = {"c_r4": (4, "scalar"), "c_r2": (2, "scalar"), "c_r8": (8, "scalar"),
               "c_noilp": (1, "scalar"), "scalar": (4, "scalar"), "dsp_r4": (4, "dsp"),
@@ -294,36 +309,63 @@ def encode_csr(w: np.ndarray, keep: np.ndarray, col_t, row_t):
     return values, np.concatenate(cols).astype(col_t), rowptr.astype(row_t)
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
-@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
-def test_conv_csr(kernels, case, sparsity):
+# Extra geometry for the sparse kernels' band / border logic:
+# (name, N, H, W, C_in, C_out, K, stride, pads)
+SPARSE_EXTRA_CASES = [
+    ("cin1_3x3_s2_pad1", 1, 7, 9, 1, 3, 3, 2, (1, 1, 1, 1)),
+    ("cin8_3x3_pads_ge_k", 2, 4, 5, 8, 4, 3, 1, (4, 3, 3, 5)),     # windows wholly in padding
+    ("cin4_3x3_wide_row", 1, 3, 70, 4, 3, 3, 1, (1, 1, 1, 1)),     # > 64 pixels per row
+    ("cin6_3x3_s2_nopad", 1, 9, 8, 6, 5, 3, 2, (0, 0, 0, 0)),
+    ("cin3_3x3_stride21", 1, 6, 7, 3, 4, 3, 1, (0, 2, 1, 0)),
+]
+SPARSE_CASES = CONV_CASES + SPARSE_EXTRA_CASES
+
+
+def check_conv_csr(kernels, case, sparsity, row_types=(np.uint16, np.uint32)):
     rng = np.random.default_rng(seed(("csr", case[0], sparsity)))
     x, w, bias, mult, shift, p = make_conv(case, rng, relu=True)
     keep = rng.random(w.shape) >= sparsity
-    keep[0] = False
+    keep[0] = False                      # an empty filter
+    if w.shape[0] > 2:
+        keep[1] = True                   # a dense filter
     wm = w * keep
     want = ref_conv(x, wm, bias, mult, shift, p)
     k_total = w[0].size
     for col_t in [np.uint16] + ([np.uint8] if k_total <= 256 else []):
-        for row_t in (np.uint16, np.uint32):
+        for row_t in row_types:
             vals, col, rowptr = encode_csr(w, keep, col_t, row_t)
             got = kernels.conv_csr_s8(x, vals, col, rowptr, (case[6], case[6]), bias, mult, shift, p)
-            assert_same(got, want, f"csr {case[0]} s={sparsity}")
+            assert_same(got, want, f"csr {case[0]} s={sparsity} col={np.dtype(col_t).name} "
+                                   f"rowptr={np.dtype(row_t).name}")
+
+
+@pytest.mark.parametrize("case", SPARSE_CASES, ids=[c[0] for c in SPARSE_CASES])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_conv_csr(isa_kernels, case, sparsity):
+    check_conv_csr(isa_kernels, case, sparsity)
+
+
+def test_conv_csr_wide_band_falls_back(isa_kernels):
+    """Band offsets beyond 16 bits (the MVE gather's limit): the plain-C loop runs."""
+    check_conv_csr(isa_kernels, ("wide_band", 1, 3, 30, 1024, 2, 3, 1, (1, 1, 1, 1)), 0.9,
+                   row_types=(np.uint16,))
+
+
+def test_conv_csr_uint8_rowptr(isa_kernels):
+    check_conv_csr(isa_kernels, CONV_CASES[0], 0.5, row_types=(np.uint8,))
 
 
 PATTERNS = np.array([[0, 1, 3, 4], [1, 3, 4, 5], [1, 4, 5, 7], [3, 4, 5, 7], [4, 5, 7, 8],
                      [0, 4, 5, 8], [1, 2, 4, 6], [2, 4, 6, 8]], np.uint8)
 
 
-@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[6] == 3], ids=lambda c: c[0])
-def test_conv_pattern(kernels, case):
-    rng = np.random.default_rng(seed(("pat", case[0])))
-    x, w, bias, mult, shift, p = make_conv(case, rng, relu=False)
+def make_pattern(rng, w, keep_p=0.6):
+    """Random pattern weights (filter 0 empty) -> (kptr, kchan, kpat, vals, dense weights)."""
     co, ci = w.shape[0], w.shape[3]
     kptr, kchan, kpat, vals = [0], [], [], []
     wm = np.zeros_like(w)
     for o in range(co):
-        chans = np.nonzero(rng.random(ci) >= 0.4)[0] if o else np.zeros(0, int)
+        chans = np.nonzero(rng.random(ci) < keep_p)[0] if o else np.zeros(0, int)
         for c in chans:
             pid = int(rng.integers(0, len(PATTERNS)))
             v = rng.integers(-127, 128, 4).astype(np.int8)
@@ -332,8 +374,42 @@ def test_conv_pattern(kernels, case):
             kchan.append(c), kpat.append(pid), vals.append(v)
         kptr.append(len(kchan))
     vals = np.array(vals, np.int8).reshape(-1, 4) if vals else np.zeros((0, 4), np.int8)
-    got = kernels.conv_pattern_s8(x, PATTERNS, kptr, kchan, kpat, vals, bias, mult, shift, p)
-    assert_same(got, ref_conv(x, wm, bias, mult, shift, p), f"pattern {case[0]}")
+    return np.array(kptr), np.array(kchan, int), np.array(kpat, np.uint8), vals, wm
+
+
+def check_conv_pattern(kernels, case, types=((np.uint16, np.uint16),)):
+    rng = np.random.default_rng(seed(("pat", case[0])))
+    x, w, bias, mult, shift, p = make_conv(case, rng, relu=False)
+    kptr, kchan, kpat, vals, wm = make_pattern(rng, w)
+    want = ref_conv(x, wm, bias, mult, shift, p)
+    for kptr_t, kchan_t in types:
+        if kptr[-1] > np.iinfo(kptr_t).max or w.shape[3] - 1 > np.iinfo(kchan_t).max:
+            continue
+        got = kernels.conv_pattern_s8(x, PATTERNS, kptr.astype(kptr_t), kchan.astype(kchan_t),
+                                      kpat, vals, bias, mult, shift, p)
+        assert_same(got, want, f"pattern {case[0]} kptr={np.dtype(kptr_t).name} "
+                               f"kchan={np.dtype(kchan_t).name}")
+
+
+PATTERN_INDEX_TYPES = [(np.uint16, np.uint16), (np.uint32, np.uint8), (np.uint8, np.uint16),
+                       (np.uint32, np.uint16)]
+
+
+@pytest.mark.parametrize("case", [c for c in SPARSE_CASES if c[6] == 3], ids=lambda c: c[0])
+def test_conv_pattern(isa_kernels, case):
+    check_conv_pattern(isa_kernels, case, PATTERN_INDEX_TYPES)
+
+
+def test_conv_pattern_more_than_65535_kernels(kernels):
+    """uint32 kptr: more kept kernels than a uint16 holds (the 4x4x256 -> 256 case)."""
+    rng = np.random.default_rng(21)
+    case = ("big", 1, 2, 2, 256, 300, 3, 1, (1, 1, 1, 1))
+    x, w, bias, mult, shift, p = make_conv(case, rng, relu=False)
+    kptr, kchan, kpat, vals, wm = make_pattern(rng, w, keep_p=0.9)
+    assert kptr[-1] > 0xFFFF
+    got = kernels.conv_pattern_s8(x, PATTERNS, kptr.astype(np.uint32), kchan.astype(np.uint16),
+                                  kpat, vals, bias, mult, shift, p)
+    assert_same(got, ref_conv(x, wm, bias, mult, shift, p), "pattern uint32 kptr")
 
 
 # ----------------------------------------------------------------------------- others
@@ -457,6 +533,8 @@ def test_qemu_fwcs(name):
     for case in (CONV_CASES[1], CONV_CASES[2], CONV_CASES[4], CONV_CASES[5]):
         for sparsity in (0.0, 0.5, 0.9):
             check_conv_fwcs(name, k, case, sparsity, all_index_types=False)
+    for case in FWCS_WIDE_CASES:
+        check_conv_fwcs(name, k, case, 0.0, all_index_types=False)
 
 
 @needs_qemu
@@ -468,10 +546,12 @@ def test_qemu_other_kernels(name):
         check_conv_dense(k, case)
     for in_f in (3, 17, 100):
         check_fc(k, in_f)
-    if name in ("m7", "m55"):   # plain C on every target: one build of each ISA family suffices
+    if name in ("m7", "m55", "m55_scalar"):   # CSR / pattern: MVE or plain C
         test_requantize_matches_arith(k)
-        test_conv_csr(k, CONV_CASES[2], 0.5)
-        test_conv_pattern(k, CONV_CASES[4])
+        for case in (CONV_CASES[2], CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
+            check_conv_csr(k, case, 0.5)
+        for case in (CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
+            check_conv_pattern(k, case, PATTERN_INDEX_TYPES[:2])
         test_depthwise(k, CONV_CASES[4], 2)
         for pp in POOLS[1:3]:
             test_pools(k, pp)

@@ -1,74 +1,93 @@
 /*
  * dtmm_conv_csr_s8.c - int8 convolution on CSR (unstructured sparse) weights.
  *
- * Per pair of output pixels: an int16 im2col of each (x - in_zp; padding 0), then per
- * filter a sparse dot product over its kept weights; each (column, value) pair is
- * loaded once and used for both pixels.  Plain C on every target.
+ * Per output row, a band of the KH input rows it reads, padded with in_zp
+ * (dtmm_internal.h), is loaded into scratch, so no tap needs a bounds check.  A table
+ * built once per call maps each column k = (kh * KW + kw) * C_in + c of the flattened
+ * filter to its offset in the band, (kh * band_row + kw * C_in + c).  Per filter and
+ * block of 4 output pixels of the row, accumulators start at bias - in_zp * sum(kept w)
+ * (computed once per call), and each kept weight (column, value) is loaded once and
+ * used for the 4 pixels:
+ *   plain C / DSP: per weight LDRB/H column + LDR offset + LDRSB value, then per pixel
+ *                  one LDRSB + MLA (a __smlad pair would need a PKHBT per pair: no gain);
+ *   MVE:           8 weights at a time: their columns loaded (VLDRB/H.U16), their band
+ *                  offsets gathered from the table (VLDRH gather), their values widened
+ *                  (VLDRB.S16); per pixel one VLDRB.S16 gather of the 8 inputs and one
+ *                  VMLADAVA; the 4 outputs requantized as one vector.  Needs band
+ *                  offsets < 65536 (else the plain-C loop runs).
+ * See dtmm_kernels.h for the contract and the scratch formula.
  */
 #include "dtmm_internal.h"
 
+#define CSR_R 4 /* output pixels per block */
+
 int32_t dtmm_conv_csr_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_csr *w)
 {
-    (void)in_dims;
-    return 2 * w->kh * w->kw * w->c_in * (int32_t)sizeof(int16_t);
+    return 4 * w->c_out + 4 * w->kh * w->kw * w->c_in
+           + ((dtmm_band_bytes(in_dims, w->kh, w->kw) + 3) & ~3);
 }
 
-static void im2col_s16(const int8_t *in, const dtmm_dims *id, int32_t kh_n, int32_t kw_n,
-                       int32_t iy0, int32_t ix0, int32_t zp, int16_t *dst)
+/* a[r] += sum over kept weights j0..j1-1 of values[j] * x[r][off(col[j])]. */
+DTMM_INLINE void csr_dot_c(const int8_t *values, const void *colp, int col_bits, int32_t j0,
+                           int32_t j1, const int32_t *offtab, const int8_t *x0,
+                           const int8_t *x1, const int8_t *x2, const int8_t *x3, int32_t *a)
 {
-    const int32_t c = id->c;
-    for (int32_t kh = 0; kh < kh_n; kh++) {
-        const int32_t iy = iy0 + kh;
-        for (int32_t kw = 0; kw < kw_n; kw++, dst += c) {
-            const int32_t ix = ix0 + kw;
-            if (iy >= 0 && iy < id->h && ix >= 0 && ix < id->w) {
-                const int8_t *src = in + (iy * id->w + ix) * c;
-                for (int32_t i = 0; i < c; i++) dst[i] = (int16_t)(src[i] - zp);
-            } else {
-                memset(dst, 0, (size_t)c * sizeof(int16_t));
-            }
-        }
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const uint8_t *c8 = (const uint8_t *)colp;
+    const uint16_t *c16 = (const uint16_t *)colp;
+    for (int32_t j = j0; j < j1; j++) {
+        const int32_t o = offtab[col_bits == 8 ? c8[j] : c16[j]];
+        const int32_t v = values[j];
+        a0 += x0[o] * v;
+        a1 += x1[o] * v;
+        a2 += x2[o] * v;
+        a3 += x3[o] * v;
     }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
 }
 
-DTMM_INLINE void csr_body(const dtmm_conv_params *p, const dtmm_requant_params *q,
-                          const dtmm_dims *id, const int8_t *in, const dtmm_csr *cw,
-                          const int32_t *bias, const dtmm_dims *od, int8_t *out,
-                          int16_t *colA, int16_t *colB, const int col_bits)
+#if DTMM_USE_MVE
+/* One group of (up to) 8 kept weights j..j+7 against the 4 pixels (pr: live lanes). */
+#  define CSR_MVE_GROUP(GATHER, WLOAD, XLOAD)                                               \
+    do {                                                                                   \
+        const uint16x8_t ov = GATHER;                                                      \
+        const int16x8_t wv = WLOAD;                                                        \
+        a0 = vmladavaq_s16(a0, XLOAD(x0, ov), wv);                                         \
+        a1 = vmladavaq_s16(a1, XLOAD(x1, ov), wv);                                         \
+        a2 = vmladavaq_s16(a2, XLOAD(x2, ov), wv);                                         \
+        a3 = vmladavaq_s16(a3, XLOAD(x3, ov), wv);                                         \
+    } while (0)
+#  define CSR_XLOAD(x, ov) vldrbq_gather_offset_s16(x, ov)
+#  define CSR_XLOAD_Z(x, ov) vldrbq_gather_offset_z_s16(x, ov, pr)
+
+DTMM_INLINE void csr_dot_mve(const int8_t *values, const void *colp, const int col_bits,
+                             int32_t j0, int32_t j1, const uint16_t *offtab, const int8_t *x0,
+                             const int8_t *x1, const int8_t *x2, const int8_t *x3, int32_t *a)
 {
-    const int32_t c_out = cw->c_out, hw_out = od->h * od->w;
-    const uint8_t *col8 = (const uint8_t *)cw->col;
-    const uint16_t *col16 = (const uint16_t *)cw->col;
-    for (int32_t n = 0; n < id->n; n++) {
-        const int8_t *in_n = in + n * id->h * id->w * id->c;
-        int8_t *out_n = out + n * hw_out * c_out;
-        for (int32_t p0 = 0; p0 < hw_out; p0 += 2) {
-            const int32_t two = p0 + 1 < hw_out;
-            for (int32_t r = 0; r <= two; r++) {
-                const int32_t oy = (p0 + r) / od->w, ox = (p0 + r) % od->w;
-                im2col_s16(in_n, id, cw->kh, cw->kw, oy * p->stride_h - p->pad_top,
-                           ox * p->stride_w - p->pad_left, p->in_zp, r ? colB : colA);
-            }
-            const int16_t *cb = two ? colB : colA;
-            int32_t j = dtmm_index_at(cw->rowptr, cw->rowptr_bits, 0);
-            for (int32_t f = 0; f < c_out; f++) {
-                const int32_t j1 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f + 1);
-                int32_t a0 = bias ? bias[f] : 0, a1 = a0;
-                for (; j < j1; j++) {
-                    const int32_t k = col_bits == 8 ? col8[j] : col16[j];
-                    const int32_t v = cw->values[j];
-                    a0 += colA[k] * v;
-                    a1 += cb[k] * v;
-                }
-                out_n[p0 * c_out + f] = dtmm_requant_s8(a0, q->multiplier[f], q->shift[f],
-                                                        p->out_zp, p->act_min, p->act_max);
-                if (two)
-                    out_n[(p0 + 1) * c_out + f] = dtmm_requant_s8(
-                        a1, q->multiplier[f], q->shift[f], p->out_zp, p->act_min, p->act_max);
-            }
-        }
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const uint8_t *c8 = (const uint8_t *)colp;
+    const uint16_t *c16 = (const uint16_t *)colp;
+    int32_t j = j0;
+    for (; j + 8 <= j1; j += 8) {
+        const uint16x8_t cv = col_bits == 8 ? vldrbq_u16(c8 + j) : vldrhq_u16(c16 + j);
+        CSR_MVE_GROUP(vldrhq_gather_shifted_offset_u16(offtab, cv), vldrbq_s16(values + j),
+                      CSR_XLOAD);
     }
+    if (j < j1) {
+        const mve_pred16_t pr = vctp16q((uint32_t)(j1 - j));
+        const uint16x8_t cv = col_bits == 8 ? vldrbq_z_u16(c8 + j, pr) : vldrhq_z_u16(c16 + j, pr);
+        CSR_MVE_GROUP(vldrhq_gather_shifted_offset_z_u16(offtab, cv, pr),
+                      vldrbq_z_s16(values + j, pr), CSR_XLOAD_Z);
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
 }
+#endif
 
 dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                              const dtmm_dims *id, const int8_t *in, const dtmm_csr *cw,
@@ -79,10 +98,89 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
         || (cw->col_bits != 8 && cw->col_bits != 16)
         || (cw->rowptr_bits != 8 && cw->rowptr_bits != 16 && cw->rowptr_bits != 32))
         return DTMM_ERR_ARG;
-    int16_t *colA = (int16_t *)scratch, *colB = colA + cw->kh * cw->kw * cw->c_in;
-    if (cw->col_bits == 8)
-        csr_body(p, q, id, in, cw, bias, od, out, colA, colB, 8);
-    else
-        csr_body(p, q, id, in, cw, bias, od, out, colA, colB, 16);
+    const int32_t c_in = id->c, c_out = cw->c_out, kh_n = cw->kh, kw_n = cw->kw;
+    const int32_t k_total = kh_n * kw_n * c_in, in_zp = p->in_zp;
+    const int32_t row = dtmm_band_row_bytes(id, kw_n), step = p->stride_w * c_in;
+
+    /* scratch: foff[C_out] | offtab[K] (int32; uint16 on the MVE path) | band */
+    int32_t *foff = (int32_t *)scratch;
+    int32_t *offtab = foff + c_out;
+    int8_t *band = (int8_t *)(offtab + k_total);
+#if DTMM_USE_MVE
+    const int use_mve = (kh_n - 1) * row + kw_n * c_in <= 65536;
+    uint16_t *offtab16 = (uint16_t *)offtab;
+#endif
+    for (int32_t k = 0, kk = 0; kk < kh_n * kw_n; kk++) {
+        const int32_t base = (kk / kw_n) * row + (kk % kw_n) * c_in;
+        for (int32_t c = 0; c < c_in; c++, k++) {
+#if DTMM_USE_MVE
+            if (use_mve) {
+                offtab16[k] = (uint16_t)(base + c);
+                continue;
+            }
+#endif
+            offtab[k] = base + c;
+        }
+    }
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t j0 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f);
+        const int32_t j1 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f + 1);
+        foff[f] = (bias ? bias[f] : 0) - in_zp * dtmm_sum_s8(cw->values + j0, j1 - j0);
+    }
+    int32_t ox_lo, ox_hi;
+    dtmm_band_span(p, id, kw_n, od->w, &ox_lo, &ox_hi);
+    dtmm_band_init(band, id, kh_n, kw_n, in_zp);
+#if DTMM_USE_MVE
+    const int32x4_t vlo = vdupq_n_s32(p->act_min), vhi = vdupq_n_s32(p->act_max);
+    const uint32x4_t voffs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+#endif
+
+    for (int32_t n = 0; n < id->n; n++) {
+        const int8_t *in_n = in + n * id->h * id->w * c_in;
+        for (int32_t oy = 0; oy < od->h; oy++) {
+            dtmm_band_rows(band, in_n, id, kh_n, kw_n, oy * p->stride_h - p->pad_top, in_zp);
+            int8_t *out_row = out + ((n * od->h + oy) * od->w) * c_out;
+            int32_t j0 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, 0);
+            for (int32_t f = 0; f < c_out; f++) {
+                const int32_t j1 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f + 1);
+                const int32_t m = q->multiplier[f], s = q->shift[f];
+                /* windows wholly in the padding (pads >= KW only): acc = bias */
+                const int8_t yb = dtmm_requant_s8(bias ? bias[f] : 0, m, s, p->out_zp,
+                                                  p->act_min, p->act_max);
+                for (int32_t ox = 0; ox < ox_lo; ox++) out_row[ox * c_out + f] = yb;
+                for (int32_t ox = ox_hi; ox < od->w; ox++) out_row[ox * c_out + f] = yb;
+                for (int32_t ox = ox_lo; ox < ox_hi; ox += CSR_R) {
+                    const int32_t live = ox_hi - ox < CSR_R ? ox_hi - ox : CSR_R;
+                    const int8_t *x0 = band + (ox * p->stride_w - p->pad_left + kw_n) * c_in;
+                    /* dead lanes repeat pixel 0 (computed, never stored) */
+                    const int8_t *x1 = live > 1 ? x0 + step : x0;
+                    const int8_t *x2 = live > 2 ? x0 + 2 * step : x0;
+                    const int8_t *x3 = live > 3 ? x0 + 3 * step : x0;
+                    int32_t a[CSR_R] = {foff[f], foff[f], foff[f], foff[f]};
+#if DTMM_USE_MVE
+                    if (use_mve && cw->col_bits == 8)
+                        csr_dot_mve(cw->values, cw->col, 8, j0, j1, offtab16, x0, x1, x2, x3, a);
+                    else if (use_mve)
+                        csr_dot_mve(cw->values, cw->col, 16, j0, j1, offtab16, x0, x1, x2, x3, a);
+                    else
+#endif
+                    if (cw->col_bits == 8)
+                        csr_dot_c(cw->values, cw->col, 8, j0, j1, offtab, x0, x1, x2, x3, a);
+                    else
+                        csr_dot_c(cw->values, cw->col, 16, j0, j1, offtab, x0, x1, x2, x3, a);
+                    int8_t *o = out_row + ox * c_out + f;
+#if DTMM_USE_MVE
+                    dtmm_mve_requant_store(dtmm_mve_vec4(a[0], a[1], a[2], a[3]), m, s, p->out_zp,
+                                           vlo, vhi, o, voffs, vctp32q((uint32_t)live));
+#else
+                    for (int32_t r = 0; r < live; r++)
+                        o[r * c_out] = dtmm_requant_s8(a[r], m, s, p->out_zp, p->act_min,
+                                                       p->act_max);
+#endif
+                }
+                j0 = j1;
+            }
+        }
+    }
     return DTMM_OK;
 }

@@ -6,11 +6,16 @@
  * once and multiplied with the R input runs (the C_in contiguous NHWC values at each
  * pixel's tap), so every MAC needs a single new load (paper Fig. 9b / Fig. 10):
  *   MVE:  vldrb (weights) + R x (vldrb input, vmladava), tail-predicated
- *   DSP:  LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights
+ *   DSP:  LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights; or,
+ *         when the layer keeps >= 4 filterlets per kernel position (4 * KH*KW in all),
+ *         the block's input runs are first widened to int16 in scratch (CMSIS-NN
+ *         order x0, x2, x1, x3; SXTB16 pairs) and then per 4 weights
+ *         LDR + 2 SXTB16 + R x (LDRD, 2 SMLAD) (groups of 4 pixels; inline asm on
+ *         Cortex-M, 2 LDR for odd C_in)
  *   C:    one weight, R scalar MACs
  * Input offset: acc = bias - in_zp * sum(kept w) + sum(x * w); a tap in the padding
  * points at a run of in_zp values (so it adds in_zp * w, cancelled by the first
- * term) - no patch buffer, no copies of input data.  The per-filter offsets
+ * term) - no patch buffer (the DSP int16 widening aside).  The per-filter offsets
  * bias - in_zp * sum(kept w) are computed here, into scratch, once per call (nnz/16
  * vector adds on MVE).
  *
@@ -59,7 +64,12 @@ int32_t dtmm_conv_fwcs_s8_config(const char **isa)
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
-    return 64 * w->kh * w->kw + 8 + 4 * w->c_out + ((w->size + 3) & ~3);
+    int32_t n = 64 * w->kh * w->kw + 8 + 4 * w->c_out + ((w->size + 3) & ~3);
+#if DTMM_USE_DSP
+    /* int16 copies of the block's input windows (R x KH*KW runs) and of the in_zp run */
+    n += ((2 * w->size * (FWCS_R * w->kh * w->kw + 1)) + 3) & ~3;
+#endif
+    return n;
 }
 
 /* Sum of n int8 values (contiguous). */
@@ -126,6 +136,107 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
 #endif
 }
 
+#if DTMM_USE_DSP
+/* dot_r on int16 copies of the input runs (see widen_s16): x[r] point to int16 runs,
+ * each group of 4 stored as (x0, x2, x1, x3), so a weight word needs SXTB16 and
+ * SXTB16 ror 8 only: per 4 weights 1 LDR + 2 SXTB16, then per pixel 1 LDRD (2 LDR
+ * for odd C_in) + 2 SMLAD (the int8 path: per pixel 1 LDR + 2 SXTB16 + 2 SMLAD). */
+DTMM_INLINE void dot_r16(const int8_t *w, const int8_t *const *x, int32_t n, int32_t *acc)
+{
+    /* groups of <= 4 pixels (more accumulators and run pointers would spill) */
+    DTMM_UNROLL
+    for (int32_t g = 0; g < FWCS_R; g += 4) {
+        enum { G = FWCS_R < 4 ? FWCS_R : 4 };
+        const int32_t gn = FWCS_R - g < G ? FWCS_R - g : G;
+        int32_t a[G];
+        int32_t c = 0;
+        if ((n & 1) == 0) {
+            /* even C_in: runs are word aligned, one LDRD (post-increment) per pixel and
+             * 4 weights: per 4 weights 1 LDR + 2 SXTB16 + R x (1 LDRD + 2 SMLAD) */
+            const uint32_t *xp[G];
+            DTMM_UNROLL
+            for (int32_t r = 0; r < G; r++) {
+                xp[r] = r < gn ? (const uint32_t *)(const void *)x[g + r] : 0;
+                a[r] = r < gn ? acc[g + r] : 0;
+            }
+#if !defined(DTMM_EMULATE_DSP)
+            if (gn == 4 && n >= 4) {
+                /* 4 pixels: LDR + 2 SXTB16 per 4 weights, LDRD + 2 SMLAD per pixel */
+                const int8_t *wp = w;
+                const uint32_t *p0 = xp[0], *p1 = xp[1], *p2 = xp[2], *p3 = xp[3];
+                int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+                uint32_t cnt = (uint32_t)n >> 2, wl, wh, lo, hi;
+                __asm__ volatile(
+                    "1: ldr    %[wh], [%[wp]], #4\n"
+                    "   sxtb16 %[wl], %[wh]\n"
+                    "   sxtb16 %[wh], %[wh], ror #8\n"
+                    "   ldrd   %[lo], %[hi], [%[p0]], #8\n"
+                    "   smlad  %[a0], %[lo], %[wl], %[a0]\n"
+                    "   smlad  %[a0], %[hi], %[wh], %[a0]\n"
+                    "   ldrd   %[lo], %[hi], [%[p1]], #8\n"
+                    "   smlad  %[a1], %[lo], %[wl], %[a1]\n"
+                    "   smlad  %[a1], %[hi], %[wh], %[a1]\n"
+                    "   ldrd   %[lo], %[hi], [%[p2]], #8\n"
+                    "   smlad  %[a2], %[lo], %[wl], %[a2]\n"
+                    "   smlad  %[a2], %[hi], %[wh], %[a2]\n"
+                    "   ldrd   %[lo], %[hi], [%[p3]], #8\n"
+                    "   smlad  %[a3], %[lo], %[wl], %[a3]\n"
+                    "   smlad  %[a3], %[hi], %[wh], %[a3]\n"
+                    "   subs   %[cnt], %[cnt], #1\n"
+                    "   bne    1b\n"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp),
+                      [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [p3] "+r"(p3),
+                      [cnt] "+r"(cnt), [wl] "=&r"(wl), [wh] "=&r"(wh), [lo] "=&r"(lo),
+                      [hi] "=&r"(hi)
+                    :
+                    : "cc", "memory");
+                a[0] = a0;
+                a[1] = a1;
+                a[2] = a2;
+                a[3] = a3;
+                c = n & ~3;
+            }
+#endif
+            for (; c + 4 <= n; c += 4) {
+                const uint32_t wr = dtmm_read_u32(w + c);
+                const uint32_t wl = dtmm_sxtb16(wr), wh = dtmm_sxtb16_ror8(wr);
+                DTMM_UNROLL
+                for (int32_t r = 0; r < G; r++) {
+                    if (r >= gn) break;
+                    const uint32_t lo = xp[r][0], hi = xp[r][1];
+                    xp[r] += 2;
+                    a[r] = dtmm_smlad(lo, wl, a[r]);
+                    a[r] = dtmm_smlad(hi, wh, a[r]);
+                }
+            }
+        } else {
+            DTMM_UNROLL
+            for (int32_t r = 0; r < G; r++) a[r] = r < gn ? acc[g + r] : 0;
+            for (; c + 4 <= n; c += 4) {
+                const uint32_t wr = dtmm_read_u32(w + c);
+                const uint32_t wl = dtmm_sxtb16(wr), wh = dtmm_sxtb16_ror8(wr);
+                DTMM_UNROLL
+                for (int32_t r = 0; r < G; r++) {
+                    if (r >= gn) break;
+                    const int16_t *xr = (const int16_t *)(const void *)x[g + r] + c;
+                    a[r] = dtmm_smlad(dtmm_read_u32(xr), wl, a[r]);
+                    a[r] = dtmm_smlad(dtmm_read_u32(xr + 2), wh, a[r]);
+                }
+            }
+        }
+        for (; c < n; c++) {
+            const int32_t wv = w[c];
+            DTMM_UNROLL
+            for (int32_t r = 0; r < G; r++)
+                if (r < gn) a[r] += ((const int16_t *)(const void *)x[g + r])[c] * wv;
+        }
+        DTMM_UNROLL
+        for (int32_t r = 0; r < G; r++)
+            if (r < gn) acc[g + r] = a[r];
+    }
+}
+#endif
+
 /* Requantize the R accumulators of filter f (pixels p0 .. p0 + live - 1) into out. */
 DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_out, int32_t m,
                          int32_t s, const dtmm_conv_params *p, const void *vctx)
@@ -150,6 +261,20 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
 #endif
 }
 
+#if DTMM_USE_DSP
+/* dst[0:n] = (int16) src[0:n], each whole group of 4 stored as (x0, x2, x1, x3). */
+DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = dtmm_read_u32(src + i);
+        dtmm_write_u32(dst + i, dtmm_sxtb16(v));
+        dtmm_write_u32(dst + i + 2, dtmm_sxtb16_ror8(v));
+    }
+    for (; i < n; i++) dst[i] = src[i];
+}
+#endif
+
 /* The operator body, specialised by the compiler for 8- and 16-bit cptr.
  * tab: KH*KW x R input pointers of the current block (tab[k * R + r] = start of the
  * C_in run pixel r reads at kernel position k, or zp_run for a tap in the padding),
@@ -157,7 +282,8 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
 DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params *q,
                            const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
                            const dtmm_dims *od, int8_t *out, const int8_t **tab,
-                           const int32_t *foff, const int8_t *zp_run, const int cptr_bits)
+                           const int32_t *foff, const int8_t *zp_run, int16_t *wide,
+                           const int cptr_bits, const int use16)
 {
     const int32_t c_in = id->c, c_out = fw->c_out, kh_n = fw->kh, kw_n = fw->kw;
     const int32_t hw_out = od->h * od->w;
@@ -168,6 +294,10 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
     const int32x4_t vctx[2] = {vdupq_n_s32(p->act_min), vdupq_n_s32(p->act_max)};
 #else
     const void *vctx = 0;
+#endif
+#if !DTMM_USE_DSP
+    (void)wide;
+    (void)use16;
 #endif
 
     for (int32_t n = 0; n < id->n; n++) {
@@ -191,11 +321,17 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
                     const int32_t iy = iy0 + kh;
                     const int row_ok = (uint32_t)iy < (uint32_t)id->h;
                     for (int32_t kw = 0; kw < kw_n; kw++) {
-                        const int32_t ix = ix0 + kw;
-                        tab[(kh * kw_n + kw) * FWCS_R + r] =
-                            row_ok && (uint32_t)ix < (uint32_t)id->w
-                                ? in_n + (iy * id->w + ix) * c_in
-                                : zp_run;
+                        const int32_t ix = ix0 + kw, k = kh * kw_n + kw;
+                        const int inside = row_ok && (uint32_t)ix < (uint32_t)id->w;
+#if DTMM_USE_DSP
+                        if (use16) { /* int16 copy of the run (tab holds int16 pointers) */
+                            int16_t *dst = wide + (r * kh_n * kw_n + k) * c_in;
+                            if (inside) widen_s16(dst, in_n + (iy * id->w + ix) * c_in, c_in);
+                            tab[k * FWCS_R + r] = inside ? (const int8_t *)(void *)dst : zp_run;
+                            continue;
+                        }
+#endif
+                        tab[k * FWCS_R + r] = inside ? in_n + (iy * id->w + ix) * c_in : zp_run;
                     }
                 }
             }
@@ -208,6 +344,12 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
                 const int8_t *w = fw->arr + j0 * c_in;
                 for (int32_t j = j0; j < j1; j++, w += c_in) {
                     const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
+#if DTMM_USE_DSP
+                    if (use16) {
+                        dot_r16(w, tab + ((cp * inv) >> 16) * FWCS_R, c_in, acc);
+                        continue;
+                    }
+#endif
                     dot_r(w, tab + ((cp * inv) >> 16) * FWCS_R, c_in, acc);
                 }
                 j0 = j1;
@@ -232,20 +374,40 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
         || (int64_t)(kk - 1) * c_in >= 65536)
         return DTMM_ERR_ARG;
 
-    /* scratch: foff[C_out] | zp_run[align4(C_in)] | (8-byte aligned) tab[KH*KW*R] */
+    /* scratch: foff[C_out] | zp_run[align4(C_in)] | (8-byte aligned) tab[KH*KW*R]
+     * | DSP: int16 in_zp run [C_in], int16 windows [R][KH*KW][C_in] */
     int32_t *foff = (int32_t *)scratch;
     int8_t *zp_run = (int8_t *)(foff + fw->c_out);
     const uintptr_t t = (uintptr_t)(zp_run + ((c_in + 3) & ~3));
     const int8_t **tab = (const int8_t **)((t + 7u) & ~(uintptr_t)7u);
+    int16_t *wide = 0;
+    const int8_t *zp_src = zp_run;
+    int use16 = 0;
     memset(zp_run, (int8_t)p->in_zp, (size_t)c_in);
+#if DTMM_USE_DSP
+    /* Widen to int16 when each widened run serves enough filterlets: widening costs
+     * about 1.25 instructions per value, each use then saves about 0.3-0.6 per value
+     * (measured break-even: ~3 kept filterlets per kernel position; widen from 4). */
+    use16 = dtmm_index_at(fw->fidx, fw->fidx_bits, fw->c_out) >= 4 * kk;
+    if (use16) { /* int16 windows after the table; the int16 in_zp run first */
+        wide = (int16_t *)(void *)(tab + kk * FWCS_R);
+        for (int32_t i = 0; i < c_in; i++) wide[i] = (int16_t)p->in_zp;
+        zp_src = (const int8_t *)(void *)wide;
+        wide += c_in;
+    }
+#endif
     for (int32_t f = 0; f < fw->c_out; f++) {
         const int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, f);
         const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
         foff[f] = (bias ? bias[f] : 0) - p->in_zp * sum_s8(fw->arr + j0 * c_in, (j1 - j0) * c_in);
     }
-    if (fw->cptr_bits == 8)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_run, 8);
+    if (fw->cptr_bits == 8 && use16)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 1);
+    else if (fw->cptr_bits == 8)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 0);
+    else if (use16)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 1);
     else
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_run, 16);
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0);
     return DTMM_OK;
 }

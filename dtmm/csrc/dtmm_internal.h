@@ -241,4 +241,87 @@ DTMM_INLINE void dtmm_mve_fill(int8_t *dst, int8x16_t v, int32_t n)
 }
 #endif
 
+
+/* ------------------------------------------------------------------ helpers */
+/* Sum of n int8 values (contiguous). */
+DTMM_INLINE int32_t dtmm_sum_s8(const int8_t *x, int32_t n)
+{
+    int32_t s = 0, i = 0;
+#if DTMM_USE_MVE
+    for (; i + 16 <= n; i += 16) s = vaddvaq_s8(s, vldrbq_s8(x + i));
+    if (i < n) s = vaddvaq_s8(s, vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i))));
+#elif DTMM_USE_DSP
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = dtmm_read_u32(x + i);
+        s = dtmm_smlad(dtmm_sxtb16(v), 0x00010001u, s);
+        s = dtmm_smlad(dtmm_sxtb16_ror8(v), 0x00010001u, s);
+    }
+    for (; i < n; i++) s += x[i];
+#else
+    for (; i < n; i++) s += x[i];
+#endif
+    return s;
+}
+
+/* ------------------------------------------------------------------ padded input band
+ * The sparse conv kernels (CSR, pattern) read their input from a band of KH input rows
+ * padded with in_zp, so that no tap needs a bounds check.  Band row r holds input row
+ * iy0 + r (all in_zp when outside the input) as
+ *     KW in_zp pixels | the W input pixels | KW in_zp pixels      (each pixel C bytes)
+ * so a row is (W + 2 KW) * C bytes.  Output pixel ox reads its KH x KW window at band
+ * column ox * stride_w - pad_left + KW; pixels whose column falls outside
+ * [0, W + KW] (only with a pad >= KW) have their whole window in the padding, and
+ * their accumulator is the bias.  Taps in the padding read in_zp, so a kernel that
+ * starts from bias - in_zp * sum(w) gets the convention of dtmm_kernels.h exactly. */
+DTMM_INLINE int32_t dtmm_band_row_bytes(const dtmm_dims *id, int32_t kw)
+{
+    return (id->w + 2 * kw) * id->c;
+}
+DTMM_INLINE int32_t dtmm_band_bytes(const dtmm_dims *id, int32_t kh, int32_t kw)
+{
+    return kh * dtmm_band_row_bytes(id, kw);
+}
+
+/* Fill the whole band with in_zp (once per call: the pad columns never change). */
+static inline void dtmm_band_init(int8_t *band, const dtmm_dims *id, int32_t kh, int32_t kw,
+                                  int32_t zp)
+{
+    memset(band, (int8_t)zp, (size_t)dtmm_band_bytes(id, kh, kw));
+}
+
+/* Load input rows iy0 .. iy0 + kh - 1 of one image into the band (the body columns). */
+static inline void dtmm_band_rows(int8_t *band, const int8_t *in_n, const dtmm_dims *id,
+                                  int32_t kh, int32_t kw, int32_t iy0, int32_t zp)
+{
+    const int32_t row = dtmm_band_row_bytes(id, kw), body = id->w * id->c;
+    int8_t *dst = band + kw * id->c;
+    for (int32_t r = 0; r < kh; r++, dst += row) {
+        const int32_t iy = iy0 + r;
+#if DTMM_USE_MVE
+        if ((uint32_t)iy < (uint32_t)id->h)
+            dtmm_mve_copy(dst, in_n + iy * body, body);
+        else
+            dtmm_mve_fill(dst, vdupq_n_s8((int8_t)zp), body);
+#else
+        if ((uint32_t)iy < (uint32_t)id->h)
+            memcpy(dst, in_n + iy * body, (size_t)body);
+        else
+            memset(dst, (int8_t)zp, (size_t)body);
+#endif
+    }
+}
+
+/* Output columns [*lo, *hi) whose window starts inside the band (see above); the
+ * others lie wholly in the padding. */
+DTMM_INLINE void dtmm_band_span(const dtmm_conv_params *p, const dtmm_dims *id, int32_t kw,
+                                int32_t w_out, int32_t *lo, int32_t *hi)
+{
+    const int32_t sw = p->stride_w, off = kw - p->pad_left; /* column = ox * sw + off */
+    int32_t a = 0, b = w_out;
+    while (a < b && a * sw + off < 0) a++;
+    while (b > a && (b - 1) * sw + off > id->w + kw) b--;
+    *lo = a;
+    *hi = b;
+}
+
 #endif /* DTMM_INTERNAL_H */

@@ -99,8 +99,25 @@ DTMM_INLINE int32_t dtmm_smlad(uint32_t a, uint32_t b, int32_t acc)
     int32_t p1 = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)p0 + (uint32_t)p1);
 }
+/* SMLABB / SMLABT: acc + bottom(a) * bottom(b) / top(b) (16 x 16 bits). */
+DTMM_INLINE int32_t dtmm_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)a * (int32_t)(int16_t)b));
+}
+DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)a * (int32_t)(int16_t)(b >> 16)));
+}
 #  else
 #    include <arm_acle.h>
+DTMM_INLINE int32_t dtmm_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
 DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
 DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x)
 {
@@ -259,6 +276,109 @@ DTMM_INLINE void vstrbq_scatter_offset_p_s32(int8_t *base, uint32x4_t off, int32
 {
     for (int i = 0; i < 4; i++)
         if ((pred >> (4 * i)) & 1) base[off.v[i]] = (int8_t)a.v[i];
+}
+/* Pixel-vector MACs (pattern conv): 32-bit lanes, byte gathers. */
+DTMM_INLINE uint32x4_t vaddq_n_u32(uint32x4_t a, uint32_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] += b;
+    return a;
+}
+DTMM_INLINE int32x4_t vldrwq_z_s32(const int32_t *p, mve_pred16_t pred)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = ((pred >> (4 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE void vstrwq_p_s32(int32_t *p, int32x4_t a, mve_pred16_t pred)
+{
+    for (int i = 0; i < 4; i++)
+        if ((pred >> (4 * i)) & 1) p[i] = a.v[i];
+}
+/* VLDRB.S32 gather: lane i = (int8) base[off[i]] (0 where predicated off). */
+DTMM_INLINE int32x4_t vldrbq_gather_offset_z_s32(const int8_t *base, uint32x4_t off,
+                                                 mve_pred16_t pred)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = ((pred >> (4 * i)) & 1) ? base[off.v[i]] : 0;
+    return r;
+}
+DTMM_INLINE int32x4_t vldrwq_s32(const int32_t *p) { return vldrwq_z_s32(p, 0xFFFF); }
+DTMM_INLINE uint32x4_t vldrwq_z_u32(const uint32_t *p, mve_pred16_t pred)
+{
+    uint32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = ((pred >> (4 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE uint32x4_t vldrwq_u32(const uint32_t *p) { return vldrwq_z_u32(p, 0xFFFF); }
+DTMM_INLINE void vstrwq_s32(int32_t *p, int32x4_t a) { vstrwq_p_s32(p, a, 0xFFFF); }
+DTMM_INLINE int32x4_t vldrbq_gather_offset_s32(const int8_t *base, uint32x4_t off)
+{
+    return vldrbq_gather_offset_z_s32(base, off, 0xFFFF);
+}
+/* VMLA.S32 (vector by scalar, accumulate): a + b * c, wrapping. */
+DTMM_INLINE int32x4_t vmlaq_n_s32(int32x4_t a, int32x4_t b, int32_t c)
+{
+    for (int i = 0; i < 4; i++)
+        a.v[i] = (int32_t)((uint32_t)a.v[i] + (uint32_t)b.v[i] * (uint32_t)c);
+    return a;
+}
+/* 16-bit lanes (CSR conv: gathers of 8 kept weights' inputs).  A predicate has 2 bits
+ * per 16-bit lane. */
+typedef struct { int16_t v[8]; } int16x8_t;
+typedef struct { uint16_t v[8]; } uint16x8_t;
+DTMM_INLINE mve_pred16_t vctp16q(uint32_t n)
+{
+    return n >= 8 ? (mve_pred16_t)0xFFFF : (mve_pred16_t)((1u << (2 * n)) - 1u);
+}
+DTMM_INLINE uint16x8_t vldrbq_z_u16(const uint8_t *p, mve_pred16_t pred)
+{
+    uint16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = ((pred >> (2 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE uint16x8_t vldrhq_z_u16(const uint16_t *p, mve_pred16_t pred)
+{
+    uint16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = ((pred >> (2 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE int16x8_t vldrbq_z_s16(const int8_t *p, mve_pred16_t pred)
+{
+    int16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = ((pred >> (2 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+/* VLDRH.U16 gather, offsets scaled by 2 (element index). */
+DTMM_INLINE uint16x8_t vldrhq_gather_shifted_offset_z_u16(const uint16_t *base, uint16x8_t off,
+                                                          mve_pred16_t pred)
+{
+    uint16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = ((pred >> (2 * i)) & 1) ? base[off.v[i]] : 0;
+    return r;
+}
+/* VLDRB.S16 gather: lane i = (int8) base[off[i]]. */
+DTMM_INLINE int16x8_t vldrbq_gather_offset_z_s16(const int8_t *base, uint16x8_t off,
+                                                 mve_pred16_t pred)
+{
+    int16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = ((pred >> (2 * i)) & 1) ? base[off.v[i]] : 0;
+    return r;
+}
+DTMM_INLINE uint16x8_t vldrbq_u16(const uint8_t *p) { return vldrbq_z_u16(p, 0xFFFF); }
+DTMM_INLINE uint16x8_t vldrhq_u16(const uint16_t *p) { return vldrhq_z_u16(p, 0xFFFF); }
+DTMM_INLINE int16x8_t vldrbq_s16(const int8_t *p) { return vldrbq_z_s16(p, 0xFFFF); }
+DTMM_INLINE uint16x8_t vldrhq_gather_shifted_offset_u16(const uint16_t *base, uint16x8_t off)
+{
+    return vldrhq_gather_shifted_offset_z_u16(base, off, 0xFFFF);
+}
+DTMM_INLINE int16x8_t vldrbq_gather_offset_s16(const int8_t *base, uint16x8_t off)
+{
+    return vldrbq_gather_offset_z_s16(base, off, 0xFFFF);
+}
+DTMM_INLINE int32_t vmladavaq_s16(int32_t acc, int16x8_t a, int16x8_t b)
+{
+    for (int i = 0; i < 8; i++) acc = (int32_t)((uint32_t)acc + (uint32_t)((int32_t)a.v[i] * b.v[i]));
+    return acc;
 }
 #  else
 #    include <arm_mve.h>

@@ -3,8 +3,8 @@
  *
  * One kernel per file, dtmm_<op>[_variant]_s8.c.  Every kernel has a plain-C path
  * that builds anywhere; conv, FWCS conv and fully connected also have a Cortex-M DSP
- * path (__smlad) and a Helium/MVE path (see dtmm_isa.h for how the path is chosen
- * and for -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
+ * path (__smlad), and those three, CSR conv and pattern conv a Helium/MVE path (see
+ * dtmm_isa.h for how the path is chosen and for -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
  *
  * Conventions (the same as TFLite int8 and dtmm.graph.ir):
  *   - Activations NHWC int8, contiguous.  Dense conv weights OHWI int8
@@ -103,7 +103,8 @@ typedef struct {
  * pixels (compile-time, 1..8, default 4), for each filter, for each kept filterlet,
  * the filterlet's weights are loaded once and dotted (SIMD) with the C_in contiguous
  * input values of each pixel of the block (paper Fig. 10: one new load per MAC).
- * Nothing is copied into a patch buffer.  Build switches:
+ * Nothing is copied into a patch buffer (except on the DSP path of denser layers: the
+ * block's input runs widened to int16 once, see the scratch below).  Build switches:
  *   DTMM_FWCS_VARIANT_FULL   (default) weight reuse across DTMM_FWCS_REUSE pixels
  *   DTMM_FWCS_VARIANT_NO_ILP one pixel at a time (paper Fig. 8, no reuse/reordering)
  *   DTMM_FORCE_SCALAR        plain C MACs (any variant)
@@ -111,9 +112,11 @@ typedef struct {
  * tap in the padding reads a run of in_zp values; so the result equals the
  * convention above.  The per-filter sums of kept weights are computed by the kernel
  * itself into scratch at each call (nothing to precompute).
- * Scratch (bytes): 64 * KH * KW + 8 + 4 * C_out + align4(C_in), on every path: one
- * int32 offset per filter, a run of C_in in_zp values, and a KH*KW x R table of input
- * pointers rebuilt per block of R pixels (R <= 8 pointers of <= 8 bytes, + alignment).
+ * Scratch (bytes): 64 * KH * KW + 8 + 4 * C_out + align4(C_in): one int32 offset per
+ * filter, a run of C_in in_zp values, and a KH*KW x R table of input pointers rebuilt
+ * per block of R pixels (R <= 8 pointers of <= 8 bytes, + alignment); the DSP path
+ * adds align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
+ * (used when the layer keeps >= 4 * KH * KW filterlets).
  * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, and each cptr entry
  * a multiple of C_in below KH*KW*C_in (validated by the format decoder, not here). */
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
@@ -140,10 +143,18 @@ typedef struct {
     int32_t rowptr_bits;  /* 8, 16 or 32 */
 } dtmm_csr;
 
-/* dtmm_conv_csr_s8: per 2 output pixels an int16 im2col (x - in_zp, padding 0), then
- * per filter a sparse dot product (index and value loaded once for both pixels).
- * Plain C on every target (a gather does not vectorise on Cortex-M).
- * Scratch (bytes): 4 * K, K = KH * KW * C_in. */
+/* dtmm_conv_csr_s8: per output row, a band of KH input rows padded with in_zp is
+ * loaded into scratch (no bounds checks after that); per filter and block of 4 output
+ * pixels of the row, a sparse dot product over the filter's kept weights: each
+ * (column, value) is loaded once and used for the 4 pixels, the column mapped to its
+ * input offset through a table built once per call.  acc = bias - in_zp * sum(kept w)
+ * + sum(x * w) (the offsets computed once per call).
+ *   plain C / DSP: 4 accumulators in registers, one LDRSB + MLA per MAC;
+ *   MVE: 8 kept weights at a time: their offsets gathered from the table (VLDRH
+ *        gather), the values widened to 16 bits, then per pixel one VLDRB gather of
+ *        the 8 inputs and one VMLADAVA (band offsets must fit 16 bits, else plain C).
+ * Scratch (bytes), every path: 4 * C_out + 4 * K + align4(KH * (W + 2 * KW) * C_in),
+ * K = KH * KW * C_in, W = in_dims->w. */
 dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                              const dtmm_dims *in_dims, const int8_t *in,
                              const dtmm_csr *weights, const int32_t *bias,
@@ -154,25 +165,43 @@ int32_t dtmm_conv_csr_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_cs
 /* PatDNN-style 3x3 pattern storage:
  *   patterns  uint8 [n_patterns][4]: the 4 kept kernel positions (kh * 3 + kw, 0..8,
  *             ascending) of each pattern in the library;
- *   kptr      uint16, C_out + 1 entries: filter o keeps kernels kptr[o] .. kptr[o+1]-1;
- *   kchan     uint16 per kept kernel: its input channel (ascending within a filter);
+ *   kptr      C_out + 1 entries: filter o keeps kernels kptr[o] .. kptr[o+1]-1;
+ *             uint8, uint16 or uint32 (kptr_bits 8/16/32);
+ *   kchan     per kept kernel: its input channel (ascending within a filter);
+ *             uint8 or uint16 (kchan_bits 8/16);
  *   kpat      uint8 per kept kernel: its pattern id;
- *   values    int8, 4 per kept kernel, in the pattern's position order. */
+ *   values    int8, 4 per kept kernel, in the pattern's position order.
+ * kptr_bits / kchan_bits 0 mean 16 (the layout before these fields existed). */
 typedef struct {
     const uint8_t *patterns;
     int32_t n_patterns;
-    const uint16_t *kptr;
-    const uint16_t *kchan;
+    const void *kptr;
+    const void *kchan;
     const uint8_t *kpat;
     const int8_t *values;
     int32_t c_in, c_out;
+    int32_t kptr_bits;   /* 8, 16 or 32; 0 = 16 */
+    int32_t kchan_bits;  /* 8 or 16; 0 = 16 */
 } dtmm_pattern;
 
-/* dtmm_conv_pattern_s8: 3x3 kernels only.  Plain C on every target.  No scratch. */
+/* dtmm_conv_pattern_s8: 3x3 kernels only.  Kernel-major (PatDNN): a band of the input
+ * rows that a chunk of output rows reads, padded with in_zp, is loaded into scratch;
+ * then per filter, per chunk of up to 64 output pixels (whole short rows at once;
+ * int32 accumulators in scratch), per kept kernel (channel c, pattern p) the 4 weights
+ * are held in registers and applied to every pixel of the chunk at the pattern's 4
+ * tap offsets (computed once per call); acc = bias - in_zp * sum(kept w) + sum(x * w).
+ *   plain C / DSP: 4 LDRSB + 4 MLA (DSP: SMLABB/SMLABT) per pixel and kernel;
+ *   MVE: 4 pixels per vector (32-bit lanes): per tap a VLDRB gather of the 4 pixels'
+ *        inputs (C_in * stride_w apart in NHWC) and a VMLA by the scalar weight.
+ * Scratch (bytes), every path: 4 * C_out + 16 * n_patterns + 512
+ *   + align4((3 + E) * (W + 6) * C_in), E = min(16 / W, H - 1) extra band rows,
+ *   W = in_dims->w, H = in_dims->h (integer division). */
 dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                  const dtmm_dims *in_dims, const int8_t *in,
                                  const dtmm_pattern *weights, const int32_t *bias,
-                                 const dtmm_dims *out_dims, int8_t *out);
+                                 const dtmm_dims *out_dims, int8_t *out, void *scratch);
+int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
+                                             const dtmm_pattern *weights);
 
 /* ------------------------------------------------------------------ depthwise conv */
 /* dtmm_depthwise_conv_s8: weights (1, KH, KW, C_in * depth_multiplier), filter_dims

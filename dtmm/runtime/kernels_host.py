@@ -292,12 +292,20 @@ class KernelFrontEnd:
     # -- pattern conv
     def conv_pattern_s8(self, x, patterns, kptr, kchan, kpat, values, bias, mult, shift,
                         params: ConvParams) -> np.ndarray:
-        """3x3 pattern conv: ``patterns`` uint8 (P, 4) positions, ``kptr`` uint16 (C_out+1),
-        ``kchan`` uint16 / ``kpat`` uint8 per kept kernel, ``values`` int8 (n_kernels, 4)."""
+        """3x3 pattern conv: ``patterns`` uint8 (P, 4) positions, ``kptr`` uint8/uint16/uint32
+        (C_out+1), ``kchan`` uint8/uint16 and ``kpat`` uint8 per kept kernel, ``values``
+        int8 (n_kernels, 4). Index arrays of another integer dtype are converted to
+        uint16 (as before the width fields existed)."""
         x = _arr(x, np.int8, "x", 4)
         patterns = _arr(patterns, np.uint8, "patterns", 2)
-        kptr = _arr(kptr, np.uint16, "kptr", 1)
-        kchan = _arr(kchan, np.uint16, "kchan", 1)
+        kptr = np.ascontiguousarray(kptr)
+        if kptr.dtype not in (np.uint8, np.uint16, np.uint32):
+            kptr = _arr(kptr, np.uint16, "kptr", 1)
+        kchan = np.ascontiguousarray(kchan)
+        if kchan.dtype not in (np.uint8, np.uint16):
+            kchan = _arr(kchan, np.uint16, "kchan", 1)
+        kpb = _index_bits(kptr, "kptr", (8, 16, 32))
+        kcb = _index_bits(kchan, "kchan", (8, 16))
         kpat = _arr(kpat, np.uint8, "kpat", 1)
         values = _arr(values, np.int8, "values").reshape(-1)
         c_out, c_in = kptr.size - 1, x.shape[3]
@@ -308,7 +316,8 @@ class KernelFrontEnd:
             raise ValueError("pattern arrays inconsistent")
         x, bias, mult, shift = self._conv_common(x, bias, mult, shift, c_out)
         oshape = self._out_shape(x, 3, 3, c_out, params)
-        ints = _dims(x.shape) + _dims(oshape) + _cp_ints(params) + [patterns.shape[0], c_in, c_out]
+        ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
+                + [patterns.shape[0], c_in, c_out, kpb, kcb])
         return self._run("dtmm_conv_pattern_s8", OP_CONV_PATTERN, ints,
                          [x, patterns, kptr, kchan, kpat, values, bias, mult, shift], oshape)
 

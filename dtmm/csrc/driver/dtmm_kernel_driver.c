@@ -8,7 +8,8 @@
  *                                                      blobs x, arr, cptr, fidx, bias, mult, shift
  *   CONV_CSR   in, out, cp, kh kw c_in c_out col_bits rowptr_bits
  *                                                      blobs x, values, col, rowptr, bias, mult, shift
- *   CONV_PATTERN in, out, cp, n_patterns c_in c_out    blobs x, patterns, kptr, kchan, kpat,
+ *   CONV_PATTERN in, out, cp, n_patterns c_in c_out kptr_bits kchan_bits
+ *                                                      blobs x, patterns, kptr, kchan, kpat,
  *                                                            values, bias, mult, shift
  *   DEPTHWISE  in, filter, out, cp, depth_multiplier   blobs x, w, bias, mult, shift
  *   FC         cp, per_channel batches in_f out_f      blobs x, w, bias, mult, shift
@@ -60,6 +61,20 @@ static void read_fwcs(const int32_t *a, const void *const *b, dtmm_fwcs *fw)
     fw->fidx_bits = a[5];
 }
 
+static void read_pattern(const int32_t *a, const void *const *b, dtmm_pattern *pw)
+{
+    pw->n_patterns = a[0];
+    pw->c_in = a[1];
+    pw->c_out = a[2];
+    pw->kptr_bits = a[3];
+    pw->kchan_bits = a[4];
+    pw->patterns = (const uint8_t *)b[1];
+    pw->kptr = b[2];
+    pw->kchan = b[3];
+    pw->kpat = (const uint8_t *)b[4];
+    pw->values = (const int8_t *)b[5];
+}
+
 static void read_csr(const int32_t *a, const void *const *b, dtmm_csr *cw)
 {
     cw->values = (const int8_t *)b[1];
@@ -97,7 +112,14 @@ int32_t dtmm_driver_scratch_size(int32_t op, const int32_t *ints)
         read_csr(a, nb, &cw);
         return dtmm_conv_csr_s8_get_buffer_size(&in, &cw);
     }
-    case DTMM_OP_CONV_PATTERN: case DTMM_OP_DEPTHWISE: case DTMM_OP_FC: case DTMM_OP_MAX_POOL:
+    case DTMM_OP_CONV_PATTERN: {
+        dtmm_pattern pw;
+        const void *nb[6] = {0, 0, 0, 0, 0, 0};
+        a = read_cp(read_dims(read_dims(a, &in), &out), &cp);
+        read_pattern(a, nb, &pw);
+        return dtmm_conv_pattern_s8_get_buffer_size(&in, &pw);
+    }
+    case DTMM_OP_DEPTHWISE: case DTMM_OP_FC: case DTMM_OP_MAX_POOL:
     case DTMM_OP_AVG_POOL: case DTMM_OP_ADD: case DTMM_OP_REQUANT: case DTMM_OP_FWCS_CONFIG:
         return 0;
     default:
@@ -140,18 +162,11 @@ int32_t dtmm_driver_call(int32_t op, const int32_t *ints, const void *const *b, 
     case DTMM_OP_CONV_PATTERN: {
         dtmm_pattern pw;
         a = read_cp(read_dims(read_dims(a, &in), &od), &cp);
-        pw.n_patterns = a[0];
-        pw.c_in = a[1];
-        pw.c_out = a[2];
-        pw.patterns = (const uint8_t *)b[1];
-        pw.kptr = (const uint16_t *)b[2];
-        pw.kchan = (const uint16_t *)b[3];
-        pw.kpat = (const uint8_t *)b[4];
-        pw.values = (const int8_t *)b[5];
+        read_pattern(a, b, &pw);
         q.multiplier = (const int32_t *)b[7];
         q.shift = (const int32_t *)b[8];
         return dtmm_conv_pattern_s8(&cp, &q, &in, (const int8_t *)b[0], &pw, (const int32_t *)b[6],
-                                    &od, (int8_t *)out);
+                                    &od, (int8_t *)out, scratch);
     }
     case DTMM_OP_DEPTHWISE:
         a = read_cp(read_dims(read_dims(read_dims(a, &in), &f), &od), &cp);

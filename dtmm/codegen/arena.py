@@ -1,0 +1,328 @@
+"""Static SRAM arena planning: tensor liveness, kernel scratch, offsets.
+
+:func:`plan_arena` places every activation tensor of a quantized graph and every
+op's kernel scratch buffer in one static arena and reports
+
+* ``peak_live``: the largest sum of (aligned) buffer sizes live at any one op, a
+  lower bound on any placement's arena size;
+* ``size``: the arena size achieved by greedy-by-size first-fit placement (as
+  TFLite Micro's ``GreedyMemoryPlanner``), ``>= peak_live``, 16-byte aligned.
+
+Liveness, over op positions ``0 .. len(ops) - 1`` in graph order:
+
+* a tensor lives from its producer's position to its last consumer's position
+  (inclusive); a graph input from position 0; a graph output to the last position
+  (it is copied out after the last op); a tensor nobody reads lives only at its producer;
+* an op's inputs and output are therefore live together: kernels never run in place;
+* a :class:`~dtmm.graph.ir.Reshape` output aliases its input (NHWC data is already in
+  the reshaped order): both share one buffer, whose lifetime is the union;
+* op ``i``'s scratch lives at position ``i`` only.
+
+Scratch sizes are asked of the kernels themselves (:func:`scratch_bytes`): their
+``*_get_buffer_size`` functions, compiled once for the ISA path the target uses
+(:func:`isa_path`) in a cached host build, called through ctypes and memoized; so
+they can never drift from the C code. The generated model re-checks them against
+its own build at start-up (``dtmm_model_check()``).
+
+Apart from that one cached build (the first time an ISA path is asked for), planning
+is pure arithmetic on the graph: ~0.3 ms for a zoo model, cheap enough for a
+scheduler to call thousands of times.
+
+Example:
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> sg = SynthGraph((8, 8, 4), seed=0)
+    >>> _ = sg.conv(8, 3, pads="same", activation="relu")
+    >>> g = sg.finish()
+    >>> p = plan_arena(g, "cortex-m4")
+    >>> p.scratch[g.ops[0].name]          # DSP path: 2 int16 im2col rows of 3*3*4
+    144
+    >>> p.size >= p.peak_live, p.size % 16
+    (True, 0)
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from dtmm.errors import BuildError
+from dtmm.graph.ir import Conv2D, Graph, Reshape
+
+__all__ = ["ArenaPlan", "Buffer", "plan_arena", "scratch_bytes", "isa_path", "liveness",
+           "ALIGN", "ISA_PATHS"]
+
+#: The kernels' ISA paths (dtmm_isa.h).
+ISA_PATHS = ("scalar", "dsp", "mve")
+#: Alignment of every buffer in the arena (and of the arena size), in bytes.
+ALIGN = 16
+
+
+def _align(n: int, a: int = ALIGN) -> int:
+    return (int(n) + a - 1) // a * a
+
+
+def isa_path(target: str, simd: str = "auto") -> str:
+    """The kernels' ISA path a build for ``target`` compiles: ``"mve"``, ``"dsp"`` or ``"scalar"``.
+
+    Mirrors ``dtmm_isa.h`` for builds through :mod:`dtmm.codegen.platform`.
+
+    >>> isa_path("cortex-m55"), isa_path("cortex-m55", "dsp"), isa_path("cortex-m7"), isa_path("host")
+    ('mve', 'dsp', 'dsp', 'scalar')
+    """
+    from dtmm.codegen.platform import get_target
+
+    t = get_target(target)
+    defs = t.isa_defines(simd)
+    if t.is_host or "DTMM_FORCE_SCALAR" in defs:
+        return "scalar"
+    if "DTMM_ARCH_MVE" in defs:
+        return "mve"
+    if "DTMM_ARCH_DSP" in defs:
+        return "dsp"
+    return "scalar"
+
+
+_EMULATE = {"scalar": (), "dsp": ("DTMM_EMULATE_DSP",), "mve": ("DTMM_EMULATE_MVE",)}
+
+
+@functools.lru_cache(maxsize=None)
+def _driver(isa: str):
+    """The kernels built for the host on ISA path ``isa`` (emulated intrinsics), cached."""
+    from dtmm.runtime.kernels_host import load_kernels
+
+    lib = load_kernels(_EMULATE[isa]).lib
+    return lib.dtmm_driver_scratch_size
+
+
+@functools.lru_cache(maxsize=4096)
+def _query(isa: str, op_code: int, ints: tuple[int, ...]) -> int:
+    ints32 = (ctypes.c_int32 * 32)(*ints)
+    n = int(_driver(isa)(op_code, ctypes.cast(ints32, ctypes.c_void_p)))
+    if n < 0:
+        raise BuildError(f"the kernel driver does not know op code {op_code}")
+    return n
+
+
+def _pattern_library():
+    from dtmm.formats.pattern import PATTERNS
+
+    return PATTERNS
+
+
+def _dims4(shape) -> list[int]:
+    s = [int(v) for v in shape]
+    return [1] + s if len(s) == 3 else s
+
+
+def scratch_bytes(op, graph: Graph, isa: str) -> int:
+    """Kernel scratch bytes of ``op`` on ISA path ``isa``, asked of the kernel itself.
+
+    The kernels' ``*_get_buffer_size`` functions are called (through the kernel driver,
+    ``dtmm_driver_scratch_size``) in a host build of ``dtmm/csrc`` compiled for that ISA
+    path (``-DDTMM_EMULATE_MVE`` / ``-DDTMM_EMULATE_DSP``: the same ``#if DTMM_USE_*``
+    branch the Cortex-M build compiles). The build is made once and cached by content
+    hash; answers are memoized, so repeated planning does no I/O.
+
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> sg = SynthGraph((8, 8, 4), seed=0); _ = sg.conv(8, 3, pads="same"); g = sg.finish()
+    >>> scratch_bytes(g.ops[0], g, "dsp"), scratch_bytes(g.ops[0], g, "scalar")
+    (144, 0)
+    """
+    from dtmm.runtime import kernels_host as K
+
+    if isa not in ISA_PATHS:
+        raise BuildError(f"isa must be one of {ISA_PATHS}, got {isa!r}")
+    if isinstance(op, Conv2D):
+        x = _dims4(graph.tensors[op.inputs[0]].shape)
+        ints = x + [int(d) for d in op.weight.shape]
+        return _query(isa, K.OP_CONV, tuple(ints + [0] * (32 - len(ints))))
+    if getattr(op, "kind", "") == "compressed_conv2d":
+        cout, kh, kw, cin = op.weight_shape
+        x = _dims4(graph.tensors[op.inputs[0]].shape)
+        y = _dims4(graph.tensors[op.output].shape)
+        cp = [0] * 10
+        name = op.format_name
+        if name == "fwcs":
+            f = op.fmt
+            bits = [np.asarray(f.cptr).dtype.itemsize * 8, np.asarray(f.fidx).dtype.itemsize * 8]
+            ints = x + y + cp + [int(f.size), kh, kw, cout] + bits
+            return _query(isa, K.OP_CONV_FWCS, tuple(ints + [0] * (32 - len(ints))))
+        if name == "csr":
+            f = op.fmt
+            bits = [np.asarray(f.col).dtype.itemsize * 8, np.asarray(f.rowptr).dtype.itemsize * 8]
+            ints = x + y + cp + [kh, kw, cin, cout] + bits
+            return _query(isa, K.OP_CONV_CSR, tuple(ints + [0] * (32 - len(ints))))
+        if name == "pattern":
+            f = op.fmt
+            bits = [np.asarray(f.kptr).dtype.itemsize * 8, np.asarray(f.kidx).dtype.itemsize * 8]
+            n_pat = len(_pattern_library())
+            ints = x + y + cp + [n_pat, cin, cout] + bits
+            return _query(isa, K.OP_CONV_PATTERN, tuple(ints + [0] * (32 - len(ints))))
+        raise BuildError(f"op {op.name!r}: unknown compressed format {name!r}")
+    return 0                                            # depthwise, FC, pools, add, softmax, ...
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One arena buffer: an activation tensor (with its aliases) or an op's scratch.
+
+    ``first``/``last``: op positions (inclusive) during which it must stay intact.
+    """
+
+    name: str
+    nbytes: int
+    first: int
+    last: int
+    tensors: tuple[str, ...] = ()
+    scratch_of: str | None = None
+
+
+@dataclass(frozen=True)
+class ArenaPlan:
+    """The planned static arena of one model on one target.
+
+    ``size``: arena bytes (16-byte aligned); ``offsets``: byte offset of every activation
+    tensor (aliases share their root's offset); ``peak_live``: lower bound (max bytes
+    live at one op, sizes 16-byte aligned); ``scratch``: scratch bytes per op name (ops
+    without scratch absent); ``scratch_offsets``: where each op's scratch lies;
+    ``buffers``: the placed buffers; ``isa``: the ISA path the scratch sizes assume.
+    """
+
+    size: int
+    offsets: Mapping[str, int]
+    peak_live: int
+    scratch: Mapping[str, int]
+    scratch_offsets: Mapping[str, int] = field(default_factory=dict)
+    buffers: tuple[Buffer, ...] = ()
+    isa: str = "scalar"
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of distinct activation buffers (no scratch), unaligned sum, for reports."""
+        return sum(b.nbytes for b in self.buffers if b.scratch_of is None)
+
+
+def _tensor_nbytes(graph: Graph, name: str) -> int:
+    t = graph.tensors[name]
+    if t.dtype not in ("int8", "uint8"):
+        raise BuildError(f"tensor {name!r} is {t.dtype}: the arena planner needs an int8 graph")
+    return t.size
+
+
+def liveness(graph: Graph) -> list[Buffer]:
+    """Activation buffers with lifetimes (Reshape outputs merged into their input's buffer).
+
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> sg = SynthGraph((4, 4, 2), seed=0); _ = sg.conv(3, 1); g = sg.finish()
+    >>> [(b.name, b.first, b.last) for b in liveness(g)]
+    [('input', 0, 0), ('conv1_out', 0, 0)]
+    """
+    n = len(graph.ops)
+    root: dict[str, str] = {}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    members: dict[str, list[str]] = {}
+
+    def touch(r: str, i: int) -> None:
+        first[r] = min(first.get(r, i), i)
+        last[r] = max(last.get(r, i), i)
+
+    for name in graph.inputs:
+        root[name] = name
+        members[name] = [name]
+        touch(name, 0)
+    for i, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t not in root:
+                raise BuildError(f"op {op.name!r}: input {t!r} is used before it is produced")
+            touch(root[t], i)
+        if isinstance(op, Reshape) and len(op.inputs) == 1:
+            r = root[op.inputs[0]]
+            if _tensor_nbytes(graph, op.output) != _tensor_nbytes(graph, op.inputs[0]):
+                raise BuildError(f"op {op.name!r} (reshape): {op.inputs[0]!r} and {op.output!r} "
+                                 f"differ in size")
+            root[op.output] = r
+            members[r].append(op.output)
+        else:
+            root[op.output] = op.output
+            members[op.output] = [op.output]
+            touch(op.output, i)
+    for name in graph.outputs:
+        if name not in root:
+            raise BuildError(f"graph output {name!r} is never produced")
+        touch(root[name], max(n - 1, 0))
+    return [Buffer(r, _tensor_nbytes(graph, r), first[r], last[r], tuple(members[r]))
+            for r in members]
+
+
+def _place(buffers: list[Buffer]) -> dict[str, int]:
+    """Greedy by size (largest first, ties by first use), first fit among time-overlapping ones."""
+    order = sorted(buffers, key=lambda b: (-_align(b.nbytes), b.first, b.name))
+    placed: list[tuple[int, int, Buffer]] = []        # (offset, end, buffer)
+    out: dict[str, int] = {}
+    for b in order:
+        need = _align(b.nbytes)
+        busy = sorted((o, e) for o, e, p in placed if p.first <= b.last and b.first <= p.last)
+        off = 0
+        for o, e in busy:
+            if off + need <= o:
+                break
+            off = max(off, e)
+        placed.append((off, off + need, b))
+        out[b.name] = off
+    return out
+
+
+def plan_arena(graph: Graph, target: str = "host", *, simd: str = "auto",
+               isa: str | None = None) -> ArenaPlan:
+    """Plan the static arena of a quantized ``graph`` for ``target`` (see the module docstring).
+
+    Args:
+        graph: a quantized graph (int8 activations).
+        target: ``"host"``, ``"cortex-m4"``, ``"cortex-m7"`` or ``"cortex-m55"`` (decides the
+            kernels' ISA path and so their scratch sizes).
+        simd: ``"auto"``, ``"dsp"`` or ``"scalar"`` as for :func:`dtmm.codegen.platform.build`.
+        isa: override of the ISA path (``"scalar"``, ``"dsp"``, ``"mve"``), for host builds
+            that emulate a Cortex-M path (``-DDTMM_EMULATE_MVE``); default: the target's.
+
+    Returns:
+        An :class:`ArenaPlan`.
+
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> sg = SynthGraph((6, 6, 2), seed=0)
+    >>> _ = sg.conv(4, 3, pads="same"); g = sg.finish()
+    >>> p = plan_arena(g, "host")
+    >>> p.offsets["input"] != p.offsets[g.outputs[0]], p.size == p.peak_live
+    (True, True)
+    """
+    if isa is None:
+        isa = isa_path(target, simd)
+    elif isa not in ISA_PATHS:
+        raise BuildError(f"isa must be one of {ISA_PATHS}, got {isa!r}")
+    buffers = liveness(graph)
+    scratch: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        s = scratch_bytes(op, graph, isa)
+        if s:
+            scratch[op.name] = s
+            buffers.append(Buffer(f"{op.name}/scratch", s, i, i, (), op.name))
+    n = max(len(graph.ops), 1)
+    live = [0] * n
+    for b in buffers:
+        for i in range(b.first, b.last + 1):
+            live[i] += _align(b.nbytes)
+    offs = _place(buffers)
+    size = max((offs[b.name] + _align(b.nbytes) for b in buffers), default=0)
+    offsets: dict[str, int] = {}
+    scratch_offsets: dict[str, int] = {}
+    for b in buffers:
+        if b.scratch_of is not None:
+            scratch_offsets[b.scratch_of] = offs[b.name]
+        for t in b.tensors:
+            offsets[t] = offs[b.name]
+    return ArenaPlan(size=_align(size), offsets=offsets, peak_live=max(live),
+                     scratch=scratch, scratch_offsets=scratch_offsets, buffers=tuple(buffers),
+                     isa=isa)

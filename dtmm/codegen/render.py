@@ -1,0 +1,469 @@
+"""Render stage of code generation: a :class:`~dtmm.codegen.plan.ModelPlan` -> C text.
+
+Pure functions from plan to strings; no decisions are taken here (they are all in
+the plan) and nothing is written (see :mod:`dtmm.codegen.emit`).
+
+* :func:`render_model_h` / :func:`render_model_c`: the model's public header and its
+  implementation (constants, the static arena, ``dtmm_model_run`` calling the kernels
+  in order, ``dtmm_model_invoke``, ``dtmm_model_invoke_batch``, ``dtmm_model_check``);
+* :func:`render_harness`: a ``main.c`` that runs the model on the inputs given through
+  ``dtmm_read_input`` and prints each output with ``dtmm_print_hex`` (between
+  ``dtmm_bench_start``/``dtmm_bench_stop`` markers around each ``dtmm_model_invoke``);
+* :func:`render_makefile`: a Makefile for the host (shared library + demo) or a
+  Cortex-M target (firmware.elf, ``make run`` on QEMU).
+
+Example:
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> from dtmm.codegen.plan import plan_model
+    >>> sg = SynthGraph((4, 4, 2), seed=0); _ = sg.conv(3, 1)
+    >>> plan = plan_model(sg.finish(), "host")
+    >>> "int dtmm_model_invoke(const int8_t *in, int8_t *out);" in render_model_h(plan)
+    True
+    >>> "dtmm_conv_s8(&L0_conv1_cp" in render_model_c(plan)
+    True
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+
+from dtmm.codegen import plan as P
+
+__all__ = ["render_model_h", "render_model_c", "render_harness", "render_makefile", "render_const",
+           "HARNESS_MAX_IMAGES"]
+
+#: Images the firmware harness can hold in one run (its input buffer size).
+HARNESS_MAX_IMAGES = 16
+
+_CTYPE = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.int16): "int16_t",
+          np.dtype(np.uint16): "uint16_t", np.dtype(np.int32): "int32_t",
+          np.dtype(np.uint32): "uint32_t"}
+
+
+def _int_text(v: int, dtype: np.dtype) -> str:
+    if dtype == np.int32 and v == -(2 ** 31):
+        return "(-2147483647 - 1)"
+    if dtype == np.uint32:
+        return f"{v}u"
+    return str(v)
+
+
+def render_const(c: P.ConstArray, per_line: int = 24) -> str:
+    """One ``static const`` C array (16-byte aligned; ``DTMM_LARGE_CONST`` when ``c.large``).
+
+    >>> import numpy as np
+    >>> print(render_const(P.ConstArray("w", np.array([1, -2, 3], np.int8))))
+    static const int8_t w[3] __attribute__((aligned(16))) = {
+        1, -2, 3,
+    };
+    """
+    dt = c.data.dtype
+    ctype = _CTYPE[dt]
+    vals = c.data.tolist()
+    if dt == np.int32 or dt == np.uint32:
+        items = [_int_text(v, dt) for v in vals]
+    else:
+        items = list(map(str, vals))
+    if not items:
+        items = ["0"]
+    attrs = "__attribute__((aligned(16)))" + (" DTMM_LARGE_CONST" if c.large else "")
+    body = ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
+    return (f"static const {ctype} {c.cname}[{max(1, c.data.size)}] {attrs} = {{\n"
+            f"    {body},\n}};")
+
+
+def _struct(ctype: str, name: str, obj, only=None) -> str:
+    names = only or [f.name for f in fields(obj)]
+    inits = ", ".join(f".{n} = {int(getattr(obj, n))}" for n in names)
+    return f"static const {ctype} {name} = {{{inits}}};"
+
+
+def _dims(name: str, d: P.Dims) -> str:
+    return _struct("dtmm_dims", name, d)
+
+
+def _arena(t: P.TensorRef) -> str:
+    return f"ARENA({t.offset})"
+
+
+def _scratch(s: P.Step) -> str:
+    return f"ARENA({s.scratch_offset})" if s.scratch_offset is not None else "NULL"
+
+
+def _rq(cid: str, rq) -> str:
+    return f"static const dtmm_requant_params {cid}_q = {{{rq.multiplier}, {rq.shift}}};"
+
+
+def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
+    """(static declarations, the kernel call expression, a scratch check expression)."""
+    c, cid = s.call, s.cid
+    d: list[str] = []
+    if isinstance(c, (P.ConvCall, P.FwcsCall, P.CsrCall, P.PatternCall, P.DepthwiseCall)):
+        d.append(_struct("dtmm_conv_params", f"{cid}_cp", c.params))
+        d.append(_rq(cid, c.rq))
+        d.append(_dims(f"{cid}_in", c.in_dims))
+        d.append(_dims(f"{cid}_out", c.out_dims))
+    head = f"&{cid}_cp, &{cid}_q, &{cid}_in, {_arena(c.x)}" if hasattr(c, "params") else ""
+    if isinstance(c, P.ConvCall):
+        d.append(_dims(f"{cid}_fd", c.filter_dims))
+        return (d, f"dtmm_conv_s8({head}, &{cid}_fd, {c.weights}, {c.rq.bias}, &{cid}_out, "
+                   f"{_arena(c.y)}, {_scratch(s)})",
+                f"dtmm_conv_s8_get_buffer_size(&{cid}_in, &{cid}_fd)")
+    if isinstance(c, P.FwcsCall):
+        d.append(f"static const dtmm_fwcs {cid}_fw = {{.arr = {c.arr}, .cptr = {c.cptr}, "
+                 f".fidx = {c.fidx}, .size = {c.size}, .kh = {c.kh}, .kw = {c.kw}, "
+                 f".c_out = {c.c_out}, .cptr_bits = {c.cptr_bits}, .fidx_bits = {c.fidx_bits}}};")
+        return (d, f"dtmm_conv_fwcs_s8({head}, &{cid}_fw, {c.rq.bias}, &{cid}_out, {_arena(c.y)}, "
+                   f"{_scratch(s)})",
+                f"dtmm_conv_fwcs_s8_get_buffer_size(&{cid}_in, &{cid}_fw)")
+    if isinstance(c, P.CsrCall):
+        d.append(f"static const dtmm_csr {cid}_csr = {{.values = {c.values}, .col = {c.col}, "
+                 f".rowptr = {c.rowptr}, .kh = {c.kh}, .kw = {c.kw}, .c_in = {c.c_in}, "
+                 f".c_out = {c.c_out}, .col_bits = {c.col_bits}, .rowptr_bits = {c.rowptr_bits}}};")
+        return (d, f"dtmm_conv_csr_s8({head}, &{cid}_csr, {c.rq.bias}, &{cid}_out, {_arena(c.y)}, "
+                   f"{_scratch(s)})",
+                f"dtmm_conv_csr_s8_get_buffer_size(&{cid}_in, &{cid}_csr)")
+    if isinstance(c, P.PatternCall):
+        d.append(f"static const dtmm_pattern {cid}_pat = {{.patterns = {c.patterns}, "
+                 f".n_patterns = {c.n_patterns}, .kptr = {c.kptr}, .kchan = {c.kchan}, "
+                 f".kpat = {c.kpat}, .values = {c.values}, .c_in = {c.c_in}, .c_out = {c.c_out}, "
+                 f".kptr_bits = {c.kptr_bits}, .kchan_bits = {c.kchan_bits}}};")
+        return (d, f"dtmm_conv_pattern_s8({head}, &{cid}_pat, {c.rq.bias}, &{cid}_out, "
+                   f"{_arena(c.y)}, {_scratch(s)})",
+                f"dtmm_conv_pattern_s8_get_buffer_size(&{cid}_in, &{cid}_pat)")
+    if isinstance(c, P.DepthwiseCall):
+        d.append(_dims(f"{cid}_fd", c.filter_dims))
+        return (d, f"dtmm_depthwise_conv_s8(&{cid}_cp, &{cid}_q, {c.depth_multiplier}, &{cid}_in, "
+                   f"{_arena(c.x)}, &{cid}_fd, {c.weights}, {c.rq.bias}, &{cid}_out, "
+                   f"{_arena(c.y)})", None)
+    if isinstance(c, P.FcCall):
+        d.append(_struct("dtmm_conv_params", f"{cid}_cp", c.params))
+        d.append(_rq(cid, c.rq))
+        return (d, f"dtmm_fully_connected_s8(&{cid}_cp, &{cid}_q, {c.per_channel}, 1, "
+                   f"{c.in_features}, {c.out_features}, {_arena(c.x)}, {c.weights}, {c.rq.bias}, "
+                   f"{_arena(c.y)})", None)
+    if isinstance(c, P.PoolCall):
+        t, b, l, r = c.pads
+        d.append(f"static const dtmm_pool_params {cid}_pp = {{.filter_h = {c.filter_h}, "
+                 f".filter_w = {c.filter_w}, .stride_h = {c.stride_h}, .stride_w = {c.stride_w}, "
+                 f".pad_top = {t}, .pad_bottom = {b}, .pad_left = {l}, .pad_right = {r}, "
+                 f".act_min = -128, .act_max = 127}};")
+        d.append(_dims(f"{cid}_in", c.in_dims))
+        d.append(_dims(f"{cid}_out", c.out_dims))
+        fn = "dtmm_max_pool_s8" if c.is_max else "dtmm_avg_pool_s8"
+        return (d, f"{fn}(&{cid}_pp, &{cid}_in, {_arena(c.x)}, &{cid}_out, {_arena(c.y)})", None)
+    if isinstance(c, P.AddCall):
+        names = ["in1_zp", "in2_zp", "out_zp", "left_shift", "in1_multiplier", "in1_shift",
+                 "in2_multiplier", "in2_shift", "out_multiplier", "out_shift", "act_min", "act_max"]
+        d.append(_struct("dtmm_add_params", f"{cid}_ap", c, names))
+        return (d, f"dtmm_add_s8(&{cid}_ap, {_arena(c.a)}, {_arena(c.b)}, {_arena(c.y)}, {c.size})",
+                None)
+    if isinstance(c, P.SoftmaxCall):
+        return (d, f"dtmm_softmax_s8({_arena(c.x)}, {c.rows}, {c.depth}, {c.beta_multiplier}, "
+                   f"{c.beta_left_shift}, {c.diff_min}, {_arena(c.y)})", None)
+    if isinstance(c, P.ConcatCall):
+        ins = ", ".join(_arena(t) for t in c.xs)
+        d.append(f"static const int32_t {cid}_chans[{len(c.xs)}] = "
+                 f"{{{', '.join(map(str, c.channels))}}};")
+        return (d, f"concat_s8({_arena(c.y)}, {c.pixels}, {len(c.xs)}, "
+                   f"(const int8_t *const[]){{{ins}}}, {cid}_chans)", None)
+    if isinstance(c, P.AliasCall):
+        return d, None, None
+    raise TypeError(f"render: no renderer for {type(c).__name__}")
+
+
+def _describe(s: P.Step) -> str:
+    c = s.call
+    if isinstance(c, P.AddCall):
+        ins = [c.a, c.b]
+    elif isinstance(c, P.ConcatCall):
+        ins = list(c.xs)
+    else:
+        ins = [c.x]
+    txt = ", ".join(f"{t.name}@{t.offset}" for t in ins) + f" -> {c.y.name}@{c.y.offset}"
+    if s.scratch_bytes:
+        txt += f", scratch {s.scratch_bytes} B @{s.scratch_offset}"
+    return f"/* op {s.index}: {s.op_name} ({s.op_kind}): {txt} */"
+
+
+def render_model_h(plan: P.ModelPlan) -> str:
+    """The generated ``model.h``."""
+    ishape = "x".join(map(str, plan.input.shape))
+    oshape = "x".join(map(str, plan.output.shape))
+    return f"""/*
+ * model.h - generated by dtmm.codegen for target {plan.target} (kernel ISA path: {plan.arena.isa}).
+ *
+ * Input  {plan.input.name!s}: int8 NHWC {ishape}, scale {plan.input_scale!r}, zero point {plan.input_zero_point}
+ * Output {plan.output.name!s}: int8 {oshape}, scale {plan.output_scale!r}, zero point {plan.output_zero_point}
+ * Static arena: {plan.arena.size} bytes (lower bound {plan.arena.peak_live}); constants: {plan.const_bytes} bytes.
+ */
+#ifndef DTMM_MODEL_H
+#define DTMM_MODEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+#define DTMM_MODEL_INPUT_BYTES {plan.input.nbytes}
+#define DTMM_MODEL_OUTPUT_BYTES {plan.output.nbytes}
+#define DTMM_MODEL_ARENA_BYTES {plan.arena.size}
+#define DTMM_MODEL_CONST_BYTES {plan.const_bytes}
+#define DTMM_MODEL_NUM_OPS {len(plan.steps)}
+#define DTMM_MODEL_INPUT_SCALE {plan.input_scale!r}f
+#define DTMM_MODEL_INPUT_ZERO_POINT {plan.input_zero_point}
+#define DTMM_MODEL_OUTPUT_SCALE {plan.output_scale!r}f
+#define DTMM_MODEL_OUTPUT_ZERO_POINT {plan.output_zero_point}
+
+/* Run one inference: copy `in` (DTMM_MODEL_INPUT_BYTES) into the arena, run every
+ * kernel, copy the result to `out` (DTMM_MODEL_OUTPUT_BYTES).  Returns 0, or the first
+ * kernel error (a negative dtmm_status; dtmm_model_failed_op names the op). */
+int dtmm_model_invoke(const int8_t *in, int8_t *out);
+/* n inferences on consecutive inputs / outputs; stops at the first error. */
+int dtmm_model_invoke_batch(const int8_t *in, int8_t *out, int32_t n);
+/* Zero-copy use: write the input at dtmm_model_input(), call dtmm_model_run(), read
+ * the output at dtmm_model_output() (valid until the next run). */
+int8_t *dtmm_model_input(void);
+const int8_t *dtmm_model_output(void);
+int dtmm_model_run(void);
+/* 0 if every kernel's scratch need (its _get_buffer_size in this build) fits the
+ * planned scratch, else 1 + the index of the first op that does not. */
+int dtmm_model_check(void);
+/* Index of the op whose kernel failed in the last run, -1 if none. */
+extern int32_t dtmm_model_failed_op;
+
+#ifdef __cplusplus
+}}
+#endif
+#endif /* DTMM_MODEL_H */
+"""
+
+
+_CONCAT_HELPER = """
+/* Channel concatenation of NHWC tensors (raw int8 copy, shared qparams). */
+static dtmm_status concat_s8(int8_t *out, int32_t pixels, int32_t n, const int8_t *const *ins,
+                             const int32_t *chans)
+{
+    for (int32_t p = 0; p < pixels; p++) {
+        for (int32_t i = 0; i < n; i++) {
+            memcpy(out, ins[i] + p * chans[i], (size_t)chans[i]);
+            out += chans[i];
+        }
+    }
+    return DTMM_OK;
+}
+"""
+
+
+def render_model_c(plan: P.ModelPlan) -> str:
+    """The generated ``model.c``."""
+    decls: list[str] = []
+    body: list[str] = []
+    checks: list[str] = []
+    for s in plan.steps:
+        d, call, check = _decls_and_call(s)
+        decls.extend(d)
+        body.append("    " + _describe(s))
+        if call is None:
+            body.append("    /* reshape: the output aliases the input, no code */")
+        else:
+            body.append(f"    rc = {call};")
+            body.append(f"    if (rc != DTMM_OK) {{ dtmm_model_failed_op = {s.index}; return rc; }}")
+        if check is not None:
+            checks.append(f"    if ({check} > {s.scratch_bytes}) return {s.index + 1};"
+                          f"  /* {s.op_name} */")
+    includes = "".join(f'#include "{h}"\n' for h in plan.kernel_headers
+                       if h in ("dtmm_kernels.h", "dtmm_softmax_s8.h"))
+    uses_concat = any(isinstance(s.call, P.ConcatCall) for s in plan.steps)
+    consts = "\n".join(render_const(c) for c in plan.consts)
+    arena_attr = " DTMM_LARGE_BSS" if plan.arena_large else ""
+    notes = "".join(f" * {n}\n" for n in plan.notes)
+    return f"""/*
+ * model.c - generated by dtmm.codegen for target {plan.target} (kernel ISA path: {plan.arena.isa}).
+ * {len(plan.steps)} ops; static arena {plan.arena.size} bytes; constants {plan.const_bytes} bytes.
+{notes} */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "model.h"
+{includes}
+#if defined(DTMM_TARGET_CORTEX_M)
+#  ifndef DTMM_LARGE_CONST
+#    define DTMM_LARGE_CONST __attribute__((section(".dtmm_large_const")))
+#  endif
+#  ifndef DTMM_LARGE_BSS
+#    define DTMM_LARGE_BSS __attribute__((section(".dtmm_large_bss")))
+#  endif
+#else
+#  ifndef DTMM_LARGE_CONST
+#    define DTMM_LARGE_CONST
+#  endif
+#  ifndef DTMM_LARGE_BSS
+#    define DTMM_LARGE_BSS
+#  endif
+#endif
+
+/* ------------------------------------------------------------------ constants */
+{consts}
+
+/* ------------------------------------------------------------------ arena */
+static int8_t dtmm_arena[{plan.arena.size}] __attribute__((aligned(16))){arena_attr};
+#define ARENA(off) (dtmm_arena + (off))
+
+/* ------------------------------------------------------------------ op parameters */
+{chr(10).join(decls)}
+{_CONCAT_HELPER if uses_concat else ""}
+int32_t dtmm_model_failed_op = -1;
+
+int8_t *dtmm_model_input(void) {{ return ARENA({plan.input.offset}); }}
+const int8_t *dtmm_model_output(void) {{ return ARENA({plan.output.offset}); }}
+
+int dtmm_model_run(void)
+{{
+    dtmm_status rc = DTMM_OK;
+    dtmm_model_failed_op = -1;
+{chr(10).join(body)}
+    return (int)rc;
+}}
+
+int dtmm_model_invoke(const int8_t *in, int8_t *out)
+{{
+    memcpy(ARENA({plan.input.offset}), in, DTMM_MODEL_INPUT_BYTES);
+    const int rc = dtmm_model_run();
+    if (rc == 0) memcpy(out, ARENA({plan.output.offset}), DTMM_MODEL_OUTPUT_BYTES);
+    return rc;
+}}
+
+int dtmm_model_invoke_batch(const int8_t *in, int8_t *out, int32_t n)
+{{
+    for (int32_t i = 0; i < n; i++) {{
+        const int rc = dtmm_model_invoke(in + (size_t)i * DTMM_MODEL_INPUT_BYTES,
+                                         out + (size_t)i * DTMM_MODEL_OUTPUT_BYTES);
+        if (rc != 0) return rc;
+    }}
+    return 0;
+}}
+
+int dtmm_model_check(void)
+{{
+{chr(10).join(checks)}
+    return 0;
+}}
+"""
+
+
+def render_harness(max_images: int = HARNESS_MAX_IMAGES) -> str:
+    """``main.c``: run the model on every input image and print its output.
+
+    Reads up to ``max_images`` inputs with ``dtmm_read_input`` (none: one run on zeros);
+    per image ``i`` prints ``DTMM_HEX y<i> ...``; exit code 0, 3 (scratch check failed)
+    or 4 (a kernel error, printed as ``DTMM_MODEL_ERROR``).
+    """
+    return f"""/* main.c - generated by dtmm.codegen: run the model on the inputs of this run. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dtmm_platform.h"
+#include "model.h"
+
+#define MAX_IMAGES {int(max_images)}
+
+static int8_t harness_in[MAX_IMAGES * DTMM_MODEL_INPUT_BYTES] __attribute__((aligned(16))) DTMM_LARGE_BSS;
+static int8_t harness_out[DTMM_MODEL_OUTPUT_BYTES] __attribute__((aligned(16))) DTMM_LARGE_BSS;
+
+static void image_name(char *name, unsigned i)
+{{
+    char tmp[12];
+    int n = 0;
+    do {{ tmp[n++] = (char)('0' + i % 10); i /= 10; }} while (i);
+    name[0] = 'y';
+    for (int j = 0; j < n; j++) name[1 + j] = tmp[n - 1 - j];
+    name[n + 1] = 0;
+}}
+
+int main(void)
+{{
+    const int bad = dtmm_model_check();
+    if (bad) {{
+        printf("DTMM_SCRATCH_MISMATCH op %d\\n", bad - 1);
+        return 3;
+    }}
+    size_t n = dtmm_read_input(harness_in, sizeof harness_in) / DTMM_MODEL_INPUT_BYTES;
+    if (n == 0) n = 1;
+    for (size_t i = 0; i < n; i++) {{
+        char name[16];
+        image_name(name, (unsigned)i);
+        dtmm_bench_start();
+        const int rc = dtmm_model_invoke(harness_in + i * DTMM_MODEL_INPUT_BYTES, harness_out);
+        dtmm_bench_stop();
+        if (rc != 0) {{
+            printf("DTMM_MODEL_ERROR image %u op %d status %d\\n", (unsigned)i,
+                   (int)dtmm_model_failed_op, rc);
+            return 4;
+        }}
+        dtmm_print_hex(name, harness_out, DTMM_MODEL_OUTPUT_BYTES);
+    }}
+    return 0;
+}}
+"""
+
+
+def render_makefile(plan: P.ModelPlan, *, target_flags: list[str], defines: dict[str, object],
+                    qemu_machine: str | None) -> str:
+    """A standalone ``Makefile`` for the emitted project (see :mod:`dtmm.codegen.emit`)."""
+    kernels = " ".join(f"kernels/{s}" for s in plan.kernel_sources)
+    dflags = " ".join(f"-D{k}" if v is None else f"-D{k}={v}" for k, v in defines.items())
+    if qemu_machine is None:
+        return f"""# Generated by dtmm.codegen: host build of the model.
+#   make            -> libdtmm_model.so (dtmm_model_invoke, dtmm_model_invoke_batch) and model_demo
+#   ./model_demo    -> runs the model on dtmm_input.bin (raw int8 inputs) or on zeros
+CC ?= gcc
+CFLAGS ?= -O2 -std=c99 -Wall -Wextra -Wno-unused-parameter
+DEFS = {dflags}
+INC = -I. -Ikernels -Iplatform
+KERNELS = {kernels}
+
+all: libdtmm_model.so model_demo
+
+libdtmm_model.so: model.c model.h $(KERNELS)
+\t$(CC) $(CFLAGS) $(DEFS) $(INC) -shared -fPIC model.c $(KERNELS) -o $@
+
+model_demo: main.c model.c model.h $(KERNELS)
+\t$(CC) $(CFLAGS) $(DEFS) $(INC) main.c model.c $(KERNELS) platform/dtmm_platform_host.c platform/dtmm_platform_common.c -o $@ -lm
+
+clean:
+\trm -f libdtmm_model.so model_demo
+
+.PHONY: all clean
+"""
+    flags = " ".join(target_flags)
+    return f"""# Generated by dtmm.codegen: bare-metal build of the model for {plan.target}.
+#   make            -> firmware.elf (startup, semihosting I/O, linker script in platform/)
+#   make run        -> runs it under QEMU ({qemu_machine}); inputs from dtmm_input.bin if present
+CC = arm-none-eabi-gcc
+CFLAGS ?= -O2 -g -ffunction-sections -fdata-sections -Wall -Wextra -Wno-unused-parameter
+CPU = {flags}
+DEFS = {dflags}
+INC = -I. -Ikernels -Iplatform
+KERNELS = {kernels}
+PLATFORM = platform/startup_cortex_m.S platform/syscalls_cortex_m.c platform/dtmm_platform_common.c
+LDFLAGS = -nostartfiles --specs=nano.specs -Wl,--gc-sections -Wl,--no-warn-rwx-segments \\
+          -Wl,-T,platform/link.ld -Wl,-Map,firmware.map -lm
+
+all: firmware.elf
+
+firmware.elf: main.c model.c model.h $(KERNELS) $(PLATFORM) platform/link.ld
+\t$(CC) $(CFLAGS) $(CPU) $(DEFS) $(INC) main.c model.c $(KERNELS) $(PLATFORM) -o $@ $(LDFLAGS)
+
+run: firmware.elf
+\tqemu-system-arm -M {qemu_machine} -display none -monitor none -serial null \\
+\t  -semihosting-config enable=on,target=native -kernel firmware.elf
+
+clean:
+\trm -f firmware.elf firmware.map
+
+.PHONY: all run clean
+"""
