@@ -18,7 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+_REPO = Path(__file__).resolve().parents[1]
+#: The repository's BENCHMARKS.md in a source checkout, else ./BENCHMARKS.md.
+DEFAULT_PATH = (_REPO if (_REPO / "pyproject.toml").exists() else Path.cwd()) / "BENCHMARKS.md"
 
 
 def write_section(name: str, body: str, path: str | os.PathLike = DEFAULT_PATH) -> None:

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_prune(sub)
     _add_inspect(sub)
+    b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)")
+    bsub = b.add_subparsers(dest="bench", metavar="WHAT")
+    bsub.required = True
+    from dtmm.bench.kernels import add_cli_arguments
+    add_cli_arguments(bsub.add_parser(
+        "kernels", help="conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"))
     sub.add_parser("models", help="list the model zoo")
     d = sub.add_parser("demo", help="train, quantize and verify a small model on bundled MNIST")
     d.add_argument("--out", default="runs/demo")
@@ -145,6 +151,9 @@ def _dispatch(args) -> int:
         res = oneshot.inspect_command(args.model)
         print(json.dumps(res) if args.json else format_report(res))
         return 0
+    if args.verb == "bench":
+        from dtmm.bench.kernels import run_cli
+        return run_cli(args, command="dtmm bench kernels")
     if args.verb == "models":
         from dtmm.zoo import MODEL_NAMES
         print("\n".join(MODEL_NAMES))
@@ -164,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # output piped into e.g. `head`, which closed early
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # a bug in dtmm: show it, with a distinct status
         import traceback
         traceback.print_exc()

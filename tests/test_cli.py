@@ -111,3 +111,14 @@ def test_failed_quantize_leaves_no_partial_output(trained, tmp_path, capsys, mon
                            str(out), capsys=capsys)
     assert code == 2 and "simulated export failure" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_bench_kernels_verb_is_wired(capsys):
+    from dtmm.codegen.platform import toolchain_available
+    missing = toolchain_available("cortex-m55")
+    if missing:
+        pytest.skip(missing)
+    assert main(["bench", "kernels", "--quick", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["unit"].startswith("executed instructions")
+    assert all(r["verified"] and r["instructions"] > 0 for r in res["rows"])
