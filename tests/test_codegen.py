@@ -182,8 +182,10 @@ def test_scratch_mismatch_is_caught_by_the_model_check(tmp_path):
 def test_zoo_model_host_equals_reference(name, digits):
     qg, xq = zoo_graph(name, digits)
     ref = run_reference(qg, xq)
-    assert_same(build_host_model(qg)(xq), ref, f"{name} host (dsp path)")
-    assert_same(build_host_model(qg, isa="scalar", workers=1)(xq), ref, f"{name} host (plain C)")
+    assert_same(build_host_model(qg)(xq), ref, f"{name} host (default: plain C, host variant)")
+    assert_same(build_host_model(qg, isa="dsp")(xq), ref, f"{name} host (dsp path)")
+    assert_same(build_host_model(qg, isa="scalar", native=False, workers=1)(xq), ref,
+                f"{name} host (plain C, portable flags)")
 
 
 def test_synthetic_ops_host_equal_reference():
@@ -202,7 +204,32 @@ def test_synthetic_ops_host_equal_reference():
     g = sg.finish()
     x = sg.random_input(40, seed=9)
     assert_same(build_host_model(g)(x), run_reference(g, x), "synthetic host")
-    assert_same(build_host_model(g, isa="scalar")(x), run_reference(g, x), "synthetic host C")
+    assert_same(build_host_model(g, isa="dsp")(x), run_reference(g, x), "synthetic host dsp")
+    assert_same(build_host_model(g, native=False)(x), run_reference(g, x), "synthetic host C")
+
+
+def test_host_variant_equals_reference_and_plain_c():
+    """The default host build (DTMM_HOST_FAST, -O3 -march=native): small-K and blocked
+    dense conv, depthwise (multiplier 1), residual add, FC; and the same bytes as the
+    portable build and the emulated DSP path."""
+    sg = SynthGraph((11, 9, 1), seed=21)
+    a = sg.conv(24, 3, pads="same", activation="relu")                 # K = 9: small-K path
+    b = sg.conv(33, 3, pads="same", activation="relu6", x=a)           # K = 216, odd C_out
+    c = sg.depthwise(3, pads="same", activation="relu", x=b)
+    d = sg.conv(33, 1, x=a)
+    sg.add(c, d, activation="relu")
+    e = sg.conv(48, 3, stride=2, pads="same")                          # K = 297
+    sg.global_avg_pool(x=e)
+    sg.reshape((48,))
+    sg.fc(10)
+    g = sg.finish()
+    x = sg.random_input(37, seed=2)
+    want = run_reference(g, x)
+    m = build_host_model(g)
+    assert m.plan.arena.isa == "scalar"
+    assert_same(m(x), want, "host variant")
+    assert_same(build_host_model(g, workers=1)(x[:5]), want[:5], "host variant, 1 worker")
+    assert_same(build_host_model(g, native=False)(x), want, "host variant, portable flags")
 
 
 def _pruned_graph(seed: int = 4):
@@ -232,7 +259,7 @@ def test_compressed_formats_host_equal_reference(fmt):
     plan = plan_model(cg, "host")
     assert {s.op_kind for s in plan.steps} >= {"compressed_conv2d"}
     assert_same(build_host_model(cg)(x), want, f"{fmt} host")
-    assert_same(build_host_model(cg, isa="scalar")(x), want, f"{fmt} host C")
+    assert_same(build_host_model(cg, isa="dsp")(x), want, f"{fmt} host dsp")
 
 
 def test_plan_errors_name_the_op():

@@ -34,8 +34,9 @@ VARIANTS = {
     "mve_r2": ("DTMM_EMULATE_MVE", "DTMM_FWCS_REUSE=2"),
     "mve_r8": ("DTMM_EMULATE_MVE", "DTMM_FWCS_REUSE=8"),
     "mve_noilp": ("DTMM_EMULATE_MVE", "DTMM_FWCS_VARIANT_NO_ILP"),
+    "host_fast": ("DTMM_HOST_FAST",),     # plain C, host variants (build_host_model's)
 }
-ISA_VARIANTS = ["c_r4", "dsp_r4", "mve_r4", "scalar"]   # for kernels without FWCS switches
+ISA_VARIANTS = ["c_r4", "dsp_r4", "mve_r4", "scalar", "host_fast"]   # kernels without FWCS switches
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -51,6 +52,12 @@ def isa_kernels(request):
 @pytest.fixture(scope="module")
 def kernels():
     return load_kernels(())
+
+
+@pytest.fixture(scope="module", params=["c_r4", "host_fast"])
+def plain_kernels(request):
+    """The plain-C kernels and their DTMM_HOST_FAST variants (depthwise, add, ...)."""
+    return load_kernels(VARIANTS[request.param])
 
 
 # ----------------------------------------------------------------------------- oracles
@@ -232,6 +239,45 @@ def test_conv_dense_saturating_and_no_bias(isa_kernels):
     want = ref_conv(x, w, None, mult, shift, p)
     assert (want == 127).any() and (want == -128).any()
     assert_same(isa_kernels.conv_s8(x, w, None, mult, shift, p), want, "conv saturating")
+
+
+# Host variant (DTMM_HOST_FAST): small-K transposed path (K < 32), blocks of 4 pixels x
+# 2 filters with partial blocks and an odd filter, K with and without a multiple of 16.
+HOST_CASES = [
+    ("h_cin1_3x3_co33", 1, 9, 7, 1, 33, 3, 1, (1, 1, 1, 1)),
+    ("h_cin32_3x3_co33", 2, 6, 5, 32, 33, 3, 1, (1, 1, 1, 1)),
+    ("h_cin16_3x3_s2", 1, 9, 9, 16, 16, 3, 2, (1, 1, 1, 1)),
+    ("h_cin48_1x1_s2", 1, 7, 7, 48, 20, 1, 2, (0, 0, 0, 0)),
+    ("h_cin7_5x5_co9", 1, 6, 6, 7, 9, 5, 1, (2, 2, 2, 2)),
+    ("h_cin40_3x3_valid", 1, 5, 6, 40, 6, 3, 1, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("case", HOST_CASES, ids=[c[0] for c in HOST_CASES])
+def test_conv_dense_host_variant(case):
+    check_conv_dense(load_kernels(VARIANTS["host_fast"]), case)
+    check_conv_dense(load_kernels(VARIANTS["c_r4"]), case)
+
+
+@pytest.mark.parametrize("ci", [2, 64])      # small-K and blocked paths
+def test_conv_dense_host_variant_requant_edges(ci):
+    """The branch-free requantization of the host variant against the reference:
+    multipliers over the whole int32 range (INT32_MIN included), shifts -31 .. 10."""
+    rng = np.random.default_rng(ci)
+    co = 96
+    x = rng.integers(-128, 128, (1, 4, 4, ci), dtype=np.int8)
+    w = rng.integers(-127, 128, (co, 1, 1, ci), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, co).astype(np.int32)
+    mult = rng.integers(INT32_MIN, INT32_MAX, co, dtype=np.int64).astype(np.int32)
+    mult[:4] = [INT32_MIN, INT32_MAX, 0, 1 << 30]
+    shift = rng.integers(-31, 11 if ci == 2 else 5, co).astype(np.int32)
+    shift[:8] = [0, -31, 10 if ci == 2 else 4, -1, 0, 0, -31, -30]
+    for zp in (-128, 0, 127):
+        p = ConvParams(in_zp=zp, out_zp=-3)
+        want = ref_conv(x, w, bias, mult, shift, p)
+        for name in ("host_fast", "c_r4"):
+            got = load_kernels(VARIANTS[name]).conv_s8(x, w, bias, mult, shift, p)
+            assert_same(got, want, f"conv requant edges {name} ci={ci} zp={zp}")
 
 
 # ----------------------------------------------------------------------------- FWCS conv
@@ -417,7 +463,7 @@ def test_conv_pattern_more_than_65535_kernels(kernels):
 
 @pytest.mark.parametrize("dm", [1, 2])
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[2], CONV_CASES[4]], ids=lambda c: c[0])
-def test_depthwise(kernels, case, dm):
+def test_depthwise(plain_kernels, case, dm):
     rng = np.random.default_rng(11 + dm)
     _, n, h, wd, ci, _, k, s, pads = case
     x = rng.integers(-128, 128, (n, h, wd, ci), dtype=np.int8)
@@ -425,7 +471,7 @@ def test_depthwise(kernels, case, dm):
     bias = rng.integers(-2000, 2000, ci * dm).astype(np.int32)
     mult, shift = rand_quant(rng, ci * dm, k * k)
     p = ConvParams((s, s), pads, in_zp=-9, out_zp=4, act_min=4, act_max=127)
-    got = kernels.depthwise_conv_s8(x, w, bias, mult, shift, p, dm)
+    got = plain_kernels.depthwise_conv_s8(x, w, bias, mult, shift, p, dm)
     assert_same(got, ref_depthwise(x, w, bias, mult, shift, p, dm), f"depthwise {case[0]} dm={dm}")
 
 
@@ -468,7 +514,7 @@ def test_avg_pool_empty_window_is_an_error(kernels):
 
 
 @pytest.mark.parametrize("scales", [(0.05, 0.02, 0.06), (0.1, 0.1, 0.15), (0.01, 0.08, 0.04)])
-def test_add(kernels, scales):
+def test_add(plain_kernels, scales):
     rng = np.random.default_rng(9)
     a = rng.integers(-128, 128, (4, 33), dtype=np.int8)
     b = rng.integers(-128, 128, (4, 33), dtype=np.int8)
@@ -479,7 +525,7 @@ def test_add(kernels, scales):
     sb = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << ap["left_shift"],
                                           ap["in2_multiplier"], ap["in2_shift"])
     want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, zpo, 127)
-    assert_same(kernels.add_s8(a, b, zp1, zp2, zpo, ap, act_min=zpo), want, f"add {scales}")
+    assert_same(plain_kernels.add_s8(a, b, zp1, zp2, zpo, ap, act_min=zpo), want, f"add {scales}")
 
 
 def test_conv_rejects_inconsistent_dims(kernels):

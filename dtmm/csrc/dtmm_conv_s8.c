@@ -11,6 +11,14 @@
  *          each group of 4 stored as (x0, x2, x1, x3) so that a weight word needs only
  *          __sxtb16 and __sxtb16(ror 8); then a 2 filters x 2 pixels __smlad kernel.
  * plain C: direct loops over the taps inside the input, sum((x - in_zp) * w).
+ * host (DTMM_HOST_PATH, plain C for a vectorising host compiler, see dtmm_isa.h):
+ *          im2col of 4 output pixels into int16 (x - in_zp, padding 0) on the stack,
+ *          then per 2 filters x 4 pixels 8 dot products over the contiguous K taps
+ *          (int8 weights sign-extended in the loop; gcc -O3: pmaddwd / vpdpwssd),
+ *          int32 accumulators of the block, requantized per pixel as one loop over
+ *          the channels.  For K < DTMM_HOST_SMALL_K (e.g. a first layer with 1 input
+ *          channel) the weights are transposed to int16 (K, C_out) on the stack and each
+ *          pixel's C_out accumulators are updated tap by tap.  No planned scratch.
  * See dtmm_kernels.h for the contract.
  */
 #include "dtmm_internal.h"
@@ -92,6 +100,83 @@ static void im2col_s16(const int8_t *in, const dtmm_dims *id, int32_t kh_n, int3
                     dst[reorder_pos(k + i, k4)] = (int16_t)(src[i] - zp);
             }
         }
+    }
+}
+#endif
+
+#if DTMM_HOST_PATH
+#ifndef DTMM_HOST_SMALL_K
+#  define DTMM_HOST_SMALL_K 32
+#endif
+#define HOST_P 4 /* output pixels per block */
+
+/* Small K: weights transposed to int16 wt[k][f], per pixel acc[f] += x[k] * wt[k][f]. */
+static void host_conv_small_k(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                              const dtmm_dims *id, const int8_t *in_n, const dtmm_dims *fd,
+                              const int16_t *restrict wt, const int32_t *bias,
+                              const dtmm_dims *od, int8_t *out_n)
+{
+    const int32_t c_out = fd->n, k_total = fd->h * fd->w * fd->c;
+    int16_t col[k_total];
+    int32_t acc[c_out];
+    int8_t *o = out_n;
+    for (int32_t oy = 0; oy < od->h; oy++) {
+        for (int32_t ox = 0; ox < od->w; ox++, o += c_out) {
+            dtmm_host_im2col(in_n, id, fd->h, fd->w, oy * p->stride_h - p->pad_top,
+                             ox * p->stride_w - p->pad_left, p->in_zp, col);
+            for (int32_t f = 0; f < c_out; f++) acc[f] = bias ? bias[f] : 0;
+            for (int32_t k = 0; k < k_total; k++) {
+                const int32_t xk = col[k];
+                const int16_t *restrict wk = wt + k * c_out;
+                for (int32_t f = 0; f < c_out; f++) acc[f] += xk * wk[f];
+            }
+            dtmm_host_requant_row(acc, NULL, c_out, q->multiplier, q->shift, p->out_zp,
+                                  p->act_min, p->act_max, o);
+        }
+    }
+}
+
+/* Blocks of HOST_P pixels x 2 filters of dot products over the contiguous K. */
+static void host_conv_blocked(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                              const dtmm_dims *id, const int8_t *in_n, const dtmm_dims *fd,
+                              const int8_t *weights, const int32_t *bias, const dtmm_dims *od,
+                              int8_t *out_n)
+{
+    const int32_t c_out = fd->n, k_total = fd->h * fd->w * fd->c;
+    const int32_t hw_out = od->h * od->w;
+    int16_t col[HOST_P * k_total];
+    int32_t acc[HOST_P * c_out];
+    int32_t oy = 0, ox = 0;
+    for (int32_t p0 = 0; p0 < hw_out; p0 += HOST_P) {
+        const int32_t rows = hw_out - p0 < HOST_P ? hw_out - p0 : HOST_P;
+        for (int32_t r = 0; r < rows; r++) {
+            dtmm_host_im2col(in_n, id, fd->h, fd->w, oy * p->stride_h - p->pad_top,
+                             ox * p->stride_w - p->pad_left, p->in_zp, col + r * k_total);
+            if (++ox == od->w) {
+                ox = 0;
+                oy++;
+            }
+        }
+        /* dead rows of a last partial block read row 0 and are never stored */
+        const int16_t *x0 = col, *x1 = rows > 1 ? col + k_total : col;
+        const int16_t *x2 = rows > 2 ? col + 2 * k_total : col;
+        const int16_t *x3 = rows > 3 ? col + 3 * k_total : col;
+        int32_t f = 0, a[2 * HOST_P];
+        for (; f + 1 < c_out; f += 2) {
+            const int8_t *w0 = weights + f * k_total;
+            dtmm_host_dot_2x4(w0, w0 + k_total, x0, x1, x2, x3, k_total, a);
+            for (int32_t r = 0; r < HOST_P; r++) {
+                acc[r * c_out + f] = a[r];
+                acc[r * c_out + f + 1] = a[HOST_P + r];
+            }
+        }
+        if (f < c_out) {
+            dtmm_host_dot_1x4(weights + f * k_total, x0, x1, x2, x3, k_total, a);
+            for (int32_t r = 0; r < HOST_P; r++) acc[r * c_out + f] = a[r];
+        }
+        for (int32_t r = 0; r < rows; r++)
+            dtmm_host_requant_row(acc + r * c_out, bias, c_out, q->multiplier, q->shift,
+                                  p->out_zp, p->act_min, p->act_max, out_n + (p0 + r) * c_out);
     }
 }
 #endif
@@ -244,6 +329,21 @@ dtmm_status dtmm_conv_s8(const dtmm_conv_params *p, const dtmm_requant_params *q
 #else
         (void)scratch;
         (void)k_total;
+#if DTMM_HOST_PATH
+        if (k_total < DTMM_HOST_SMALL_K
+            && (int64_t)k_total * (c_out + 1) * 2 + c_out * 4 <= DTMM_HOST_MAX_STACK) {
+            int16_t wt[k_total * c_out]; /* (K, C_out) */
+            for (int32_t f = 0; f < c_out; f++)
+                for (int32_t k = 0; k < k_total; k++)
+                    wt[k * c_out + f] = weights[f * k_total + k];
+            host_conv_small_k(p, q, id, in_n, fd, wt, bias, od, out_n);
+            continue;
+        }
+        if ((int64_t)HOST_P * (k_total * 2 + c_out * 4) <= DTMM_HOST_MAX_STACK) {
+            host_conv_blocked(p, q, id, in_n, fd, weights, bias, od, out_n);
+            continue;
+        }
+#endif
         for (int32_t oy = 0; oy < od->h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             const int32_t kh_lo = iy0 < 0 ? -iy0 : 0;

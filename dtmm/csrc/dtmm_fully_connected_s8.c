@@ -6,6 +6,9 @@
  * DSP:     per 4 inputs one LDR + 2 SXTAB16 (x - in_zp, 16-bit lanes) and one LDR +
  *          2 SXTB16 (w), then 2 SMLAD.
  * plain C: sum((x - in_zp) * w).
+ * host (DTMM_HOST_PATH, see dtmm_isa.h): x - in_zp widened to int16 once per batch row
+ *          (stack), then dot products of 4 outputs at a time over the contiguous
+ *          inputs (int8 weights sign-extended in the loop; gcc -O3 vectorises them).
  */
 #include "dtmm_internal.h"
 
@@ -50,6 +53,33 @@ dtmm_status dtmm_fully_connected_s8(const dtmm_conv_params *p, const dtmm_requan
 {
     if (batches < 0 || in_features < 1 || out_features < 1 || p->act_min > p->act_max)
         return DTMM_ERR_ARG;
+#if DTMM_HOST_PATH
+    if ((int64_t)in_features * 2 <= DTMM_HOST_MAX_STACK) {
+        int16_t xw[in_features];
+        for (int32_t b = 0; b < batches; b++) {
+            dtmm_host_widen(in + b * in_features, in_features, p->in_zp, xw);
+            int8_t *ob = out + b * out_features;
+            int32_t o = 0, a[4];
+            for (; o < out_features; o += 4) {
+                const int32_t nb = out_features - o < 4 ? out_features - o : 4;
+                const int8_t *w0 = weights + o * in_features;
+                if (nb == 4) {
+                    dtmm_host_dot_4x1(w0, w0 + in_features, w0 + 2 * in_features,
+                                      w0 + 3 * in_features, xw, in_features, a);
+                } else {
+                    for (int32_t j = 0; j < nb; j++)
+                        a[j] = dtmm_host_dot_1x1(w0 + j * in_features, xw, in_features);
+                }
+                for (int32_t j = 0; j < nb; j++) {
+                    const int32_t qi = per_channel ? o + j : 0;
+                    ob[o + j] = dtmm_host_requant(a[j] + (bias ? bias[o + j] : 0), q->multiplier[qi],
+                                                  q->shift[qi], p->out_zp, p->act_min, p->act_max);
+                }
+            }
+        }
+        return DTMM_OK;
+    }
+#endif
     for (int32_t b = 0; b < batches; b++) {
         const int8_t *x = in + b * in_features;
         for (int32_t o = 0; o < out_features; o++) {

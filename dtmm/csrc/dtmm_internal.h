@@ -242,6 +242,171 @@ DTMM_INLINE void dtmm_mve_fill(int8_t *dst, int8x16_t v, int32_t n)
 #endif
 
 
+#if DTMM_HOST_PATH
+/* ------------------------------------------------------------------ host path
+ * Helpers of the DTMM_HOST_PATH variants (see dtmm_isa.h): loops written so that
+ * gcc -O3 vectorises them (int16 x int16 -> int32 multiply-adds, per-lane shifts). */
+
+/* dtmm_requantize_lt1 (shift <= 0) without branches, bit for bit the same. */
+DTMM_INLINE int32_t dtmm_host_requantize_lt1(int32_t a, int32_t m, int32_t s)
+{
+    const int64_t ab = (int64_t)a * (int64_t)m;
+    const int64_t t = ab + (ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30)));
+    int32_t x = (int32_t)(t / ((int64_t)1 << 31));
+    x = (a == INT32_MIN && m == INT32_MIN) ? INT32_MAX : x;
+    const int32_t mask = (int32_t)(((uint32_t)1 << -s) - 1u);
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> -s) + ((x & mask) > threshold ? 1 : 0);
+}
+
+/* dtmm_requant_s8 without branches (a select for the saturating case), bit for bit
+ * the same, so a loop over channels vectorises. */
+DTMM_INLINE int8_t dtmm_host_requant(int32_t acc, int32_t m, int32_t s, int32_t out_zp,
+                                     int32_t act_min, int32_t act_max)
+{
+    const int32_t left = s > 0 ? s : 0, right = s > 0 ? 0 : -s;
+    int32_t v = dtmm_host_requantize_lt1((int32_t)((uint32_t)acc << left), m, -right) + out_zp;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* out[i] = requant(acc[i] + bias[i]) of n channels (bias may be NULL). */
+static inline void dtmm_host_requant_row(const int32_t *restrict acc, const int32_t *restrict bias,
+                                         int32_t n, const int32_t *restrict m,
+                                         const int32_t *restrict s, int32_t out_zp,
+                                         int32_t act_min, int32_t act_max, int8_t *restrict out)
+{
+    if (bias) {
+        for (int32_t i = 0; i < n; i++)
+            out[i] = dtmm_host_requant(acc[i] + bias[i], m[i], s[i], out_zp, act_min, act_max);
+    } else {
+        for (int32_t i = 0; i < n; i++)
+            out[i] = dtmm_host_requant(acc[i], m[i], s[i], out_zp, act_min, act_max);
+    }
+}
+
+/* dst[i] = src[i] - zp as int16 (n >= 0). */
+static inline void dtmm_host_widen(const int8_t *restrict src, int32_t n, int32_t zp,
+                                   int16_t *restrict dst)
+{
+    for (int32_t i = 0; i < n; i++) dst[i] = (int16_t)(src[i] - zp);
+}
+
+/* int16 im2col row of one output pixel (x - in_zp; taps in the padding 0), in OHWI
+ * tap order: K = kh_n * kw_n * C values. */
+static inline void dtmm_host_im2col(const int8_t *in, const dtmm_dims *id, int32_t kh_n,
+                                    int32_t kw_n, int32_t iy0, int32_t ix0, int32_t zp,
+                                    int16_t *dst)
+{
+    const int32_t c = id->c, run = kw_n * c;
+    int32_t lo = -ix0, hi = id->w - ix0;
+    lo = lo < 0 ? 0 : lo > kw_n ? kw_n : lo;
+    hi = hi > kw_n ? kw_n : hi < lo ? lo : hi;
+    for (int32_t kh = 0; kh < kh_n; kh++, dst += run) {
+        const int32_t iy = iy0 + kh;
+        if ((uint32_t)iy >= (uint32_t)id->h || lo == hi) {
+            memset(dst, 0, (size_t)run * sizeof(int16_t));
+            continue;
+        }
+        memset(dst, 0, (size_t)(lo * c) * sizeof(int16_t));
+        dtmm_host_widen(in + (iy * id->w + ix0 + lo) * c, (hi - lo) * c, zp, dst + lo * c);
+        memset(dst + hi * c, 0, (size_t)((kw_n - hi) * c) * sizeof(int16_t));
+    }
+}
+
+/* The dot products below run their k loop as DTMM_HOST_KLOOP(n, STEP): a loop over
+ * the multiple of 32, then one constant block of 16, then single steps, so that the
+ * vectorised loop (16 or 32 int16 lanes) leaves no scalar remainder when 16 | n (any
+ * C_in multiple of 16).  STEP(k) is one k of the loop body. */
+#define DTMM_HOST_KLOOP(n, STEP)                                                         \
+    do {                                                                               \
+        const int32_t n32_ = (n) & ~31;                                                \
+        int32_t k_ = 0;                                                                \
+        for (; k_ < n32_; k_++) STEP(k_);                                              \
+        if ((n) - k_ >= 16) {                                                          \
+            for (int32_t j_ = 0; j_ < 16; j_++) STEP(k_ + j_);                         \
+            k_ += 16;                                                                  \
+        }                                                                              \
+        for (; k_ < (n); k_++) STEP(k_);                                               \
+    } while (0)
+
+/* Dot products of two int8 weight runs with four int16 runs (n >= 0):
+ * a[f * 4 + r] = sum_k w{f}[k] * x{r}[k]. */
+static inline void dtmm_host_dot_2x4(const int8_t *restrict w0, const int8_t *restrict w1,
+                                     const int16_t *restrict x0, const int16_t *restrict x1,
+                                     const int16_t *restrict x2, const int16_t *restrict x3,
+                                     int32_t n, int32_t *restrict a)
+{
+    int32_t a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+#define STEP_(k)                                                                         \
+    do {                                                                               \
+        const int16_t u = w0[k], v = w1[k];                                            \
+        a00 += x0[k] * u;                                                              \
+        a01 += x1[k] * u;                                                              \
+        a02 += x2[k] * u;                                                              \
+        a03 += x3[k] * u;                                                              \
+        a10 += x0[k] * v;                                                              \
+        a11 += x1[k] * v;                                                              \
+        a12 += x2[k] * v;                                                              \
+        a13 += x3[k] * v;                                                              \
+    } while (0)
+    DTMM_HOST_KLOOP(n, STEP_);
+#undef STEP_
+    a[0] = a00; a[1] = a01; a[2] = a02; a[3] = a03;
+    a[4] = a10; a[5] = a11; a[6] = a12; a[7] = a13;
+}
+
+/* One int8 weight run with four int16 runs: a[r] = sum_k w[k] * x{r}[k]. */
+static inline void dtmm_host_dot_1x4(const int8_t *restrict w, const int16_t *restrict x0,
+                                     const int16_t *restrict x1, const int16_t *restrict x2,
+                                     const int16_t *restrict x3, int32_t n, int32_t *restrict a)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#define STEP_(k)                                                                         \
+    do {                                                                               \
+        const int16_t u = w[k];                                                        \
+        a0 += x0[k] * u;                                                               \
+        a1 += x1[k] * u;                                                               \
+        a2 += x2[k] * u;                                                               \
+        a3 += x3[k] * u;                                                               \
+    } while (0)
+    DTMM_HOST_KLOOP(n, STEP_);
+#undef STEP_
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+}
+
+/* One int16 run against four int8 weight runs: a[f] = sum_k w{f}[k] * x[k]. */
+static inline void dtmm_host_dot_4x1(const int8_t *restrict w0, const int8_t *restrict w1,
+                                     const int8_t *restrict w2, const int8_t *restrict w3,
+                                     const int16_t *restrict x, int32_t n, int32_t *restrict a)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#define STEP_(k)                                                                         \
+    do {                                                                               \
+        const int16_t v = x[k];                                                        \
+        a0 += w0[k] * v;                                                               \
+        a1 += w1[k] * v;                                                               \
+        a2 += w2[k] * v;                                                               \
+        a3 += w3[k] * v;                                                               \
+    } while (0)
+    DTMM_HOST_KLOOP(n, STEP_);
+#undef STEP_
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+}
+
+/* sum_k w[k] * x[k] (int8 weights, int16 inputs). */
+static inline int32_t dtmm_host_dot_1x1(const int8_t *restrict w, const int16_t *restrict x,
+                                        int32_t n)
+{
+    int32_t a = 0;
+#define STEP_(k) (a += w[k] * x[k])
+    DTMM_HOST_KLOOP(n, STEP_);
+#undef STEP_
+    return a;
+}
+#endif /* DTMM_HOST_PATH */
+
 /* ------------------------------------------------------------------ helpers */
 /* Sum of n int8 values (contiguous). */
 DTMM_INLINE int32_t dtmm_sum_s8(const int8_t *x, int32_t n)

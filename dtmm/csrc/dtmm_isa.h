@@ -54,6 +54,23 @@
 #endif
 #define DTMM_USE_SCALAR (!DTMM_USE_MVE && !DTMM_USE_DSP)
 
+/* DTMM_HOST_PATH: the plain-C path in the variant written for a host compiler's
+ * auto-vectoriser (int16 im2col blocks on the stack, contiguous dot products that
+ * gcc -O3 turns into pmaddwd / vpdpwssd, vectorisable requantization).  Only the
+ * host shared-library build (dtmm.codegen.backends.build_host_model) defines
+ * DTMM_HOST_FAST; Cortex-M builds (FORCE_SCALAR ablations, cores without DSP) keep
+ * the plain loops.  Same bits, same (zero) planned scratch: its buffers are C99
+ * variable-length arrays on the stack, bounded by DTMM_HOST_MAX_STACK bytes (a call
+ * that would need more falls back to the plain loops). */
+#if DTMM_USE_SCALAR && defined(DTMM_HOST_FAST)
+#  define DTMM_HOST_PATH 1
+#else
+#  define DTMM_HOST_PATH 0
+#endif
+#ifndef DTMM_HOST_MAX_STACK
+#  define DTMM_HOST_MAX_STACK (128 * 1024)
+#endif
+
 #if defined(__GNUC__)
 #  define DTMM_INLINE static inline __attribute__((always_inline))
 #  define DTMM_UNROLL _Pragma("GCC unroll 8")
