@@ -25,27 +25,12 @@ from dtmm.runtime.reference import run_reference
 from dtmm.runtime.synth import SynthGraph
 from dtmm.zoo import MODEL_NAMES, build_model
 
+from _helpers import assert_bytes_equal as assert_same  # noqa: E402
+from _helpers import realistic_bn  # noqa: E402
+
 QEMU_TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
 need_arm = pytest.mark.skipif(toolchain_available("cortex-m4") is not None,
                               reason=str(toolchain_available("cortex-m4")))
-
-
-def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    bad = np.argwhere(got != want)
-    assert bad.size == 0, (f"{what}: {len(bad)} mismatching bytes, first at {bad[:5].tolist()}: "
-                           f"{got[tuple(bad[0])]} vs {want[tuple(bad[0])]}")
-
-
-def _realistic_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.2
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.2
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +46,7 @@ def zoo_graph(name: str, digits):
     """(quantized 8x8 zoo graph, int8 real test images) calibrated on real digits."""
     if name not in _ZOO:
         torch.manual_seed(0)
-        net = _realistic_bn(build_model(name, (1, 8, 8), 10), seed=1)
+        net = realistic_bn(build_model(name, (1, 8, 8), 10), seed=1)
         qg = quantize_graph(capture(net, (1, 8, 8)), [digits[:32]])
         _ZOO[name] = qg, quantize_input(digits[32:], qg.tensors[qg.inputs[0]].qparams)
     return _ZOO[name]

@@ -15,17 +15,7 @@ from dtmm.tflite.reader import read_tflite
 from dtmm.tflite.tflm import run_tflm
 from dtmm.zoo import MODEL_NAMES, build_model
 
-
-def _realistic_bn(model: nn.Module, seed: int) -> nn.Module:
-    """BN statistics as after training (not the identity of a fresh model)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.2
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.2
-    return model.eval()
+from _helpers import assert_bytes_equal, realistic_bn
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +24,18 @@ def mnist():
     return ds.x.transpose(0, 2, 3, 1).copy()
 
 
-def _compare(a: np.ndarray, b: np.ndarray) -> None:
-    bad = np.argwhere(a != b)
-    assert bad.size == 0, (f"{len(bad)} mismatching bytes; first at {bad[:5].tolist()}: "
-                           f"{a[tuple(bad[0])]} vs {b[tuple(bad[0])]}")
-
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_zoo_model_reference_equals_tflm_on_real_images(name, mnist):
     torch.manual_seed(0)
-    net = _realistic_bn(build_model(name, (1, 28, 28), 10), seed=1)
+    net = realistic_bn(build_model(name, (1, 28, 28), 10), seed=1)
     g = capture(net, (1, 28, 28))
     qg = quantize_graph(g, [mnist[:64]])
     xq = quantize_input(mnist[64:184], qg.tensors[qg.inputs[0]].qparams)       # 120 real images
     ref = run_reference(qg, xq)
     model = to_tflite_bytes(qg)
-    _compare(run_tflm(model, xq), ref)
+    assert_bytes_equal(run_tflm(model, xq), ref)
     # the file read back runs identically in the reference executor
-    _compare(run_reference(read_tflite(model), xq), ref)
+    assert_bytes_equal(run_reference(read_tflite(model), xq), ref)
     # int8 tracks float: dequantized outputs close to the float graph's
     want = run_float(g, mnist[64:184])
     got = dequantize(ref, qg.tensors[qg.outputs[0]].qparams)
@@ -94,4 +78,4 @@ def test_odd_shapes_model_bit_exact_with_tflm():
     s1, s2 = (qg.tensors[i].qparams.s for i in add.inputs)
     assert s1 != s2                                    # the add really rescales
     xq = quantize_input(x[50:], qg.tensors[qg.inputs[0]].qparams)
-    _compare(run_tflm(to_tflite_bytes(qg), xq), run_reference(qg, xq))
+    assert_bytes_equal(run_tflm(to_tflite_bytes(qg), xq), run_reference(qg, xq))
