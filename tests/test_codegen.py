@@ -288,7 +288,44 @@ def test_compressed_formats_qemu_equal_reference(fmt):
     cg = compress_graph(g, {n: fmt for n in convs})
     x = sg.random_input(3, seed=2)
     want = run_reference(cg, x)
-    for target in ("cortex-m4", "cortex-m55"):
+    for target in QEMU_TARGETS:
+        assert_same(run_firmware(build_firmware(cg, target), x).outputs, want, f"{fmt} {target}")
+
+
+def _pruned_zoo_graph(name, digits, fmt):
+    """A zoo graph whose convs keep the 40% largest filterlets (int8 magnitude), compressed."""
+    import copy
+    qg, xq = zoo_graph(name, digits)
+    qg = copy.deepcopy(qg)
+    names = []
+    for op in qg.ops:
+        if op.kind != "conv2d" or (fmt == "pattern" and op.kernel != (3, 3)):
+            continue
+        w = op.weight.astype(np.int32)
+        score = np.abs(w).sum(axis=3)                          # one score per filterlet
+        keep = score >= np.quantile(score, 0.6)
+        op.weight = np.where(keep[..., None], op.weight, 0).astype(np.int8)
+        names.append(op.name)
+    return compress_graph(qg, {n: fmt for n in names}), xq
+
+
+@need_arm
+@pytest.mark.parametrize("fmt", ["fwcs", "csr", "pattern"])
+def test_pruned_resnet8_every_backend_on_real_images(fmt, digits):
+    """A pruned zoo model in every format: reference == host == M4 == M7 == M55 == TFLM
+    (dense equivalent) on real digit images."""
+    from dtmm.graph.compressed import dense_equivalent, has_compressed_ops
+    from dtmm.tflite.export import to_tflite_bytes
+    from dtmm.tflite.reader import read_tflite
+    from dtmm.tflite.tflm import run_tflm
+    cg, xq = _pruned_zoo_graph("resnet8", digits, fmt)
+    assert has_compressed_ops(cg)
+    cg = read_tflite(to_tflite_bytes(cg))                      # through the compressed file
+    x = xq[:4]
+    want = run_reference(cg, x)
+    assert_same(build_host_model(cg)(x), want, f"{fmt} host")
+    assert_same(run_tflm(to_tflite_bytes(dense_equivalent(cg)), x), want, f"{fmt} tflm")
+    for target in QEMU_TARGETS:
         assert_same(run_firmware(build_firmware(cg, target), x).outputs, want, f"{fmt} {target}")
 
 
