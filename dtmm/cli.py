@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_arguments(bsub.add_parser(
         "kernels", help="conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"))
     sub.add_parser("models", help="list the model zoo")
-    d = sub.add_parser("demo", help="train, quantize and verify a small model on bundled MNIST")
+    d = sub.add_parser("demo", help="train, quantize, prune and run a model on host and Cortex-M55 (bundled MNIST)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default="resnet8")
     d.add_argument("--epochs", type=int, default=3)

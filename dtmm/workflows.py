@@ -307,22 +307,42 @@ def export_command(*, model: str, target: str, out: str) -> dict:
 
 # ----------------------------------------------------------------------- demo
 
-def demo_command(*, out: str = "runs/demo", model: str = "resnet8", epochs: int = 3, seed: int = 0) -> int:
-    """Train -> quantize -> verify (reference and TFLM) on bundled MNIST; print each step."""
+def demo_command(*, out: str = "runs/demo", model: str = "resnet8", epochs: int = 3, seed: int = 0,
+                 prune_ratio: float = 0.3) -> int:
+    """The whole chain on bundled MNIST, printing each step: train -> int8 -> .tflite verified
+    against TFLite Micro -> one-shot filterlet pruning to FWCS -> the generated C model run on
+    the host and on an emulated Cortex-M55, every output byte compared with the reference."""
+    from dtmm.oneshot import prune_command
+
     data = "mnist5k"
-    print(f"[1/3] training {model} on {data} for {epochs} epochs ...", flush=True)
+    print(f"[1/4] training {model} on {data} for {epochs} epochs ...", flush=True)
     tr = train_command(model=model, data=data, epochs=epochs, seed=seed, out=out)
     print(f"      float test accuracy {tr['test_accuracy']:.4f} ({tr['train_seconds']} s)")
-    print("[2/3] int8 quantization + .tflite export ...", flush=True)
+    print("[2/4] int8 quantization + .tflite export ...", flush=True)
     q = quantize_command(checkpoint=tr["checkpoint"], data=data, out=out)
     print(f"      float {q['float_accuracy']:.4f} -> int8 {q['int8_accuracy']:.4f}, "
           f"{q['tflite_bytes']} bytes: {q['tflite']}")
-    print("[3/3] verifying bit-exactness against TFLite Micro on 200 test images ...", flush=True)
+    print(f"[3/4] pruning {prune_ratio:.0%} of the filterlets of every conv (one shot, FWCS) ...",
+          flush=True)
+    p = prune_command(checkpoint=tr["checkpoint"], data=data, granularity="filterlet",
+                      ratio=prune_ratio, out=str(Path(out) / "pruned"))
+    print(f"      int8 accuracy {p['int8_accuracy']:.4f} (no fine-tuning), weights + index + quant "
+          f"{p['total_bytes']:,} bytes vs {p['dense_int8_total_bytes']:,} dense: {p['tflite']}")
+    print("[4/4] every backend against the NumPy reference, byte for byte ...", flush=True)
     ok = True
-    for backend in ("reference", "tflm"):
-        v = verify_command(model=q["tflite"], backend=backend, data=data, samples=200)
-        print(f"      {backend:>9}: bit_exact={v['bit_exact']} mismatches={v['mismatches']} "
-              f"accuracy={v['accuracy']:.4f}")
+    runs = [(q["tflite"], "tflm", 200), (q["tflite"], "host", 1000), (q["tflite"], "qemu-m55", 4),
+            (p["tflite"], "tflm", 200), (p["tflite"], "host", 1000), (p["tflite"], "qemu-m55", 4)]
+    for path, backend, n in runs:
+        v = verify_command(model=path, backend=backend, data=data, samples=n)
+        tag = "dense " if path == q["tflite"] else "pruned"
+        line = (f"      {tag} {backend:>8}: {n:>4} images bit_exact={v['bit_exact']} "
+                f"accuracy={v['accuracy']:.4f}")
+        if "instructions_per_inference" in v:
+            line += (f" {v['instructions_per_inference']:,} instructions/inference (QEMU count, "
+                     f"not cycles), flash {v['flash_bytes']:,} B, RAM {v['ram_bytes']:,} B")
+        elif "images_per_second" in v:
+            line += f" {v['images_per_second']:,.0f} images/s"
+        print(line, flush=True)
         ok &= v["bit_exact"]
     print("done." if ok else "MISMATCH: see above.")
     return 0 if ok else 1
