@@ -122,3 +122,11 @@ def test_bench_kernels_verb_is_wired(capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["unit"].startswith("executed instructions")
     assert all(r["verified"] and r["instructions"] > 0 for r in res["rows"])
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bit_exact=True") == 6 and "done." in out
+    assert (tmp_path / "demo" / "pruned" / "model.tflite").is_file()
