@@ -43,9 +43,10 @@ def test_train_quantize_verify_round_trip(trained, capsys):
 
 
 def test_every_verb_has_help():
-    for verb in ("train", "quantize", "verify", "models", "demo"):
-        r = subprocess.run([sys.executable, "-m", "dtmm.cli", verb, "--help"], capture_output=True,
-                           text=True)
+    for verb in ("train", "quantize", "verify", "prune", "inspect", "export", "models", "demo",
+                 "bench", "bench kernels"):
+        r = subprocess.run([sys.executable, "-m", "dtmm.cli", *verb.split(), "--help"],
+                           capture_output=True, text=True)
         assert r.returncode == 0 and "usage:" in r.stdout
 
 

@@ -107,34 +107,27 @@ class KernelConfig:
 
 
 _C = KernelConfig
+#: Variants measured on both targets (M55 adds its DSP ablations before dense_scalar).
+_COMMON_CONFIGS = (
+    _C("dense", "dense", "dense"),
+    _C("dtmm_r4", "DTMM full R=4", "dtmm", reuse=4),
+    _C("dtmm_r2", "DTMM R=2", "dtmm", defines=("DTMM_FWCS_REUSE=2",), reuse=2),
+    _C("dtmm_r8", "DTMM R=8", "dtmm", defines=("DTMM_FWCS_REUSE=8",), reuse=8),
+    _C("dtmm_noilp", "DTMM no-ilp", "dtmm_noilp", defines=("DTMM_FWCS_VARIANT_NO_ILP",), reuse=1),
+    _C("dtmm_scalar", "DTMM scalar", "dtmm", simd="scalar", reuse=4),
+    _C("csr", "CSR", "csr"),
+    _C("pattern", "pattern", "pattern"),
+    _C("structured", "structured", "structured"),
+)
+_DENSE_SCALAR = _C("dense_scalar", "dense scalar", "dense", simd="scalar")
 #: Kernel variants measured per target.
 CONFIGS: dict[str, tuple[KernelConfig, ...]] = {
-    "cortex-m55": (
-        _C("dense", "dense", "dense"),
-        _C("dtmm_r4", "DTMM full R=4", "dtmm", reuse=4),
-        _C("dtmm_r2", "DTMM R=2", "dtmm", defines=("DTMM_FWCS_REUSE=2",), reuse=2),
-        _C("dtmm_r8", "DTMM R=8", "dtmm", defines=("DTMM_FWCS_REUSE=8",), reuse=8),
-        _C("dtmm_noilp", "DTMM no-ilp", "dtmm_noilp", defines=("DTMM_FWCS_VARIANT_NO_ILP",), reuse=1),
-        _C("dtmm_scalar", "DTMM scalar", "dtmm", simd="scalar", reuse=4),
-        _C("csr", "CSR", "csr"),
-        _C("pattern", "pattern", "pattern"),
-        _C("structured", "structured", "structured"),
+    "cortex-m55": _COMMON_CONFIGS + (
         _C("dtmm_dsp", "DTMM DSP (2 lanes)", "dtmm", simd="dsp", reuse=4),
         _C("dense_dsp", "dense DSP (2 lanes)", "dense", simd="dsp"),
-        _C("dense_scalar", "dense scalar", "dense", simd="scalar"),
+        _DENSE_SCALAR,
     ),
-    "cortex-m7": (
-        _C("dense", "dense", "dense"),
-        _C("dtmm_r4", "DTMM full R=4", "dtmm", reuse=4),
-        _C("dtmm_r2", "DTMM R=2", "dtmm", defines=("DTMM_FWCS_REUSE=2",), reuse=2),
-        _C("dtmm_r8", "DTMM R=8", "dtmm", defines=("DTMM_FWCS_REUSE=8",), reuse=8),
-        _C("dtmm_noilp", "DTMM no-ilp", "dtmm_noilp", defines=("DTMM_FWCS_VARIANT_NO_ILP",), reuse=1),
-        _C("dtmm_scalar", "DTMM scalar", "dtmm", simd="scalar", reuse=4),
-        _C("csr", "CSR", "csr"),
-        _C("pattern", "pattern", "pattern"),
-        _C("structured", "structured", "structured"),
-        _C("dense_scalar", "dense scalar", "dense", simd="scalar"),
-    ),
+    "cortex-m7": _COMMON_CONFIGS + (_DENSE_SCALAR,),
 }
 _LANES = {"mve": 16, "dsp": 2, "scalar": 1}
 
@@ -708,7 +701,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``dtmm bench kernels`` / ``scripts/bench_kernels.py``."""
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quick", action="store_true",
-                   help=f"one layer ({_lname(QUICK_LAYER)}), one ratio ({QUICK_RATIO:.0%}), M55 "
+                   help=f"one layer ({_lname(QUICK_LAYER)}), one ratio ({QUICK_RATIO:.0%}%), M55 "
                         "only; never writes BENCHMARKS.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))

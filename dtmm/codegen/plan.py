@@ -45,9 +45,9 @@ from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, Full
 from dtmm.quant import arith
 
 __all__ = ["ModelPlan", "Step", "ConstArray", "TensorRef", "Dims", "ConvParamsC", "ConvCall",
-           "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall", "PoolCall", "AddCall",
-           "SoftmaxCall", "ConcatCall", "AliasCall", "plan_model", "KERNEL_HEADERS",
-           "LARGE_THRESHOLD"]
+           "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall",
+           "PoolCall", "AddCall", "SoftmaxCall", "ConcatCall", "AliasCall", "plan_model",
+           "KERNEL_HEADERS", "LARGE_THRESHOLD"]
 
 #: Headers every kernel file includes (copied into each generated project).
 KERNEL_HEADERS = ("dtmm_kernels.h", "dtmm_internal.h", "dtmm_isa.h", "dtmm_requant.h")
@@ -131,12 +131,19 @@ class ConvCall:
 
 
 @dataclass(frozen=True)
-class FwcsCall:
+class SparseConvCall:
+    """Fields of the compressed-conv calls; a subclass adds the fields of its C weight
+    struct (``dtmm_fwcs`` / ``dtmm_csr`` / ``dtmm_pattern``, in the struct's order), then ``rq``."""
+
     x: TensorRef
     y: TensorRef
     in_dims: Dims
     out_dims: Dims
     params: ConvParamsC
+
+
+@dataclass(frozen=True)
+class FwcsCall(SparseConvCall):
     arr: str
     cptr: str
     fidx: str
@@ -150,12 +157,7 @@ class FwcsCall:
 
 
 @dataclass(frozen=True)
-class CsrCall:
-    x: TensorRef
-    y: TensorRef
-    in_dims: Dims
-    out_dims: Dims
-    params: ConvParamsC
+class CsrCall(SparseConvCall):
     values: str
     col: str
     rowptr: str
@@ -169,12 +171,7 @@ class CsrCall:
 
 
 @dataclass(frozen=True)
-class PatternCall:
-    x: TensorRef
-    y: TensorRef
-    in_dims: Dims
-    out_dims: Dims
-    params: ConvParamsC
+class PatternCall(SparseConvCall):
     patterns: str
     n_patterns: int
     kptr: str

@@ -95,6 +95,12 @@ def _rq(cid: str, rq) -> str:
     return f"static const dtmm_requant_params {cid}_q = {{{rq.multiplier}, {rq.shift}}};"
 
 
+#: Compressed-conv call -> (kernel ``dtmm_conv_<kind>_s8``, C weight struct, its name suffix).
+_SPARSE_KERNELS = {P.FwcsCall: ("fwcs", "dtmm_fwcs", "fw"), P.CsrCall: ("csr", "dtmm_csr", "csr"),
+                   P.PatternCall: ("pattern", "dtmm_pattern", "pat")}
+_SPARSE_COMMON = frozenset(f.name for f in fields(P.SparseConvCall))
+
+
 def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
     """(static declarations, the kernel call expression, a scratch check expression)."""
     c, cid = s.call, s.cid
@@ -110,28 +116,15 @@ def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
         return (d, f"dtmm_conv_s8({head}, &{cid}_fd, {c.weights}, {c.rq.bias}, &{cid}_out, "
                    f"{_arena(c.y)}, {_scratch(s)})",
                 f"dtmm_conv_s8_get_buffer_size(&{cid}_in, &{cid}_fd)")
-    if isinstance(c, P.FwcsCall):
-        d.append(f"static const dtmm_fwcs {cid}_fw = {{.arr = {c.arr}, .cptr = {c.cptr}, "
-                 f".fidx = {c.fidx}, .size = {c.size}, .kh = {c.kh}, .kw = {c.kw}, "
-                 f".c_out = {c.c_out}, .cptr_bits = {c.cptr_bits}, .fidx_bits = {c.fidx_bits}}};")
-        return (d, f"dtmm_conv_fwcs_s8({head}, &{cid}_fw, {c.rq.bias}, &{cid}_out, {_arena(c.y)}, "
+    if isinstance(c, P.SparseConvCall):
+        kind, ctype, suffix = _SPARSE_KERNELS[type(c)]
+        names = [f.name for f in fields(c) if f.name not in _SPARSE_COMMON and f.name != "rq"]
+        inits = ", ".join(f".{n} = {getattr(c, n)}" for n in names)
+        d.append(f"static const {ctype} {cid}_{suffix} = {{{inits}}};")
+        fn = f"dtmm_conv_{kind}_s8"
+        return (d, f"{fn}({head}, &{cid}_{suffix}, {c.rq.bias}, &{cid}_out, {_arena(c.y)}, "
                    f"{_scratch(s)})",
-                f"dtmm_conv_fwcs_s8_get_buffer_size(&{cid}_in, &{cid}_fw)")
-    if isinstance(c, P.CsrCall):
-        d.append(f"static const dtmm_csr {cid}_csr = {{.values = {c.values}, .col = {c.col}, "
-                 f".rowptr = {c.rowptr}, .kh = {c.kh}, .kw = {c.kw}, .c_in = {c.c_in}, "
-                 f".c_out = {c.c_out}, .col_bits = {c.col_bits}, .rowptr_bits = {c.rowptr_bits}}};")
-        return (d, f"dtmm_conv_csr_s8({head}, &{cid}_csr, {c.rq.bias}, &{cid}_out, {_arena(c.y)}, "
-                   f"{_scratch(s)})",
-                f"dtmm_conv_csr_s8_get_buffer_size(&{cid}_in, &{cid}_csr)")
-    if isinstance(c, P.PatternCall):
-        d.append(f"static const dtmm_pattern {cid}_pat = {{.patterns = {c.patterns}, "
-                 f".n_patterns = {c.n_patterns}, .kptr = {c.kptr}, .kchan = {c.kchan}, "
-                 f".kpat = {c.kpat}, .values = {c.values}, .c_in = {c.c_in}, .c_out = {c.c_out}, "
-                 f".kptr_bits = {c.kptr_bits}, .kchan_bits = {c.kchan_bits}}};")
-        return (d, f"dtmm_conv_pattern_s8({head}, &{cid}_pat, {c.rq.bias}, &{cid}_out, "
-                   f"{_arena(c.y)}, {_scratch(s)})",
-                f"dtmm_conv_pattern_s8_get_buffer_size(&{cid}_in, &{cid}_pat)")
+                f"{fn}_get_buffer_size(&{cid}_in, &{cid}_{suffix})")
     if isinstance(c, P.DepthwiseCall):
         d.append(_dims(f"{cid}_fd", c.filter_dims))
         return (d, f"dtmm_depthwise_conv_s8(&{cid}_cp, &{cid}_q, {c.depth_multiplier}, &{cid}_in, "

@@ -72,24 +72,11 @@ int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_f
     return n;
 }
 
-/* Sum of n int8 values (contiguous). */
+/* dtmm_sum_s8 out of line (once per filter): inlined into the kernel it changes the
+ * register allocation and costs instructions at R = 2 and 4 (cortex-m55 bench). */
 static int32_t sum_s8(const int8_t *x, int32_t n)
 {
-    int32_t s = 0, i = 0;
-#if DTMM_USE_MVE
-    for (; i + 16 <= n; i += 16) s = vaddvaq_s8(s, vldrbq_s8(x + i));
-    if (i < n) s = vaddvaq_s8(s, vldrbq_z_s8(x + i, vctp8q((uint32_t)(n - i))));
-#elif DTMM_USE_DSP
-    for (; i + 4 <= n; i += 4) {
-        const uint32_t v = dtmm_read_u32(x + i);
-        s = dtmm_smlad(dtmm_sxtb16(v), 0x00010001u, s);
-        s = dtmm_smlad(dtmm_sxtb16_ror8(v), 0x00010001u, s);
-    }
-    for (; i < n; i++) s += x[i];
-#else
-    for (; i < n; i++) s += x[i];
-#endif
-    return s;
+    return dtmm_sum_s8(x, n);
 }
 
 /* acc[r] += dot(w[0:n], x[r][0:n]) for the R pixels of a block: the weights are

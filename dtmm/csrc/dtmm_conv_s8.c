@@ -346,12 +346,12 @@ dtmm_status dtmm_conv_s8(const dtmm_conv_params *p, const dtmm_requant_params *q
 #endif
         for (int32_t oy = 0; oy < od->h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
-            const int32_t kh_lo = iy0 < 0 ? -iy0 : 0;
-            const int32_t kh_hi = id->h - iy0 < kh_n ? id->h - iy0 : kh_n;
+            int32_t kh_lo, kh_hi;
+            dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
             for (int32_t ox = 0; ox < od->w; ox++) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                const int32_t kw_lo = ix0 < 0 ? -ix0 : 0;
-                const int32_t kw_hi = id->w - ix0 < kw_n ? id->w - ix0 : kw_n;
+                int32_t kw_lo, kw_hi;
+                dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
                 int8_t *o = out_n + (oy * od->w + ox) * c_out;
                 for (int32_t f = 0; f < c_out; f++) {
                     int32_t acc = bias ? bias[f] : 0;

@@ -24,12 +24,12 @@ dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *p, const dtmm_requant
             const int8_t *in_n = in + n * id->h * id->w * c_in;
             for (int32_t oy = 0; oy < od->h; oy++) {
                 const int32_t iy0 = oy * p->stride_h - p->pad_top;
-                const int32_t kh_lo = iy0 < 0 ? -iy0 : 0;
-                const int32_t kh_hi = id->h - iy0 < kh_n ? id->h - iy0 : kh_n;
+                int32_t kh_lo, kh_hi;
+                dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
                 for (int32_t ox = 0; ox < od->w; ox++, o += c_out) {
                     const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                    const int32_t kw_lo = ix0 < 0 ? -ix0 : 0;
-                    const int32_t kw_hi = id->w - ix0 < kw_n ? id->w - ix0 : kw_n;
+                    int32_t kw_lo, kw_hi;
+                    dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
                     for (int32_t c = 0; c < c_out; c++) acc[c] = 0;
                     for (int32_t kh = kh_lo; kh < kh_hi; kh++) {
                         for (int32_t kw = kw_lo; kw < kw_hi; kw++) {
@@ -51,12 +51,12 @@ dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *p, const dtmm_requant
         const int8_t *in_n = in + n * id->h * id->w * c_in;
         for (int32_t oy = 0; oy < od->h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
-            const int32_t kh_lo = iy0 < 0 ? -iy0 : 0;
-            const int32_t kh_hi = id->h - iy0 < kh_n ? id->h - iy0 : kh_n;
+            int32_t kh_lo, kh_hi;
+            dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
             for (int32_t ox = 0; ox < od->w; ox++) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                const int32_t kw_lo = ix0 < 0 ? -ix0 : 0;
-                const int32_t kw_hi = id->w - ix0 < kw_n ? id->w - ix0 : kw_n;
+                int32_t kw_lo, kw_hi;
+                dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
                 int8_t *o = out + ((n * od->h + oy) * od->w + ox) * c_out;
                 for (int32_t oc = 0; oc < c_out; oc++) {
                     const int32_t ic = oc / mult;

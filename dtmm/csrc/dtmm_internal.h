@@ -35,6 +35,33 @@ DTMM_INLINE int dtmm_conv_params_ok(const dtmm_conv_params *p, const dtmm_dims *
            && p->act_min <= p->act_max && p->act_min >= -128 && p->act_max <= 127;
 }
 
+/* Argument check of the pooling kernels (window filter_h x filter_w, channels kept). */
+DTMM_INLINE int dtmm_pool_params_ok(const dtmm_pool_params *p, const dtmm_dims *in,
+                                    const dtmm_dims *out)
+{
+    return out->c == in->c && p->act_min <= p->act_max
+           && dtmm_conv_dims_ok(in, p->filter_h, p->filter_w, p->stride_h, p->stride_w,
+                                p->pad_top, p->pad_bottom, p->pad_left, p->pad_right, out);
+}
+
+/* Taps [*lo, *hi) of a window of k_n taps at input index i0 (< 0 in the padding) that
+ * fall inside the input [0, size); empty when *hi <= *lo. */
+DTMM_INLINE void dtmm_tap_range(int32_t i0, int32_t k_n, int32_t size, int32_t *lo,
+                                int32_t *hi)
+{
+    *lo = i0 < 0 ? -i0 : 0;
+    *hi = size - i0 < k_n ? size - i0 : k_n;
+}
+
+/* dtmm_tap_range clamped to 0 <= *lo <= *hi <= k_n (run lengths of an im2col row). */
+DTMM_INLINE void dtmm_tap_span(int32_t i0, int32_t k_n, int32_t size, int32_t *lo,
+                               int32_t *hi)
+{
+    dtmm_tap_range(i0, k_n, size, lo, hi);
+    *lo = *lo > k_n ? k_n : *lo;
+    *hi = *hi < *lo ? *lo : *hi;
+}
+
 #if DTMM_USE_MVE
 /* Requantize up to 4 accumulators of ONE output channel (multiplier m, shift s) and
  * store the int8 results of the lanes enabled in `pred` at base + offs[i]:
@@ -300,9 +327,8 @@ static inline void dtmm_host_im2col(const int8_t *in, const dtmm_dims *id, int32
                                     int16_t *dst)
 {
     const int32_t c = id->c, run = kw_n * c;
-    int32_t lo = -ix0, hi = id->w - ix0;
-    lo = lo < 0 ? 0 : lo > kw_n ? kw_n : lo;
-    hi = hi > kw_n ? kw_n : hi < lo ? lo : hi;
+    int32_t lo, hi;
+    dtmm_tap_span(ix0, kw_n, id->w, &lo, &hi);
     for (int32_t kh = 0; kh < kh_n; kh++, dst += run) {
         const int32_t iy = iy0 + kh;
         if ((uint32_t)iy >= (uint32_t)id->h || lo == hi) {

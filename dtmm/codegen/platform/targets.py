@@ -124,31 +124,25 @@ _CM_COMMON = ("-mthumb",)
 
 HOST = Target(name="host", kind="host", cflags=(), notes="native gcc; instruction counts are not available")
 
-CORTEX_M4 = Target(
-    name="cortex-m4",
-    kind="cortex-m",
-    cflags=_CM_COMMON + ("-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
-    qemu_machine="mps2-an386",
-    regions=(
-        MemoryRegion("CODE", 0x00000000, 4 * MiB, "rx", "code", "ZBT SSRAM1 used as flash"),
-        MemoryRegion("RAM", 0x20000000, 4 * MiB, "rwx", "ram", "ZBT SSRAM2/3"),
-    ),
-    features=("dsp",),
-    stack_guard="mpu",
-)
 
-CORTEX_M7 = Target(
-    name="cortex-m7",
-    kind="cortex-m",
-    cflags=_CM_COMMON + ("-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-    qemu_machine="mps2-an500",
-    regions=(
-        MemoryRegion("CODE", 0x00000000, 4 * MiB, "rx", "code", "ZBT SSRAM1 used as flash"),
-        MemoryRegion("RAM", 0x20000000, 4 * MiB, "rwx", "ram", "ZBT SSRAM2/3"),
-    ),
-    features=("dsp",),
-    stack_guard="mpu",
-)
+def _mps2_target(cpu: str, fpu: str, qemu_machine: str) -> Target:
+    """A DSP core on an MPS2 board: 4 MiB ZBT SSRAM as flash, 4 MiB as RAM, MPU stack guard."""
+    return Target(
+        name=cpu,
+        kind="cortex-m",
+        cflags=_CM_COMMON + (f"-mcpu={cpu}", "-mfloat-abi=hard", f"-mfpu={fpu}"),
+        qemu_machine=qemu_machine,
+        regions=(
+            MemoryRegion("CODE", 0x00000000, 4 * MiB, "rx", "code", "ZBT SSRAM1 used as flash"),
+            MemoryRegion("RAM", 0x20000000, 4 * MiB, "rwx", "ram", "ZBT SSRAM2/3"),
+        ),
+        features=("dsp",),
+        stack_guard="mpu",
+    )
+
+
+CORTEX_M4 = _mps2_target("cortex-m4", "fpv4-sp-d16", "mps2-an386")
+CORTEX_M7 = _mps2_target("cortex-m7", "fpv5-d16", "mps2-an500")
 
 CORTEX_M55 = Target(
     name="cortex-m55",
