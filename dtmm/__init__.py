@@ -1,8 +1,18 @@
-"""dtmm: deploy pruned int8 TinyML CNNs on Cortex-M microcontrollers.
+"""dtmm: deploy pruned int8 TinyML CNNs on Cortex-M microcontrollers (the DTMM paper).
 
-Pipeline: capture a PyTorch model into a channel-last IR (:mod:`dtmm.graph`),
-quantize it to int8 the TFLite way (:mod:`dtmm.quant`), run it with the NumPy
-integer reference (:mod:`dtmm.runtime`), export ``.tflite`` (:mod:`dtmm.tflite`).
+Pipeline, one package per stage:
+
+* :mod:`dtmm.graph` - torch.fx capture into a channel-last IR (BN folded, ReLU fused);
+* :mod:`dtmm.quant` - TFLite-exact int8 quantization, calibration, fake-quant for QAT;
+* :mod:`dtmm.prune` - filterlet / filter / element / pattern pruning, importance, masks,
+  dead-channel removal; :mod:`dtmm.oneshot` ties them into one-shot pruning;
+* :mod:`dtmm.formats` - FWCS, CSR, pattern, dense and TFLM-bitmask storage with exact bytes;
+* :mod:`dtmm.tflite` - ``.tflite`` export / reading (compressed layers as custom ops), TFLM runner;
+* :mod:`dtmm.runtime` - the NumPy integer reference executor (the definition of correct);
+* :mod:`dtmm.codegen` - C code generation, arena planning, host and Cortex-M builds under QEMU;
+* :mod:`dtmm.data`, :mod:`dtmm.zoo`, :mod:`dtmm.train` - datasets, models, a small trainer.
+
+The ``dtmm`` command (:mod:`dtmm.cli`) drives all of it.
 """
 
 __version__ = "0.1.0"
