@@ -461,6 +461,36 @@ def test_conv_pattern_more_than_65535_kernels(kernels):
 # ----------------------------------------------------------------------------- others
 
 
+# (name, N, H, W, C, K, stride, pads(top, bottom, left, right)): the SIMD paths put 16
+# (MVE) or 4 (DSP) channels in lanes, so C around those sizes, borders of every kind.
+DW_CASES = [
+    ("c3_3x3_s2_same_even", 1, 6, 6, 3, 3, 2, (0, 1, 0, 1)),
+    ("c17_5x5", 1, 7, 5, 17, 5, 1, (2, 2, 2, 2)),
+    ("c16_3x3_s2_asym", 1, 8, 8, 16, 3, 2, (1, 1, 0, 2)),
+    ("c8_3x3_pad1", 2, 5, 6, 8, 3, 1, (1, 1, 1, 1)),
+    ("c40_3x3_s2_asym", 1, 9, 7, 40, 3, 2, (0, 2, 1, 0)),
+    ("c64_3x3_pad1", 1, 6, 5, 64, 3, 1, (1, 1, 1, 1)),
+    ("c33_5x5_s2_bigpad", 1, 5, 6, 33, 5, 2, (4, 3, 2, 5)),     # windows wholly in padding
+    ("c6_3x3_valid", 1, 5, 5, 6, 3, 1, (0, 0, 0, 0)),
+]
+
+
+def check_depthwise(k, case, dm, relu=True, with_bias=True):
+    rng = np.random.default_rng(seed(("dw", case[0], dm, relu)))
+    name, n, h, wd, ci, kk, s, pads = case
+    x = rng.integers(-128, 128, (n, h, wd, ci), dtype=np.int8)
+    w = rng.integers(-127, 128, (1, kk, kk, ci * dm), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, ci * dm).astype(np.int32) if with_bias else None
+    mult, shift = rand_quant(rng, ci * dm, kk * kk)
+    in_zp = int(rng.integers(-128, 128))
+    out_zp = int(rng.integers(-20, 20))
+    p = ConvParams((s, s), pads, in_zp=in_zp, out_zp=out_zp,
+                   act_min=out_zp if relu else -128, act_max=127)
+    got = k.depthwise_conv_s8(x, w, bias, mult, shift, p, dm)
+    assert_same(got, ref_depthwise(x, w, bias, mult, shift, p, dm),
+                f"depthwise {name} dm={dm} relu={relu} bias={with_bias}")
+
+
 @pytest.mark.parametrize("dm", [1, 2])
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[2], CONV_CASES[4]], ids=lambda c: c[0])
 def test_depthwise(plain_kernels, case, dm):
@@ -473,6 +503,35 @@ def test_depthwise(plain_kernels, case, dm):
     p = ConvParams((s, s), pads, in_zp=-9, out_zp=4, act_min=4, act_max=127)
     got = plain_kernels.depthwise_conv_s8(x, w, bias, mult, shift, p, dm)
     assert_same(got, ref_depthwise(x, w, bias, mult, shift, p, dm), f"depthwise {case[0]} dm={dm}")
+
+
+@pytest.mark.parametrize("dm", [1, 2])
+@pytest.mark.parametrize("case", DW_CASES, ids=[c[0] for c in DW_CASES])
+def test_depthwise_isa(isa_kernels, case, dm):
+    check_depthwise(isa_kernels, case, dm)
+
+
+def test_depthwise_isa_no_bias_no_relu(isa_kernels):
+    check_depthwise(isa_kernels, DW_CASES[1], 1, relu=False, with_bias=False)
+    check_depthwise(isa_kernels, DW_CASES[4], 1, relu=False, with_bias=False)
+
+
+def test_depthwise_isa_requant_edges(isa_kernels):
+    """Per-lane requantization: multipliers over the int32 range, shifts -31 .. 10
+    (left shifts included), saturation both ways, every in_zp extreme."""
+    rng = np.random.default_rng(17)
+    c = 40
+    x = rng.integers(-128, 128, (1, 5, 5, c), dtype=np.int8)
+    w = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, c).astype(np.int32)
+    mult = rng.integers(0, INT32_MAX, c, dtype=np.int64).astype(np.int32)
+    mult[:4] = [INT32_MAX, 0, 1 << 30, 1]
+    shift = rng.integers(-31, 11, c).astype(np.int32)
+    shift[:8] = [0, -31, 10, -1, 0, 0, -31, -30]
+    for zp in (-128, 0, 127):
+        p = ConvParams((1, 1), (1, 1, 1, 1), in_zp=zp, out_zp=-3)
+        assert_same(isa_kernels.depthwise_conv_s8(x, w, bias, mult, shift, p),
+                    ref_depthwise(x, w, bias, mult, shift, p, 1), f"depthwise requant edges zp={zp}")
 
 
 def check_fc(isa_kernels, in_f):
@@ -592,13 +651,16 @@ def test_qemu_other_kernels(name):
         check_conv_dense(k, case)
     for in_f in (3, 17, 100):
         check_fc(k, in_f)
+    for case in DW_CASES:
+        for dm in (1, 2):
+            check_depthwise(k, case, dm)
+    check_depthwise(k, DW_CASES[4], 1, relu=False, with_bias=False)
     if name in ("m7", "m55", "m55_scalar"):   # CSR / pattern: MVE or plain C
         test_requantize_matches_arith(k)
         for case in (CONV_CASES[2], CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
             check_conv_csr(k, case, 0.5)
         for case in (CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
             check_conv_pattern(k, case, PATTERN_INDEX_TYPES[:2])
-        test_depthwise(k, CONV_CASES[4], 2)
         for pp in POOLS[1:3]:
             test_pools(k, pp)
         test_add(k, (0.05, 0.02, 0.06))

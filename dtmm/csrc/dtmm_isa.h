@@ -125,6 +125,12 @@ DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)a * (int32_t)(int16_t)(b >> 16)));
 }
+/* SMLATT: acc + top(a) * top(b). */
+DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc
+                     + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16)));
+}
 #  else
 #    include <arm_acle.h>
 DTMM_INLINE int32_t dtmm_smlabb(uint32_t a, uint32_t b, int32_t acc)
@@ -134,6 +140,10 @@ DTMM_INLINE int32_t dtmm_smlabb(uint32_t a, uint32_t b, int32_t acc)
 DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatt((int32_t)a, (int32_t)b, acc);
 }
 DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
 DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x)
@@ -396,6 +406,110 @@ DTMM_INLINE int32_t vmladavaq_s16(int32_t acc, int16x8_t a, int16x8_t b)
 {
     for (int i = 0; i < 8; i++) acc = (int32_t)((uint32_t)acc + (uint32_t)((int32_t)a.v[i] * b.v[i]));
     return acc;
+}
+/* Depthwise conv: channels in lanes (16-bit products widened to 32-bit lanes by the
+ * bottom / top multiplies, per-lane requantization, narrowing interleaved stores). */
+DTMM_INLINE int16x8_t vdupq_n_s16(int16_t x)
+{
+    int16x8_t r;
+    for (int i = 0; i < 8; i++) r.v[i] = x;
+    return r;
+}
+DTMM_INLINE int16x8_t vsubq_n_s16(int16x8_t a, int16_t b)
+{
+    for (int i = 0; i < 8; i++) a.v[i] = (int16_t)(a.v[i] - b);
+    return a;
+}
+/* VMULLB.S16 / VMULLT.S16: lane i = a[2i] * b[2i] / a[2i+1] * b[2i+1] (int32). */
+DTMM_INLINE int32x4_t vmullbq_int_s16(int16x8_t a, int16x8_t b)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = (int32_t)a.v[2 * i] * b.v[2 * i];
+    return r;
+}
+DTMM_INLINE int32x4_t vmulltq_int_s16(int16x8_t a, int16x8_t b)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = (int32_t)a.v[2 * i + 1] * b.v[2 * i + 1];
+    return r;
+}
+DTMM_INLINE int32x4_t vaddq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] + (uint32_t)b.v[i]);
+    return a;
+}
+/* VSHL (vector), per-lane shifts in 0..31 here: non-saturating left shift (wraps). */
+DTMM_INLINE int32x4_t vshlq_s32(int32x4_t a, int32x4_t n)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] << n.v[i]);
+    return a;
+}
+/* VQRDMULH (vector): saturate((2 * a * b + 2^31) >> 32) per lane. */
+DTMM_INLINE int32x4_t vqrdmulhq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) {
+        if (a.v[i] == INT32_MIN && b.v[i] == INT32_MIN) {
+            a.v[i] = INT32_MAX;
+        } else {
+            const int64_t p = 2 * (int64_t)a.v[i] * b.v[i] + ((int64_t)1 << 31);
+            a.v[i] = (int32_t)(p >> 32);
+        }
+    }
+    return a;
+}
+/* VRSHL (vector), per-lane shifts in -31..0 here: rounding arithmetic right shift. */
+DTMM_INLINE int32x4_t vrshlq_s32(int32x4_t a, int32x4_t n)
+{
+    for (int i = 0; i < 4; i++)
+        if (n.v[i] < 0)
+            a.v[i] = (int32_t)(((int64_t)a.v[i] + ((int64_t)1 << (-n.v[i] - 1))) >> -n.v[i]);
+    return a;
+}
+/* VMOVNB.I32 / VMOVNT.I32: the low halves of b's lanes into the even / odd 16-bit
+ * lanes of a (the other lanes kept). */
+DTMM_INLINE int16x8_t vmovnbq_s32(int16x8_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[2 * i] = (int16_t)b.v[i];
+    return a;
+}
+DTMM_INLINE int16x8_t vmovntq_s32(int16x8_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[2 * i + 1] = (int16_t)b.v[i];
+    return a;
+}
+/* VSTRB.16: the low byte of each enabled 16-bit lane (2 predicate bits per lane). */
+DTMM_INLINE void vstrbq_p_s16(int8_t *p, int16x8_t a, mve_pred16_t pred)
+{
+    for (int i = 0; i < 8; i++)
+        if ((pred >> (2 * i)) & 1) p[i] = (int8_t)a.v[i];
+}
+DTMM_INLINE void vstrbq_s16(int8_t *p, int16x8_t a) { vstrbq_p_s16(p, a, 0xFFFF); }
+/* VQMOVNB.S32 / VQMOVNT.S32: b's lanes saturated to int16 into the even / odd lanes. */
+DTMM_INLINE int16_t dtmm_sat16(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
+DTMM_INLINE int16x8_t vqmovnbq_s32(int16x8_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[2 * i] = dtmm_sat16(b.v[i]);
+    return a;
+}
+DTMM_INLINE int16x8_t vqmovntq_s32(int16x8_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[2 * i + 1] = dtmm_sat16(b.v[i]);
+    return a;
+}
+DTMM_INLINE int16x8_t vqaddq_n_s16(int16x8_t a, int16_t b)
+{
+    for (int i = 0; i < 8; i++) a.v[i] = dtmm_sat16((int32_t)a.v[i] + b);
+    return a;
+}
+DTMM_INLINE int16x8_t vmaxq_s16(int16x8_t a, int16x8_t b)
+{
+    for (int i = 0; i < 8; i++) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+DTMM_INLINE int16x8_t vminq_s16(int16x8_t a, int16x8_t b)
+{
+    for (int i = 0; i < 8; i++) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+    return a;
 }
 #  else
 #    include <arm_mve.h>

@@ -2,8 +2,9 @@
  * dtmm_kernels.h - the public API of dtmm's int8 C kernels.
  *
  * One kernel per file, dtmm_<op>[_variant]_s8.c.  Every kernel has a plain-C path
- * that builds anywhere; conv, FWCS conv and fully connected also have a Cortex-M DSP
- * path (__smlad), and those three, CSR conv and pattern conv a Helium/MVE path (see
+ * that builds anywhere; conv, FWCS conv, fully connected and depthwise conv also have a
+ * Cortex-M DSP path (__smlad / __smlabb), and those four, CSR conv and pattern conv a
+ * Helium/MVE path (see
  * dtmm_isa.h for how the path is chosen and for -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
  *
  * Conventions (the same as TFLite int8 and dtmm.graph.ir):
@@ -206,7 +207,10 @@ int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
 /* ------------------------------------------------------------------ depthwise conv */
 /* dtmm_depthwise_conv_s8: weights (1, KH, KW, C_in * depth_multiplier), filter_dims
  * = {1, KH, KW, C_out}; output channel ic * depth_multiplier + m reads input channel
- * ic.  Per-channel requant.  Plain C on every target.  No scratch. */
+ * ic.  Per-channel requant.  Depth multiplier 1: MVE path with 16 channels in vector
+ * lanes (VMULLB / VMULLT, per-lane requantization, tail-predicated for C % 16), DSP
+ * path with 4 channels per word (SXTAB16 + SMLABB / SMLATT); other multipliers plain
+ * C on every target.  No scratch on any path. */
 dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                    int32_t depth_multiplier,
                                    const dtmm_dims *in_dims, const int8_t *in,
