@@ -427,3 +427,18 @@ def test_verify_and_export_commands(tmp_path, digits):
         assert v["bit_exact"] and v["instructions_per_inference"] > 0 and v["flash_bytes"] > 0
     e = export_command(model=str(model), target="cortex-m55", out=str(tmp_path / "exp"))
     assert "model.c" in e["files"] and "platform/link.ld" in e["files"]
+
+
+def test_export_never_replaces_a_directory_of_user_files(tmp_path):
+    sg, g = residual_graph()
+    plan = plan_model(g, "host")
+    mine = tmp_path / "firmware"
+    mine.mkdir()
+    (mine / "main.c").write_text("int main(void) { return 0; }\n")
+    with pytest.raises(BuildError, match="refusing to replace"):
+        write_project(plan, mine)
+    assert (mine / "main.c").read_text().startswith("int main")
+    out = write_project(plan, tmp_path / "proj")
+    (out / "stale.txt").write_text("old")
+    write_project(plan, out)                                   # an earlier export: replaced
+    assert not (out / "stale.txt").exists() and (out / "model.c").is_file()
