@@ -37,10 +37,10 @@ demo: setup
 	$(BIN)/dtmm demo
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow" --doctest-modules dtmm tests
 
 test-all: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) --doctest-modules dtmm tests
 
 clean:
 	rm -rf build runs .pytest_cache
