@@ -27,6 +27,10 @@
  * MVE: the dot products are WLSTP/LETP tail-predicated loops in inline asm (groups of
  * 4 / 2 / 1 pixels: VMLADAVA accumulates into even registers only, so R = 8 runs as
  * two groups of 4), and the R outputs of a filter are requantized as one vector.
+ * MVE, R = 4, C_in = 16, 32 or 64 (short filterlets, where that per-filterlet set-up
+ * weighed most): fwcs_block_small runs each filter as one WLS/LE loop over its kept
+ * filterlets (cptr load, shifted add to the table row, LDM of the 4 run pointers, then
+ * per 16 weights VLDRB + 4 x (VLDRB, VMLADAVA)), no reciprocal or predication.
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
  * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
@@ -122,6 +126,111 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     }
 #endif
 }
+
+#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE) && FWCS_R == 4
+/* Short filterlets (C_in = 16, 32 or 64: 1, 2 or 4 vectors) at R = 4: the whole
+ * filter in one low-overhead loop (WLS/LE, one iteration per kept filterlet), no
+ * per-filterlet loop set-up, predication or reciprocal: the table row of kernel
+ * position k is at byte offset k * 4 * R = cptr * 16 / C_in (cptr = k * C_in), one
+ * shifted add; LDM loads the 4 pixels' run pointers.  Per filterlet and vector:
+ * VLDRB (weights) + 4 x (VLDRB, VMLADAVA); per filterlet 4 more (cptr load, add,
+ * LDM, LE).  r1, r3, r5, r9 hold the run pointers (LDM wants ascending registers;
+ * odd ones, VMLADAVA accumulates into even registers). */
+#  define FWCS_SMALL_CIN 1
+#  define FWCS_VEC_(off)                                                              \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
+    "   vldrb.8     q1, [r1, #" off "]\n"                                              \
+    "   vmladava.s8 %[a0], q0, q1\n"                                                   \
+    "   vldrb.8     q2, [r3, #" off "]\n"                                              \
+    "   vmladava.s8 %[a1], q0, q2\n"                                                   \
+    "   vldrb.8     q1, [r5, #" off "]\n"                                              \
+    "   vmladava.s8 %[a2], q0, q1\n"                                                   \
+    "   vldrb.8     q2, [r9, #" off "]\n"                                              \
+    "   vmladava.s8 %[a3], q0, q2\n"
+#  define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                         \
+    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
+                     "1: " LDCP "\n"                                                   \
+                     "   " ADDTAB "\n"                                                 \
+                     "   ldm         r9, {r1, r3, r5, r9}\n" BODY                      \
+                     "   le          lr, 1b\n"                                         \
+                     "2: vmov        %q[v][2], %q[v][0], %[a0], %[a2]\n"               \
+                     "   vmov        %q[v][3], %q[v][1], %[a1], %[a3]\n"               \
+                     : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3),  \
+                       [w] "+r"(w), [cp] "+r"(cp), [v] "=w"(v)                         \
+                     : [n] "r"(n), [tab] "r"(tab)                                      \
+                     : "r1", "r3", "r5", "r9", "q0", "q1", "q2", "lr", "memory")
+
+/* All C_out filters of one block of R = 4 pixels (table tab) for C_in = VECS * 16,
+ * cptr entries of CBITS bits: per filter one low-overhead loop over its kept
+ * filterlets, the 4 accumulators moved into a vector in the same asm, then one
+ * vector requantization.  Weights and cptr are walked by running pointers (filters
+ * are stored one after the other). */
+DTMM_INLINE void fwcs_block_small_(const dtmm_fwcs *fw, const int8_t *const *tab,
+                                   const int32_t *foff, const dtmm_requant_params *q,
+                                   int32_t out_zp, const int32x4_t *vc, int8_t *o,
+                                   int32_t live, const int VECS, const int CBITS)
+{
+    const int32_t c_out = fw->c_out, fbits = fw->fidx_bits;
+    const void *fidx = fw->fidx;
+    const int32_t *mult = q->multiplier, *shift = q->shift;
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+    const mve_pred16_t pred = vctp32q((uint32_t)live);
+    const int32x4_t lo = vc[0], hi = vc[1];
+    int32_t j0 = dtmm_index_at(fidx, fbits, 0);
+    const int8_t *w = fw->arr + j0 * VECS * 16;
+    const uint8_t *cp = (const uint8_t *)fw->cptr + j0 * (CBITS / 8);
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t j1 = dtmm_index_at(fidx, fbits, f + 1), n = j1 - j0;
+        j0 = j1;
+        int32_t a0 = foff[f], a1 = a0, a2 = a0, a3 = a0;
+        int32x4_t v;
+        if (CBITS == 8) {
+            if (VECS == 1)
+                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9",
+                                 FWCS_VEC_("0"));
+            else if (VECS == 2)
+                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9, lsr #1",
+                                 FWCS_VEC_("0") FWCS_VEC_("16"));
+            else
+                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9, lsr #2",
+                                 FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
+        } else {
+            if (VECS == 1)
+                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9",
+                                 FWCS_VEC_("0"));
+            else if (VECS == 2)
+                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9, lsr #1",
+                                 FWCS_VEC_("0") FWCS_VEC_("16"));
+            else
+                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9, lsr #2",
+                                 FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
+        }
+        dtmm_mve_requant_store(v, mult[f], shift[f], out_zp, lo, hi, o + f, offs, pred);
+    }
+}
+
+/* fwcs_block_small_ for the layer's C_in (16, 32 or 64) and cptr width. */
+static __attribute__((noinline)) void fwcs_block_small(const dtmm_fwcs *fw,
+                                                       const int8_t *const *tab,
+                                                       const int32_t *foff,
+                                                       const dtmm_requant_params *q,
+                                                       int32_t out_zp, const int32x4_t *vc,
+                                                       int8_t *o, int32_t live)
+{
+    const int vecs = fw->size >> 4;
+    if (fw->cptr_bits == 8) {
+        if (vecs == 1) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 1, 8);
+        else if (vecs == 2) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 2, 8);
+        else fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 4, 8);
+    } else {
+        if (vecs == 1) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 1, 16);
+        else if (vecs == 2) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 2, 16);
+        else fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 4, 16);
+    }
+}
+#else
+#  define FWCS_SMALL_CIN 0
+#endif
 
 #if DTMM_USE_DSP
 /* dot_r on int16 copies of the input runs (see widen_s16): x[r] point to int16 runs,
@@ -270,7 +379,7 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
                            const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
                            const dtmm_dims *od, int8_t *out, const int8_t **tab,
                            const int32_t *foff, const int8_t *zp_run, int16_t *wide,
-                           const int cptr_bits, const int use16)
+                           const int cptr_bits, const int use16, const int small)
 {
     const int32_t c_in = id->c, c_out = fw->c_out, kh_n = fw->kh, kw_n = fw->kw;
     const int32_t hw_out = od->h * od->w;
@@ -285,6 +394,9 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
 #if !DTMM_USE_DSP
     (void)wide;
     (void)use16;
+#endif
+#if !FWCS_SMALL_CIN
+    (void)small;
 #endif
 
     for (int32_t n = 0; n < id->n; n++) {
@@ -322,6 +434,12 @@ DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params 
                     }
                 }
             }
+#if FWCS_SMALL_CIN
+            if (small) {
+                fwcs_block_small(fw, tab, foff, q, p->out_zp, vctx, out_n + p0 * c_out, live);
+                continue;
+            }
+#endif
             int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, 0);
             for (int32_t f = 0; f < c_out; f++) {
                 const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
@@ -388,13 +506,18 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
         const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
         foff[f] = (bias ? bias[f] : 0) - p->in_zp * sum_s8(fw->arr + j0 * c_in, (j1 - j0) * c_in);
     }
-    if (fw->cptr_bits == 8 && use16)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 1);
-    else if (fw->cptr_bits == 8)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 0);
-    else if (use16)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 1);
+#if FWCS_SMALL_CIN
+    if (c_in == 16 || c_in == 32 || c_in == 64) /* fwcs_block_small: any cptr width */
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0, 1);
     else
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0);
+#endif
+    if (fw->cptr_bits == 8 && use16)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 1, 0);
+    else if (fw->cptr_bits == 8)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 0, 0);
+    else if (use16)
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 1, 0);
+    else
+        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0, 0);
     return DTMM_OK;
 }
