@@ -642,18 +642,19 @@ def test_qemu_fwcs(name):
         check_conv_fwcs(name, k, case, 0.0, all_index_types=False)
 
 
-# C_in = 16, 32, 64 (the M55 R = 4 build's whole-filter asm loop: 1, 2, 4 vectors per
-# filterlet), with a partial last block of pixels (H_out * W_out not a multiple of 4).
+# C_in = 16, 32, 64 (the M55 builds' whole-filter asm loop, R = 1, 2, 4, 8: 1, 2, 4 vectors per
+# filterlet), with a partial last block of pixels (H_out * W_out not a multiple of R).
 FWCS_SMALL_CIN_CASES = [
     ("small_cin16", 1, 5, 5, 16, 9, 3, 1, (1, 1, 1, 1)),
     ("small_cin32_s2", 2, 6, 5, 32, 6, 3, 2, (1, 0, 1, 1)),
     ("small_cin64_1x1", 1, 3, 3, 64, 5, 1, 1, (0, 0, 0, 0)),
+    ("small_cin16_6px", 1, 2, 3, 16, 7, 3, 1, (1, 1, 1, 1)),  # R = 8: 6 live pixels
 ]
 
 
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("name", ["m55", "m55_r8"])
+@pytest.mark.parametrize("name", ["m55", "m55_r2", "m55_r8", "m55_noilp"])
 @pytest.mark.parametrize("case", FWCS_SMALL_CIN_CASES, ids=[c[0] for c in FWCS_SMALL_CIN_CASES])
 def test_qemu_fwcs_small_cin(name, case):
     k = target_kernels(name)

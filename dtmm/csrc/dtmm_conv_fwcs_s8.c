@@ -27,10 +27,12 @@
  * MVE: the dot products are WLSTP/LETP tail-predicated loops in inline asm (groups of
  * 4 / 2 / 1 pixels: VMLADAVA accumulates into even registers only, so R = 8 runs as
  * two groups of 4), and the R outputs of a filter are requantized as one vector.
- * MVE, R = 4, C_in = 16, 32 or 64 (short filterlets, where that per-filterlet set-up
- * weighed most): fwcs_block_small runs each filter as one WLS/LE loop over its kept
- * filterlets (cptr load, shifted add to the table row, LDM of the 4 run pointers, then
- * per 16 weights VLDRB + 4 x (VLDRB, VMLADAVA)), no reciprocal or predication.
+ * MVE, R = 1, 2, 4 or 8, C_in = 16, 32 or 64 (short filterlets, where that
+ * per-filterlet set-up weighed most): fwcs_block_small runs each filter, per group of
+ * min(R, 4) pixels, as one WLS/LE loop over its kept filterlets (cptr load, shifted add
+ * to the table row, LDM/LDR of the group's run pointers, then per 16 weights VLDRB +
+ * G x (VLDRB, VMLADAVA)), no reciprocal or predication; the reuse variants differ only
+ * in R there too.
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
  * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
@@ -127,17 +129,38 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
 #endif
 }
 
-#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE) && FWCS_R == 4
-/* Short filterlets (C_in = 16, 32 or 64: 1, 2 or 4 vectors) at R = 4: the whole
- * filter in one low-overhead loop (WLS/LE, one iteration per kept filterlet), no
- * per-filterlet loop set-up, predication or reciprocal: the table row of kernel
- * position k is at byte offset k * 4 * R = cptr * 16 / C_in (cptr = k * C_in), one
- * shifted add; LDM loads the 4 pixels' run pointers.  Per filterlet and vector:
- * VLDRB (weights) + 4 x (VLDRB, VMLADAVA); per filterlet 4 more (cptr load, add,
- * LDM, LE).  r1, r3, r5, r9 hold the run pointers (LDM wants ascending registers;
- * odd ones, VMLADAVA accumulates into even registers). */
+#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE)                                       \
+    && (FWCS_R == 1 || FWCS_R == 2 || FWCS_R == 4 || FWCS_R == 8)
+/* Short filterlets (C_in = 16, 32 or 64: 1, 2 or 4 vectors) at R = 1, 2, 4 or 8: the
+ * whole filter in one low-overhead loop (WLS/LE, one iteration per kept filterlet) per
+ * group of G = min(R, 4) pixels (R = 8: two groups of 4, as dot_r), no per-filterlet
+ * loop set-up, predication or reciprocal: the table row of kernel position k is at
+ * byte offset k * 4 * R = cptr * 4 * R / C_in (cptr = k * C_in), one shifted add;
+ * LDM (G = 4, 2) or LDR (G = 1) loads the group's run pointers.  Per filterlet and
+ * vector: VLDRB (weights) + G x (VLDRB, VMLADAVA); per filterlet 4 more (cptr load,
+ * add, LDM/LDR, LE).  r1, r3, r5, r9 hold the run pointers (LDM wants ascending
+ * registers; odd ones, VMLADAVA accumulates into even registers). */
 #  define FWCS_SMALL_CIN 1
-#  define FWCS_VEC_(off)                                                              \
+#  define FWCS_G (FWCS_R < 4 ? FWCS_R : 4)
+/* "add.w r9, tab, r9[, shift]" for C_in = 16, 32, 64: shift by log2(4 R) - log2(C_in) */
+#  if FWCS_R == 1
+#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsr #2"
+#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #3"
+#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #4"
+#  elif FWCS_R == 2
+#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsr #1"
+#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #2"
+#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #3"
+#  elif FWCS_R == 4
+#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9"
+#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #1"
+#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #2"
+#  else
+#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsl #1"
+#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9"
+#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #1"
+#  endif
+#  define FWCS_VEC4_(off)                                                             \
     "   vldrb.8     q0, [%[w]], #16\n"                                                 \
     "   vldrb.8     q1, [r1, #" off "]\n"                                              \
     "   vmladava.s8 %[a0], q0, q1\n"                                                   \
@@ -147,7 +170,20 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     "   vmladava.s8 %[a2], q0, q1\n"                                                   \
     "   vldrb.8     q2, [r9, #" off "]\n"                                              \
     "   vmladava.s8 %[a3], q0, q2\n"
-#  define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                         \
+#  define FWCS_VEC2_(off)                                                             \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
+    "   vldrb.8     q1, [r1, #" off "]\n"                                              \
+    "   vmladava.s8 %[a0], q0, q1\n"                                                   \
+    "   vldrb.8     q2, [r9, #" off "]\n"                                              \
+    "   vmladava.s8 %[a1], q0, q2\n"
+#  define FWCS_VEC1_(off)                                                             \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
+    "   vldrb.8     q1, [r9, #" off "]\n"                                              \
+    "   vmladava.s8 %[a0], q0, q1\n"
+#  if FWCS_G == 4
+#    define FWCS_VEC_(off) FWCS_VEC4_(off)
+/* 4 pixels: the 4 accumulators moved into v in the same asm */
+#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
     __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
                      "1: " LDCP "\n"                                                   \
                      "   " ADDTAB "\n"                                                 \
@@ -159,12 +195,81 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
                        [w] "+r"(w), [cp] "+r"(cp), [v] "=w"(v)                         \
                      : [n] "r"(n), [tab] "r"(tab)                                      \
                      : "r1", "r3", "r5", "r9", "q0", "q1", "q2", "lr", "memory")
+#  elif FWCS_G == 2
+#    define FWCS_VEC_(off) FWCS_VEC2_(off)
+#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
+    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
+                     "1: " LDCP "\n"                                                   \
+                     "   " ADDTAB "\n"                                                 \
+                     "   ldm         r9, {r1, r9}\n" BODY                              \
+                     "   le          lr, 1b\n"                                         \
+                     "2:\n"                                                            \
+                     : [a0] "+Te"(a0), [a1] "+Te"(a1), [w] "+r"(w), [cp] "+r"(cp)      \
+                     : [n] "r"(n), [tab] "r"(tab)                                      \
+                     : "r1", "r9", "q0", "q1", "q2", "lr", "memory")
+#  else
+#    define FWCS_VEC_(off) FWCS_VEC1_(off)
+#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
+    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
+                     "1: " LDCP "\n"                                                   \
+                     "   " ADDTAB "\n"                                                 \
+                     "   ldr         r9, [r9]\n" BODY                                  \
+                     "   le          lr, 1b\n"                                         \
+                     "2:\n"                                                            \
+                     : [a0] "+Te"(a0), [w] "+r"(w), [cp] "+r"(cp)                      \
+                     : [n] "r"(n), [tab] "r"(tab)                                      \
+                     : "r9", "q0", "q1", "lr", "memory")
+#  endif
 
-/* All C_out filters of one block of R = 4 pixels (table tab) for C_in = VECS * 16,
- * cptr entries of CBITS bits: per filter one low-overhead loop over its kept
- * filterlets, the 4 accumulators moved into a vector in the same asm, then one
- * vector requantization.  Weights and cptr are walked by running pointers (filters
- * are stored one after the other). */
+/* One group of G pixels of a filter (table tab, the group's first column): its n kept
+ * filterlets (weights *wp, cptr *cpp, both advanced past them) into v (lanes 0..G-1). */
+DTMM_INLINE int32x4_t fwcs_group_small_(const int8_t *const *tab, const int8_t **wp,
+                                        const uint8_t **cpp, int32_t n, int32_t init,
+                                        const int VECS, const int CBITS)
+{
+    int32x4_t v;
+    const int8_t *w = *wp;
+    const uint8_t *cp = *cpp;
+    int32_t a0 = init;
+#  if FWCS_G >= 2
+    int32_t a1 = init;
+#  endif
+#  if FWCS_G == 4
+    int32_t a2 = init, a3 = init;
+#  endif
+    if (CBITS == 8) {
+        if (VECS == 1)
+            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_1, FWCS_VEC_("0"));
+        else if (VECS == 2)
+            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_2,
+                             FWCS_VEC_("0") FWCS_VEC_("16"));
+        else
+            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_4,
+                             FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
+    } else {
+        if (VECS == 1)
+            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_1, FWCS_VEC_("0"));
+        else if (VECS == 2)
+            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_2,
+                             FWCS_VEC_("0") FWCS_VEC_("16"));
+        else
+            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_4,
+                             FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
+    }
+#  if FWCS_G == 2
+    v = dtmm_mve_vec4(a0, a1, 0, 0);
+#  elif FWCS_G == 1
+    v = vdupq_n_s32(a0);
+#  endif
+    *wp = w;
+    *cpp = cp;
+    return v;
+}
+
+/* All C_out filters of one block of R pixels (table tab) for C_in = VECS * 16, cptr
+ * entries of CBITS bits: per filter and group of G pixels one low-overhead loop over
+ * its kept filterlets, then one vector requantization per group.  Weights and cptr are
+ * walked by running pointers (filters are stored one after the other). */
 DTMM_INLINE void fwcs_block_small_(const dtmm_fwcs *fw, const int8_t *const *tab,
                                    const int32_t *foff, const dtmm_requant_params *q,
                                    int32_t out_zp, const int32x4_t *vc, int8_t *o,
@@ -174,38 +279,24 @@ DTMM_INLINE void fwcs_block_small_(const dtmm_fwcs *fw, const int8_t *const *tab
     const void *fidx = fw->fidx;
     const int32_t *mult = q->multiplier, *shift = q->shift;
     const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
-    const mve_pred16_t pred = vctp32q((uint32_t)live);
     const int32x4_t lo = vc[0], hi = vc[1];
-    int32_t j0 = dtmm_index_at(fidx, fbits, 0);
-    const int8_t *w = fw->arr + j0 * VECS * 16;
-    const uint8_t *cp = (const uint8_t *)fw->cptr + j0 * (CBITS / 8);
-    for (int32_t f = 0; f < c_out; f++) {
-        const int32_t j1 = dtmm_index_at(fidx, fbits, f + 1), n = j1 - j0;
-        j0 = j1;
-        int32_t a0 = foff[f], a1 = a0, a2 = a0, a3 = a0;
-        int32x4_t v;
-        if (CBITS == 8) {
-            if (VECS == 1)
-                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9",
-                                 FWCS_VEC_("0"));
-            else if (VECS == 2)
-                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9, lsr #1",
-                                 FWCS_VEC_("0") FWCS_VEC_("16"));
-            else
-                FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9, lsr #2",
-                                 FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
-        } else {
-            if (VECS == 1)
-                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9",
-                                 FWCS_VEC_("0"));
-            else if (VECS == 2)
-                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9, lsr #1",
-                                 FWCS_VEC_("0") FWCS_VEC_("16"));
-            else
-                FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9, lsr #2",
-                                 FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
+    /* R = 8: one pass over the filters per group of 4 pixels (as few live registers
+     * as at R = 4); the second only when the block has more than 4 live pixels */
+    DTMM_UNROLL
+    for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
+        if (g > 0 && g >= live) break;
+        const mve_pred16_t pred = vctp32q((uint32_t)(live - g));
+        const int8_t *const *tg = tab + g;
+        int8_t *og = o + g * c_out;
+        int32_t j0 = dtmm_index_at(fidx, fbits, 0);
+        const int8_t *w = fw->arr + j0 * VECS * 16;
+        const uint8_t *cp = (const uint8_t *)fw->cptr + j0 * (CBITS / 8);
+        for (int32_t f = 0; f < c_out; f++) {
+            const int32_t j1 = dtmm_index_at(fidx, fbits, f + 1), n = j1 - j0;
+            j0 = j1;
+            const int32x4_t v = fwcs_group_small_(tg, &w, &cp, n, foff[f], VECS, CBITS);
+            dtmm_mve_requant_store(v, mult[f], shift[f], out_zp, lo, hi, og + f, offs, pred);
         }
-        dtmm_mve_requant_store(v, mult[f], shift[f], out_zp, lo, hi, o + f, offs, pred);
     }
 }
 
