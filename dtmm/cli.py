@@ -60,9 +60,9 @@ def _add_prune(sub) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--ratio", type=float, help="share of units to prune in every conv layer")
     g.add_argument("--ratios", help="JSON file {layer_name: ratio}")
-    p.add_argument("--importance", choices=["taylor", "l1", "l2", "chip"], default="l1",
-                   help="unit importance (default l1: the most reliable for one-shot pruning of a "
-                        "converged model; taylor is the paper's loss-change estimate)")
+    p.add_argument("--importance", choices=["taylor", "l1", "l2", "chip"], default="l2",
+                   help="unit importance (default l2: the most accurate for one-shot pruning in "
+                        "BENCHMARKS.md's oneshot table; taylor is the paper's loss-change estimate)")
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--out", required=True, help="output directory (gets model.tflite, summary.json)")

@@ -64,7 +64,7 @@ class PruneSpec:
 
     granularity: str
     ratios: float | Mapping[str, float] | str
-    importance: str = "l1"
+    importance: str = "l2"
     batches: int = 8
     batch_size: int = 64
 
@@ -182,7 +182,7 @@ def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarra
 
 
 def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
-                  ratio: float | None = None, ratios: str | None = None, importance: str = "l1",
+                  ratio: float | None = None, ratios: str | None = None, importance: str = "l2",
                   calib_samples: int = 256, eval_samples: int | None = None) -> dict:
     """``dtmm prune``: prune a checkpoint in one shot, quantize, write ``out/model.tflite``
     (compressed) and ``out/summary.json``. Nothing is written if any step fails."""
