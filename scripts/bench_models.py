@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,20 +28,9 @@ from dtmm.codegen.backends import build_firmware, run_firmware  # noqa: E402
 from dtmm.graph.capture import capture  # noqa: E402
 from dtmm.quant.quantize import quantize_graph, quantize_input  # noqa: E402
 from dtmm.runtime.reference import run_reference  # noqa: E402
-from dtmm.zoo import MODEL_NAMES, build_model  # noqa: E402
+from dtmm.zoo import MODEL_NAMES, build_model, trained_like_batchnorm  # noqa: E402
 
 TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
-
-
-def _trained_like_bn(model: nn.Module, seed: int = 1) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.2
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.2
-    return model.eval()
 
 
 def main() -> int:
@@ -55,7 +43,7 @@ def main() -> int:
     rows = []
     for name in args.models:
         torch.manual_seed(0)
-        net = _trained_like_bn(build_model(name, (1, 28, 28), 10))
+        net = trained_like_batchnorm(build_model(name, (1, 28, 28), 10))
         qg = quantize_graph(capture(net, (1, 28, 28)), [calib[:64], calib[64:]])
         x = quantize_input(workflows.to_nhwc(te.x[:4]), qg.tensors[qg.inputs[0]].qparams)
         want = run_reference(qg, x)

@@ -1,19 +1,13 @@
 """Helpers shared by several test files (imported as a plain module; pytest puts tests/ on sys.path)."""
 import numpy as np
-import torch
 import torch.nn as nn
+
+from dtmm.zoo import trained_like_batchnorm
 
 
 def realistic_bn(model: nn.Module, seed: int) -> nn.Module:
-    """Give every BatchNorm2d statistics as after training (not a fresh model's identity); eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.2
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.2
-    return model.eval()
+    """BatchNorm statistics as after training (see :func:`dtmm.zoo.trained_like_batchnorm`)."""
+    return trained_like_batchnorm(model, seed)
 
 
 def assert_bytes_equal(got: np.ndarray, want: np.ndarray, what: str = "output") -> None:

@@ -11,22 +11,12 @@ from dtmm.errors import GraphError, UnsupportedOpError
 from dtmm.graph.capture import capture
 from dtmm.graph.float_exec import run_float
 from dtmm.graph.ir import Activation, Conv2D, DepthwiseConv2D
-
-
-def _randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-    return model.eval()
+from dtmm.zoo import trained_like_batchnorm
 
 
 def _check(model, shape, atol=1e-5):
     torch.manual_seed(1)
-    model = _randomize_bn(model)
+    model = trained_like_batchnorm(model, seed=0)
     g = capture(model, shape)
     x = torch.randn((3,) + tuple(shape))
     with torch.no_grad():

@@ -34,7 +34,7 @@ from dtmm.zoo.mobilenet import MobileNetV1
 from dtmm.zoo.resnet import BasicBlock, ResNet8, ResNet12
 from dtmm.zoo.vgg import VGG11
 
-__all__ = ["build_model", "MODEL_NAMES", "CANONICAL", "ZooError",
+__all__ = ["build_model", "trained_like_batchnorm", "MODEL_NAMES", "CANONICAL", "ZooError",
            "VGG11", "ResNet8", "ResNet12", "BasicBlock", "DSCNN", "MobileNetV1"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -81,3 +81,28 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _BUILDERS[key](tuple(input_shape), int(num_classes))
+
+
+def trained_like_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Give every BatchNorm2d seeded statistics like a trained model's; return it in eval mode.
+
+    A freshly built model's BatchNorm is the identity (mean 0, variance 1, weight 1,
+    bias 0), which hides folding and quantization bugs and gives untypical activation
+    ranges. Tests and benchmarks that need no trained weights (bit-exactness, instruction
+    counts) use this instead of training.
+
+    Example:
+        >>> m = trained_like_batchnorm(build_model("resnet8", (1, 8, 8), 10))
+        >>> bn = next(x for x in m.modules() if isinstance(x, nn.BatchNorm2d))
+        >>> bool((bn.running_var != 1).all()), m.training
+        (True, False)
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean = torch.randn(m.num_features, generator=g) * 0.2
+            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
+            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
+            m.bias.data = torch.randn(m.num_features, generator=g) * 0.2
+    return model.eval()
+
