@@ -262,7 +262,9 @@ def render_model_c(plan: P.ModelPlan) -> str:
         if call is None:
             body.append("    /* reshape: the output aliases the input, no code */")
         else:
+            body.append("    DTMM_PROF_BEGIN();")
             body.append(f"    rc = {call};")
+            body.append("    DTMM_PROF_END();")
             body.append(f"    if (rc != DTMM_OK) {{ dtmm_model_failed_op = {s.index}; return rc; }}")
         if check is not None:
             checks.append(f"    if ({check} > {s.scratch_bytes}) return {s.index + 1};"
@@ -297,6 +299,19 @@ def render_model_c(plan: P.ModelPlan) -> str:
 #  ifndef DTMM_LARGE_BSS
 #    define DTMM_LARGE_BSS
 #  endif
+#endif
+
+/* Per-op profiling (-DDTMM_PROFILE, Cortex-M under QEMU): each kernel call is one
+ * dtmm_bench_start / dtmm_bench_stop region, so the counting plugin reports the
+ * executed instructions of every op (``dtmm verify --profile``). */
+#ifdef DTMM_PROFILE
+void dtmm_bench_start(void);
+void dtmm_bench_stop(void);
+#  define DTMM_PROF_BEGIN() dtmm_bench_start()
+#  define DTMM_PROF_END() dtmm_bench_stop()
+#else
+#  define DTMM_PROF_BEGIN() ((void)0)
+#  define DTMM_PROF_END() ((void)0)
 #endif
 
 /* ------------------------------------------------------------------ constants */
@@ -389,9 +404,13 @@ int main(void)
     for (size_t i = 0; i < n; i++) {{
         char name[16];
         image_name(name, (unsigned)i);
-        dtmm_bench_start();
+#ifndef DTMM_PROFILE
+        dtmm_bench_start(); /* with DTMM_PROFILE, model.c marks each op instead */
+#endif
         const int rc = dtmm_model_invoke(harness_in + i * DTMM_MODEL_INPUT_BYTES, harness_out);
+#ifndef DTMM_PROFILE
         dtmm_bench_stop();
+#endif
         if (rc != 0) {{
             printf("DTMM_MODEL_ERROR image %u op %d status %d\\n", (unsigned)i,
                    (int)dtmm_model_failed_op, rc);
