@@ -636,5 +636,7 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
         res = FineTuneResult(seconds=time.perf_counter() - t0)
         if ctx.val_loader is not None:
             res.val_acc, res.val_loss = evaluate(model, ctx.val_loader)
+    elif res.val_acc is None and res.history and res.history[-1].val_acc is not None:
+        res.val_acc, res.val_loss = res.history[-1].val_acc, res.history[-1].val_loss
     res.masks = {k: v.clone() for k, v in get_masks(unwrap(model)).items()}
     return res
