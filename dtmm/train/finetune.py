@@ -592,7 +592,8 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
     ``train`` / ``val``: a :class:`~dtmm.data.Dataset` (batched by ``config.batch_size``,
     shuffled with ``config.seed``) or a re-iterable of ``(x, y)`` batches (e.g. a
     ``DataLoader``). ``teacher``: the unpruned model, for distillation (or a user's
-    own use). The masks held are the model's masks now (:func:`dtmm.prune.get_masks`).
+    own use). ``device``: where to train (the model and teacher are moved there);
+    default: where the model is. The masks held are the model's masks now (:func:`dtmm.prune.get_masks`).
     After ``fn`` returns, :meth:`FineTuneContext.check_masks` runs (raising
     :class:`MaskError`); if ``fn`` returned ``None``, the result holds the final
     validation numbers only. ``result.masks`` are the final masks.
@@ -616,6 +617,10 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
 
     cfg = config or FineTuneConfig()
     dev = torch.device(device) if device is not None else device_of(model)
+    if device is not None:
+        model.to(dev)
+        if teacher is not None:
+            teacher.to(dev)
     ctx = FineTuneContext(
         train_loader=_as_loader(train, cfg.batch_size, cfg.seed, shuffle=True),
         val_loader=_as_loader(val, max(cfg.batch_size, 256), cfg.seed, shuffle=False),
