@@ -2,7 +2,6 @@
 carried into the int8 export, and the exported model against the fake-quant model's integers."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ import torch.nn.functional as F
 from _helpers import realistic_bn
 from dtmm.data import load_dataset, split
 from dtmm.errors import QuantizationError
-from dtmm.graph.capture import capture
-from dtmm.graph.ir import Conv2D, FullyConnected
+from dtmm.graph.ir import Conv2D, DepthwiseConv2D, FullyConnected
 from dtmm.prune import apply_masks, get_masks, l2, masks_from_scores, prunable_layers
 from dtmm.prune.masks import WeightMask
 from dtmm.prune.surgery import shrink_model
@@ -122,6 +120,51 @@ def _explained(v: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> tuple[int, 
     return int(bad.sum()), int(unexplained.sum())
 
 
+def _check_layers(q, qg, allt) -> tuple[int, int, int]:
+    """Run every conv / depthwise / FC layer of the fake-quant model on the int8 model's own
+    input integers; every mismatch must lie near a rounding boundary (see the test below).
+    Returns (layers checked, mismatching distinct values, distinct values)."""
+    checked, total_bad, total = 0, 0, 0
+    for op in qg.ops:
+        if not isinstance(op, (Conv2D, DepthwiseConv2D, FullyConnected)):
+            continue
+        mod = q.get_submodule(op.name)
+        in_qp = qg.tensors[op.inputs[0]].qparams
+        out_qp = qg.tensors[op.output].qparams
+        xi = (allt[op.inputs[0]].astype(np.float64) - in_qp.zp) * in_qp.s
+        with torch.no_grad():
+            w, b = mod.weight.double(), mod.bias.double()          # fake-quant weights, float bias
+            if isinstance(mod, nn.Conv2d):
+                y = F.conv2d(torch.from_numpy(xi).permute(0, 3, 1, 2), w, b, stride=mod.stride,
+                             padding=mod.padding, dilation=mod.dilation, groups=mod.groups).permute(0, 2, 3, 1)
+            else:
+                y = F.linear(torch.from_numpy(xi), w, b)
+        y = y.numpy()
+        if op.activation.value == "relu":
+            y = np.maximum(y, 0.0)
+        v = y / out_qp.s + out_qp.zp
+        M = op.quant.multiplier.astype(np.float64) * 2.0 ** (op.quant.shift.astype(np.float64) - 31)
+        rs = np.maximum(-op.quant.shift, 0).astype(np.float64)
+        bound = np.where(rs > 0, 0.5 * 2.0 ** -rs, 0.0) + 0.5 * M + 1e-6
+        ref = allt[op.output].astype(np.int64)
+        n_bad, n_unexplained = _explained(v, ref, bound)
+        assert n_unexplained == 0, f"{op.name}: {n_unexplained} mismatches not near a rounding boundary"
+        # Flat image regions (and a dead filter kept by a residual add, which outputs its bias
+        # everywhere) repeat one computation at many pixels: one rounding event counted many
+        # times. The rate is therefore taken over distinct (channel, value) pairs.
+        qv = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -128, 127)
+        chan = np.broadcast_to(np.arange(v.shape[-1]), v.shape)
+        pairs = np.stack([chan.ravel(), np.round(v.ravel(), 9)], axis=1)
+        uniq, first = np.unique(pairs, axis=0, return_index=True)
+        n_live_bad = int((qv.ravel()[first] != ref.ravel()[first]).sum())
+        n_distinct = len(uniq)
+        assert n_live_bad <= 0.01 * n_distinct, f"{op.name}: {n_live_bad} of {n_distinct} distinct values differ"
+        checked += 1
+        total_bad += n_live_bad
+        total += n_distinct
+    return checked, total_bad, total
+
+
 @pytest.fixture(scope="module")
 def qat_digits():
     """ResNet-8 on digits: trained (toy), 50% filterlets pruned, shrunk, fine-tuned, QAT-tuned."""
@@ -164,39 +207,7 @@ def test_exported_int8_matches_fake_quant_integers(qat_digits):
     s_in, zp_in = fqs[INPUT_KEY].qparams()
     assert np.array_equal(torch.round(fqs[INPUT_KEY].eval()(x).double() / s_in + zp_in).numpy()
                           .transpose(0, 2, 3, 1), xq)
-    checked, total_bad, total = 0, 0, 0
-    for op in qg.ops:
-        if not isinstance(op, (Conv2D, FullyConnected)):
-            continue
-        mod = q.get_submodule(op.name)
-        in_qp = qg.tensors[op.inputs[0]].qparams
-        out_qp = qg.tensors[op.output].qparams
-        xi = (allt[op.inputs[0]].astype(np.float64) - in_qp.zp) * in_qp.s
-        with torch.no_grad():
-            w, b = mod.weight.double(), mod.bias.double()          # fake-quant weights, float bias
-            if isinstance(op, Conv2D):
-                y = F.conv2d(torch.from_numpy(xi).permute(0, 3, 1, 2), w, b, stride=mod.stride,
-                             padding=mod.padding, dilation=mod.dilation, groups=mod.groups).permute(0, 2, 3, 1)
-            else:
-                y = F.linear(torch.from_numpy(xi), w, b)
-        y = y.numpy()
-        if op.activation.value == "relu":
-            y = np.maximum(y, 0.0)
-        v = y / out_qp.s + out_qp.zp
-        M = op.quant.multiplier.astype(np.float64) * 2.0 ** (op.quant.shift.astype(np.float64) - 31)
-        rs = np.maximum(-op.quant.shift, 0).astype(np.float64)
-        bound = np.where(rs > 0, 0.5 * 2.0 ** -rs, 0.0) + 0.5 * M + 1e-6
-        ref = allt[op.output].astype(np.int64)
-        n_bad, n_unexplained = _explained(v, ref, bound)
-        assert n_unexplained == 0, f"{op.name}: {n_unexplained} mismatches not near a rounding boundary"
-        # a dead filter kept by a residual add outputs its bias everywhere: one rounding event
-        # repeated at every pixel, so the rate is counted over the live channels
-        live = np.flatnonzero(np.abs(op.weight.reshape(op.weight.shape[0], -1)).sum(1) > 0)
-        n_live_bad, _ = _explained(v[..., live], ref[..., live], np.broadcast_to(bound, v.shape[-1:])[live])
-        assert n_live_bad <= 0.01 * v[..., live].size, f"{op.name}: {n_live_bad} of {v[..., live].size} differ"
-        checked += 1
-        total_bad += n_live_bad
-        total += v[..., live].size
+    checked, total_bad, total = _check_layers(q, qg, allt)
     assert checked >= 10 and total_bad / total < 0.005
     # end to end
     want = integer_outputs(q, x)
@@ -215,3 +226,32 @@ def test_integer_outputs_needs_a_final_fake_quant():
     q(torch.rand(4, 1, 2, 2))
     with pytest.raises(QuantizationError, match="not produced by a FakeQuantize"):
         integer_outputs(q, torch.rand(2, 1, 2, 2))
+
+
+def test_depthwise_and_average_pool_export_matches_fake_quant():
+    """DS-CNN (depthwise + pointwise + global average pool) on digits, masked, QAT-tuned briefly."""
+    torch.manual_seed(0)
+    tr, va, te = split(load_dataset("digits", limit=600), 0.1, 0.3, seed=0)
+    m = build_model("dscnn", (1, 8, 8), 10, seed=0)
+    train(m, tr, va, epochs=1, lr=0.05, progress=False)
+    layers = prunable_layers(m, include_linear=False)
+    apply_masks(m, masks_from_scores(m, l2(m, list(layers), "filterlet"), "filterlet", 0.3))
+    q = prepare_qat(m)
+    fine_tune(q, tr, va, config=FineTuneConfig(epochs=1, lr=0.005), quiet=True)
+    _, qg = quantize_qat(q, (1, 8, 8))
+    assert any(isinstance(o, DepthwiseConv2D) for o in qg.ops)
+    xq = quantize_input(te.x.transpose(0, 2, 3, 1), qg.tensors[qg.inputs[0]].qparams)
+    allt = run_reference(qg, xq, all_tensors=True)
+    checked, bad, total = _check_layers(q, qg, allt)
+    assert checked >= 5 and bad / total < 0.005
+    # the global average pool rounds as the int8 pool does: equal on equal inputs
+    pool = next(o for o in qg.ops if o.kind == "avg_pool2d")
+    from dtmm.quant.fake import AvgPoolFakeQuant
+    apq = next(mm for mm in q.modules() if isinstance(mm, AvgPoolFakeQuant))
+    qp = qg.tensors[pool.inputs[0]].qparams
+    xin = torch.from_numpy((allt[pool.inputs[0]].astype(np.float64) - qp.zp) * qp.s).permute(0, 3, 1, 2).float()
+    pooled = apq(F.adaptive_avg_pool2d(xin, 1), xin)
+    got = torch.round(pooled.double() / qp.s + qp.zp).numpy().reshape(len(xq), -1)
+    assert np.array_equal(got, allt[pool.output].reshape(len(xq), -1))
+    want = integer_outputs(q, torch.from_numpy(te.x))
+    assert (allt[qg.outputs[0]].argmax(1) == want.argmax(1)).mean() >= 0.98

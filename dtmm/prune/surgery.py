@@ -60,7 +60,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 import torch

@@ -59,7 +59,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
