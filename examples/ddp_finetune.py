@@ -29,6 +29,7 @@ difference between ranks) and ``OUT/weights.pt`` (rank 0's final state dict).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -133,6 +134,10 @@ def make_ddp_fine_tune(train_set: TensorDataset, per_rank_batch: int, world: int
             w = torch.tensor([worst])
             dist.all_reduce(w, op=dist.ReduceOp.MAX)
             report["max_rank_difference"] = float(w)
+            # Free DDP (its reducer holds gloo work objects) now, not at interpreter exit: gloo
+            # work still alive while Python shuts down aborts the process (SIGABRT).
+            del net
+            gc.collect()
         return result
 
     return fn
@@ -183,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({k: report[k] for k in ("world", "distributed", "steps", "val_acc")}))
     if distributed:
         dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
     return report
 
