@@ -339,3 +339,24 @@ def test_zoo_models_exact_when_constants_are_zero(name, shape):
     x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         np.testing.assert_allclose(r.model(x).numpy(), m(x).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_rebuild_shrunk_reloads_a_shrunk_model_from_json_maps():
+    import json
+
+    from dtmm.prune import load_masked_state_dict
+    from dtmm.prune.surgery import rebuild_shrunk
+
+    shape = (3, 12, 12)
+    m = realistic_bn(build_model("resnet8", shape, 5, seed=0), 7)
+    _prune_zoo(m, seed=1)
+    r = shrink_model(m, shape)
+    maps = json.loads(json.dumps(r.channels_json()))
+    again = rebuild_shrunk(realistic_bn(build_model("resnet8", shape, 5, seed=3), 2), maps)
+    load_masked_state_dict(again, r.model.state_dict())
+    x = torch.rand(2, *shape)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), r.model(x))
+    assert set(get_masks(again)) == set(get_masks(r.model))
+    with pytest.raises(PruneError, match="outside"):
+        rebuild_shrunk(build_model("resnet8", shape, 5), {"stem.conv": {"kept_in": [0], "kept_out": [99]}})

@@ -79,7 +79,7 @@ from dtmm.prune.masks import (
     remove_masks,
     sparsity,
 )
-from dtmm.prune.surgery import ChannelMap, ShrinkResult, dead_filters_of, shrink_model
+from dtmm.prune.surgery import ChannelMap, ShrinkResult, dead_filters_of, rebuild_shrunk, shrink_model
 from dtmm.prune.select import check_ratio, load_ratios, num_pruned, select, select_global
 
 __all__ = [
@@ -93,6 +93,6 @@ __all__ = [
     "weight_ohwi", "weight_param",
     "WeightMask", "apply_masks", "get_masks", "load_masked_state_dict", "masks_from_scores",
     "masks_to_ohwi", "masks_to_torch", "remove_masks", "sparsity",
-    "ChannelMap", "ShrinkResult", "dead_filters_of", "shrink_model",
+    "ChannelMap", "ShrinkResult", "dead_filters_of", "rebuild_shrunk", "shrink_model",
     "check_ratio", "load_ratios", "num_pruned", "select", "select_global",
 ]

@@ -71,7 +71,7 @@ from dtmm.prune.dead import DeadChannelReport, remove_dead_channels
 from dtmm.prune.layout import PruneError
 from dtmm.prune.masks import WeightMask, apply_masks, get_masks, remove_masks
 
-__all__ = ["shrink_model", "ShrinkResult", "ChannelMap", "dead_filters_of"]
+__all__ = ["shrink_model", "ShrinkResult", "ChannelMap", "dead_filters_of", "rebuild_shrunk"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,28 @@ class ChannelMap:
     """Which original channels a module kept: ``kept_in`` / ``kept_out`` are ascending ids.
 
     New channel ``i`` is original channel ``kept_out[i]`` (likewise for inputs). For a
-    depthwise conv both lists index its (grouped) channels.
+    depthwise conv both lists index its (grouped) channels. ``added_bias``: the module
+    had no bias and got one to absorb folded constants.
     """
 
     kept_in: tuple[int, ...]
     kept_out: tuple[int, ...]
+    added_bias: bool = False
+
+    def to_json(self) -> dict:
+        """``{"kept_in": [...], "kept_out": [...], "added_bias": bool}`` (see :func:`rebuild_shrunk`)."""
+        return {"kept_in": list(self.kept_in), "kept_out": list(self.kept_out), "added_bias": self.added_bias}
+
+    @staticmethod
+    def from_json(obj) -> "ChannelMap":
+        """Inverse of :meth:`to_json`; also accepts a :class:`ChannelMap`."""
+        if isinstance(obj, ChannelMap):
+            return obj
+        try:
+            return ChannelMap(tuple(int(i) for i in obj["kept_in"]), tuple(int(i) for i in obj["kept_out"]),
+                              bool(obj.get("added_bias", False)))
+        except (KeyError, TypeError, ValueError):
+            raise PruneError(f"a channel map must be {{'kept_in': [...], 'kept_out': [...]}}, got {obj!r}") from None
 
 
 @dataclass
@@ -107,6 +124,10 @@ class ShrinkResult:
     graph: Graph
     channels: dict[str, ChannelMap] = field(default_factory=dict)
     removed: dict[str, list[int]] = field(default_factory=dict)
+
+    def channels_json(self) -> dict[str, dict]:
+        """``channels`` as plain JSON data, for :func:`rebuild_shrunk` (e.g. when resuming)."""
+        return {k: v.to_json() for k, v in self.channels.items()}
 
 
 def _n_out(m: nn.Module) -> int:
@@ -357,7 +378,7 @@ def shrink_model(model: nn.Module, input_shape: tuple[int, int, int],
         else:
             new = _new_linear(m, kin, kout, delta)
         _set_module(gm, name, new)
-        result.channels[name] = ChannelMap(tuple(kin), tuple(kout))
+        result.channels[name] = ChannelMap(tuple(kin), tuple(kout), m.bias is None and new.bias is not None)
         if rout:
             result.removed[name] = sorted(rout)
         if name in masks:
@@ -387,3 +408,65 @@ def _check_same_shapes(gm: fx.GraphModule, want: Graph, input_shape) -> None:
         diff = next(((x, y) for x, y in zip(a, b) if x != y), (a[len(b):], b[len(a):]))
         raise GraphError(f"shrink_model: the shrunk torch model does not capture to the shrunk IR "
                          f"graph (first difference: {diff[0]} vs {diff[1]})")
+
+
+def rebuild_shrunk(model: nn.Module, channels: Mapping[str, ChannelMap | Mapping]) -> fx.GraphModule:
+    """The architecture of a shrunk model, rebuilt from its channel maps (no files run as code).
+
+    ``model`` is a fresh instance of the original (unshrunk) architecture and
+    ``channels`` the :attr:`ShrinkResult.channels` (or :meth:`ShrinkResult.channels_json`)
+    of a :func:`shrink_model` call on it. Returns a ``GraphModule`` with the same
+    module names and shapes as that call's result (weights are sliced from ``model``;
+    nothing is folded), ready for ``load_state_dict`` /
+    :func:`dtmm.prune.masks.load_masked_state_dict` of the shrunk model's saved state.
+    This is how a shrunk model is reloaded without pickling code.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> from dtmm.prune.masks import apply_masks, load_masked_state_dict
+        >>> net = lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        >>> keep = torch.ones(4, 1, 3, 3, dtype=torch.bool); keep[2] = False
+        >>> m = apply_masks(net(), {"0": keep})
+        >>> r = shrink_model(m.eval(), (1, 5, 5))
+        >>> again = rebuild_shrunk(net(), r.channels_json())
+        >>> _ = load_masked_state_dict(again, r.model.state_dict())
+        >>> x = torch.rand(2, 1, 5, 5)
+        >>> bool(torch.equal(again.eval()(x), r.model(x)))
+        True
+    """
+    maps = {k: ChannelMap.from_json(v) for k, v in channels.items()}
+    _check_parametrizations(model)
+    gm = fx.symbolic_trace(copy.deepcopy(model))
+    mods = dict(gm.named_modules())
+    for name, cm in maps.items():
+        m = mods.get(name)
+        if m is None:
+            raise PruneError(f"rebuild_shrunk: no module named {name!r} in the model")
+        kin, kout = list(cm.kept_in), list(cm.kept_out)
+        if isinstance(m, nn.Conv2d):
+            n_in, n_out = m.in_channels, m.out_channels
+        elif isinstance(m, nn.Linear):
+            n_in, n_out = m.in_features, m.out_features
+        elif isinstance(m, nn.BatchNorm2d):
+            n_in = n_out = m.num_features
+        else:
+            raise PruneError(f"rebuild_shrunk: module {name!r} is a {type(m).__name__}, not a conv, linear "
+                             "or batchnorm")
+        if any(not 0 <= i < n_in for i in kin) or any(not 0 <= o < n_out for o in kout):
+            raise PruneError(f"rebuild_shrunk: channel map of {name!r} has ids outside its "
+                             f"{n_in} inputs / {n_out} outputs")
+        delta = torch.zeros(n_out, dtype=torch.float64) if cm.added_bias and m.bias is None else None
+        if delta is not None:
+            delta[kout] = 1.0                    # a nonzero placeholder: the bias is created (values load)
+        if isinstance(m, nn.Conv2d):
+            new = _new_conv(m, kin, kout, delta)
+        elif isinstance(m, nn.Linear):
+            new = _new_linear(m, kin, kout, delta)
+        else:
+            new = _new_bn(m, kout)
+        _set_module(gm, name, new)
+    _flatten_views(gm)
+    gm.graph.lint()
+    gm.recompile()
+    gm.train(model.training)
+    return gm
