@@ -10,6 +10,7 @@ import json
 import sys
 
 from dtmm.errors import DtmmError
+from dtmm.util.text import terminal_safe
 
 EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
 
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _out(text: str) -> None:
+    """Print a verb's result; names from files never carry terminal control codes."""
+    print(terminal_safe(text))
+
+
 def _dispatch(args) -> int:
     from dtmm import workflows
 
@@ -115,27 +121,26 @@ def _dispatch(args) -> int:
                                       batch_size=args.batch_size, lr=args.lr,
                                       optimizer=args.optimizer, seed=args.seed, limit=args.limit,
                                       out=args.out, progress=not args.quiet)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "quantize":
         res = workflows.quantize_command(checkpoint=args.checkpoint, data=args.data,
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "export":
         res = workflows.export_command(model=args.model, target=args.target, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":
         res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
                                        samples=args.samples)
         if args.json:
-            print(json.dumps(res))
+            _out(json.dumps(res))
         else:
-            for k, v in res.items():
-                print(f"{k:>12}: {v}")
+            _out("\n".join(f"{k:>12}: {v}" for k, v in res.items()))
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune":
         from dtmm import oneshot
@@ -143,13 +148,13 @@ def _dispatch(args) -> int:
                                     granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
                                     importance=args.importance, calib_samples=args.calib_samples,
                                     eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "inspect":
         from dtmm import oneshot
         from dtmm.report import format_report
         res = oneshot.inspect_command(args.model)
-        print(json.dumps(res) if args.json else format_report(res))
+        _out(json.dumps(res) if args.json else format_report(res))
         return 0
     if args.verb == "bench":
         from dtmm.bench.kernels import run_cli
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except DtmmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_safe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

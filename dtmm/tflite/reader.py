@@ -45,13 +45,14 @@ from dtmm.graph.ir import (Activation, Add, AvgPool2D, Concat, Conv2D, ConvQuant
                            FullyConnected, Graph, MaxPool2D, Op, QParams, Reshape, Softmax,
                            TensorSpec)
 from dtmm.tflite._padding import same_pads
-from dtmm.tflite.prepare import tflm_quant
+from dtmm.tflite import validate
 from dtmm.tflite._schema import (BUILTIN_NAMES, FILE_IDENTIFIER, METADATA_NAME,
                                  TENSOR_TYPE_NAMES, schema)
 
 __all__ = ["read_tflite", "load_model"]
 
 BO = schema.BuiltinOperator
+_MAX_NAME = 256          # longest op name / source taken from dtmm's metadata
 _NP_TYPES = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32,
              schema.TensorType.INT64: np.int64, schema.TensorType.UINT8: np.uint8,
              schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
@@ -157,7 +158,10 @@ class _Reader:
     def _where(self, idx: int) -> str:
         return f"tensor {idx} ({_name(self.tensors[idx])!r})"
 
-    def qparams(self, idx: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def qparams(self, idx: int, role: str = "activation", channels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Scales, zero points (int64, as stored) and axis of tensor ``idx``, validated for
+        ``role`` (see :func:`dtmm.tflite.validate.check_qparams`)."""
         t = self.tensors[idx]
         q = t.quantization
         if q is None or q.scale is None or len(q.scale) == 0:
@@ -165,8 +169,7 @@ class _Reader:
         scale = np.asarray(q.scale, np.float32)
         zp = (np.asarray(q.zeroPoint, np.int64) if q.zeroPoint is not None
               else np.zeros(scale.size, np.int64))
-        if zp.size != scale.size:
-            raise ModelFileError(f"{self._where(idx)}: {scale.size} scales but {zp.size} zero points")
+        validate.check_qparams(scale, zp, where=self._where(idx), role=role, channels=channels)
         return scale, zp, int(q.quantizedDimension)
 
     def constant(self, idx: int, ttype: int) -> np.ndarray:
@@ -201,9 +204,8 @@ class _Reader:
         if len(shape) < 2 or shape[0] != 1:
             raise ModelFileError(f"{self._where(idx)} has shape {list(shape)}: expected a batch "
                                  f"dimension of 1 first")
+        validate.check_activation_shape(shape[1:], where=self._where(idx))
         scale, zp, _ = self.qparams(idx)
-        if scale.size != 1:
-            raise ModelFileError(f"{self._where(idx)}: activations need per-tensor quantization")
         name = _name(t) or f"t{idx}"
         if name in self.graph.tensors:
             name = f"{name}_{idx}"
@@ -224,9 +226,10 @@ class _Reader:
         if w_idx < 0:
             raise ModelFileError(f"operator {k}: missing weight tensor")
         w = self.constant(w_idx, schema.TensorType.INT8)
-        w_scale, w_zp, w_dim = self.qparams(w_idx)
-        if np.any(w_zp != 0):
-            raise ModelFileError(f"{self._where(w_idx)}: weight zero points must be 0")
+        if not 0 <= qdim < w.ndim:
+            raise ModelFileError(f"{self._where(w_idx)}: weight shape {list(w.shape)} has no axis "
+                                 f"{qdim} (expected {qdim + 1 if qdim else 2}-D or more)")
+        w_scale, w_zp, w_dim = self.qparams(w_idx, "weight", int(w.shape[qdim]))
         if w_scale.size > 1 and (w_dim != qdim or w_scale.size != w.shape[qdim]):
             raise ModelFileError(f"{self._where(w_idx)}: {w_scale.size} per-channel scales along "
                                  f"axis {w_dim}, expected {w.shape[qdim]} along axis {qdim}")
@@ -236,6 +239,18 @@ class _Reader:
             bias = self.constant(b_idx, schema.TensorType.INT32).reshape(-1)
             if bias.size != nout:
                 raise ModelFileError(f"{self._where(b_idx)}: {bias.size} biases for {nout} outputs")
+            bq = self.tensors[b_idx].quantization
+            if bq is not None and bq.scale is not None and len(bq.scale):
+                b_scale, _, _ = self.qparams(b_idx, "bias", nout)
+                in_s = np.float32(self.qparams(in_idx)[0][0])
+                want = (in_s * np.broadcast_to(w_scale, b_scale.shape if b_scale.size > 1
+                                               else w_scale.shape)).astype(np.float64)
+                got = np.broadcast_to(b_scale, want.shape).astype(np.float64)
+                off = np.abs(got - want) > 1e-6 * np.minimum(got, want)
+                if np.any(off):
+                    c = int(np.flatnonzero(off)[0])
+                    raise ModelFileError(f"{self._where(b_idx)}: bias scale[{c}] = {got[c]!r} is not "
+                                         f"input scale x weight scale = {want[c]!r} (TFLite's rule)")
         else:
             bias = np.zeros(nout, np.int32)
         return w, bias, w_scale
@@ -386,15 +401,42 @@ class _Reader:
         raise ModelFileError(f"operator {k}: unsupported builtin op "
                              f"{BUILTIN_NAMES.get(code, 'code ' + str(code))}")
 
+    def locate(self, op_name: str, field: str, index: int | None = None) -> str:
+        """`` [tensor 7 'conv/bias', data at file offset N]`` for a weight or bias of an op."""
+        k = self.op_index.get(op_name)
+        if k is None:
+            return ""
+        ins = self.sub.operators[k].inputs
+        pos = {"weight": 1, "bias": 2}.get(field)
+        if pos is None or ins is None or len(ins) <= pos or int(ins[pos]) < 0:
+            return ""
+        idx = int(ins[pos])
+        from dtmm.tflite.custom_ops import _buffer_file_offset
+        off = _buffer_file_offset(getattr(self, "data", None), self.tensors[idx].buffer)
+        if off is None:
+            return f" [{self._where(idx)}]"
+        if index is not None:
+            return f" [{self._where(idx)}, {field}[{index}] at file offset {off + 4 * index}]"
+        return f" [{self._where(idx)}, data at file offset {off}]"
+
     def run(self) -> Graph:
         ops = self.sub.operators or []
-        meta = _metadata(self.model) or {}
+        meta = _metadata(self.model)
+        meta = meta if isinstance(meta, dict) else {}
         meta_ops = meta.get("ops") if isinstance(meta.get("ops"), list) else None
+        if meta_ops is not None and not all(
+                isinstance(m, dict) and isinstance(m.get("name", ""), str)
+                and isinstance(m.get("source", ""), str)
+                and 0 < len(m.get("name", "x")) <= _MAX_NAME and len(m.get("source", "")) <= _MAX_NAME
+                for m in meta_ops):
+            meta_ops = None                  # malformed metadata: name ops by index instead
+        self.op_index: dict[str, int] = {}
+        op_where: dict[str, str] = {}
         real_codes = [_builtin(self.model.operatorCodes[o.opcodeIndex]) for o in ops]
         n_real = sum(1 for c in real_codes if c != BO.PAD)
         if meta_ops is not None and len(meta_ops) != n_real:
             meta_ops = None
-        self.graph.inputs = [self.activation(int(i)) for i in self.sub.inputs]
+        self.graph.inputs = [self.activation(int(i)) for i in (self.sub.inputs if self.sub.inputs is not None else [])]
         j = 0
         for k, (op, code) in enumerate(zip(ops, real_codes)):
             if code == BO.PAD:
@@ -407,10 +449,13 @@ class _Reader:
                 name, source = f"{BUILTIN_NAMES.get(code, 'op').lower()}_{k}", f"tflite operator {k}"
             j += 1
             ir_op = self.convert(k, op, name, source)
-            try:
-                quant = tflm_quant(self.graph, ir_op)     # as TFLM's Prepare computes them
-            except ValueError as e:
-                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): {e}") from None
+            where = f"operator {k} ({ir_op.name!r}, {BUILTIN_NAMES.get(code, code)})"
+            if ir_op.name in self.op_index:
+                raise ModelFileError(f"{where}: op name {ir_op.name!r} is used twice")
+            self.op_index[ir_op.name] = k
+            op_where[ir_op.name] = where
+            # every field checked, then the constants TFLM's Prepare computes
+            quant = validate.check_op(self.graph, ir_op, where=where, locate=self.locate)
             if quant is not None:
                 ir_op.quant = quant
             self.graph.add_op(ir_op)
@@ -418,69 +463,9 @@ class _Reader:
             k = next(iter(self.pending_pads))
             raise ModelFileError(f"a PAD op (output {self._where(k)}) does not feed a VALID conv; "
                                  f"dtmm's IR has no standalone PAD")
-        self.graph.outputs = [self.activation(int(i)) for i in self.sub.outputs]
-        try:
-            self.graph.validate()
-        except GraphError as e:
-            raise ModelFileError(f"the .tflite graph is inconsistent: {e}") from None
-        _check_geometry(self.graph)
+        self.graph.outputs = [self.activation(int(i)) for i in (self.sub.outputs if self.sub.outputs is not None else [])]
+        validate.check_graph(self.graph, op_where)
         return self.graph
-
-
-def _check_geometry(graph: Graph) -> None:
-    """Shapes and window parameters the executors rely on, checked once after reading.
-
-    Every activation dimension is positive; conv/pool strides, dilations and kernels are
-    >= 1, pads >= 0, and the output shape is the one the input, kernel, stride, pads and
-    dilation give; reshape keeps the element count; concat inputs agree except along
-    the concatenation axis. (A valid file always satisfies these; a corrupted one may not.)
-    """
-    from dtmm.graph.compressed import CompressedConv2D
-
-    for name, t in graph.tensors.items():
-        if not t.shape or min(t.shape) < 1:
-            raise ModelFileError(f"tensor {name!r} has shape {list(t.shape)}: every dimension "
-                                 f"must be positive")
-    for k, op in enumerate(graph.ops):
-        where = f"op {k} ({op.name!r}, {op.kind})"
-        x = graph.tensors[op.inputs[0]].shape
-        y = graph.tensors[op.output].shape
-        if isinstance(op, (Conv2D, DepthwiseConv2D, CompressedConv2D, MaxPool2D, AvgPool2D)):
-            kernel = op.kernel
-            dil = getattr(op, "dilation", (1, 1))
-            if (len(x) != 3 or len(y) != 3 or min(*op.stride, *dil, *kernel) < 1
-                    or min(op.pads) < 0):
-                raise ModelFileError(f"{where}: input {list(x)} / output {list(y)} must be "
-                                     f"(H, W, C); stride {op.stride}, dilation {dil} and kernel "
-                                     f"{kernel} >= 1; pads {op.pads} >= 0")
-            t, b, l, r = op.pads
-            oh = (x[0] + t + b - ((kernel[0] - 1) * dil[0] + 1)) // op.stride[0] + 1
-            ow = (x[1] + l + r - ((kernel[1] - 1) * dil[1] + 1)) // op.stride[1] + 1
-            if (oh, ow) != tuple(y[:2]):
-                raise ModelFileError(f"{where}: output shape {list(y)} does not follow from input "
-                                     f"{list(x)}, kernel {kernel}, stride {op.stride}, pads "
-                                     f"{op.pads}, dilation {dil} (expected {oh}x{ow})")
-            if isinstance(op, (MaxPool2D, AvgPool2D)) and y[2] != x[2]:
-                raise ModelFileError(f"{where}: {x[2]} input channels but {y[2]} output channels")
-        elif isinstance(op, Reshape):
-            if int(np.prod(x)) != int(np.prod(y)):
-                raise ModelFileError(f"{where}: reshape of {list(x)} to {list(y)} changes the size")
-        elif isinstance(op, Concat):
-            shapes = [tuple(graph.tensors[i].shape) for i in op.inputs]
-            ax = op.axis % len(y) if -len(y) <= op.axis < len(y) else None
-
-            def drop(s):
-                return s[:ax] + s[ax + 1:]
-            if ax is None or any(len(s) != len(y) or drop(s) != drop(tuple(y)) for s in shapes) or (
-                    sum(s[ax] for s in shapes) != y[ax]):
-                raise ModelFileError(f"{where}: cannot concatenate {[list(s) for s in shapes]} "
-                                     f"into {list(y)} along axis {op.axis}")
-        elif isinstance(op, (Add, Softmax)) and tuple(x) != tuple(y):
-            raise ModelFileError(f"{where}: output shape {list(y)} != input shape {list(x)}")
-        elif isinstance(op, FullyConnected) and (
-                len(y) != 1 or y[0] != op.weight.shape[0] or int(np.prod(x)) != op.weight.shape[1]):
-            raise ModelFileError(f"{where}: weight {op.weight.shape} does not map input "
-                                 f"{list(x)} to output {list(y)}")
 
 
 def read_tflite(src: str | os.PathLike | bytes | bytearray | memoryview) -> Graph:
