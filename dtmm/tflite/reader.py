@@ -53,6 +53,18 @@ __all__ = ["read_tflite", "load_model"]
 
 BO = schema.BuiltinOperator
 _MAX_NAME = 256          # longest op name / source taken from dtmm's metadata
+#: builtin code -> (options class, whether the options must be present)
+_OPTIONS = {
+    BO.CONV_2D: (schema.Conv2DOptionsT, True),
+    BO.DEPTHWISE_CONV_2D: (schema.DepthwiseConv2DOptionsT, True),
+    BO.FULLY_CONNECTED: (schema.FullyConnectedOptionsT, False),
+    BO.MAX_POOL_2D: (schema.Pool2DOptionsT, True),
+    BO.AVERAGE_POOL_2D: (schema.Pool2DOptionsT, True),
+    BO.ADD: (schema.AddOptionsT, False),
+    BO.CONCATENATION: (schema.ConcatenationOptionsT, True),
+    BO.RESHAPE: (schema.ReshapeOptionsT, False),
+    BO.SOFTMAX: (schema.SoftmaxOptionsT, False),
+}
 _NP_TYPES = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32,
              schema.TensorType.INT64: np.int64, schema.TensorType.UINT8: np.uint8,
              schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
@@ -255,16 +267,26 @@ class _Reader:
             bias = np.zeros(nout, np.int32)
         return w, bias, w_scale
 
-    def input_and_pads(self, k: int, in_idx: int, opts, kernel, stride, dilation, allow_pad: bool):
-        """Input tensor name and explicit pads, folding a preceding PAD op into them."""
+    def input_and_pads(self, k: int, in_idx: int, opts, kernel, stride, dilation, pad_ok):
+        """Input tensor name and explicit pads, folding a preceding PAD op into them.
+
+        ``pad_ok(value, zp)`` says whether a PAD with raw pad value ``value`` (the zero
+        point for PAD, the constant for PADV2) may be folded into this op's pads.
+        """
+        for what, v in (("stride", stride), ("kernel", kernel), ("dilation", dilation)):
+            if min(v) < 1 or max(v) > validate.MAX_DIM:
+                raise ModelFileError(f"operator {k}: {what} {tuple(v)} must be in [1, "
+                                     f"{validate.MAX_DIM}]")
         pads = (0, 0, 0, 0)
         if in_idx in self.pending_pads:
-            src, pads = self.pending_pads.pop(in_idx)
-            if not allow_pad:
-                raise ModelFileError(f"operator {k}: a PAD op feeds a pooling op; its pad value "
-                                     f"would be pooled, which dtmm's IR cannot express")
+            src, pads, value = self.pending_pads.pop(in_idx)
+            zp = self.spec(src).qparams.zp
+            if not pad_ok(value, zp):
+                raise ModelFileError(f"operator {k}: a PAD op with pad value {value} (input zero "
+                                     f"point {zp}) feeds it; dtmm can fold a PAD only into a conv "
+                                     f"(pad value = zero point) or a max pool (pad value -128)")
             if opts.padding != schema.Padding.VALID:
-                raise ModelFileError(f"operator {k}: PAD followed by a SAME-padded conv is "
+                raise ModelFileError(f"operator {k}: PAD followed by a SAME-padded op is "
                                      f"not supported")
             in_idx = src
         name = self.activation(in_idx)
@@ -274,23 +296,48 @@ class _Reader:
             raise ModelFileError(f"operator {k}: unknown padding {opts.padding}")
         return name, tuple(int(p) for p in pads)
 
-    def read_pad(self, k: int, op: schema.OperatorT) -> None:
-        in_idx, p_idx, out_idx = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
-        if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
-            raise ModelFileError(f"operator {k} (PAD/PADV2): a constant pad value is not "
-                                 f"supported (dtmm pads with the zero point)")
+    def read_pad(self, k: int, op: schema.OperatorT, code: int) -> None:
+        """PAD (pad value = zero point) or PADV2 (an int8 constant pad value): remembered and
+        folded into the conv / max pool it feeds (see :meth:`input_and_pads`)."""
+        what = f"operator {k} ({BUILTIN_NAMES.get(code, code)})"
+        ins = [int(i) for i in op.inputs]
+        n_in = 3 if code == BO.PADV2 else 2
+        if len(ins) != n_in or min(ins) < 0:
+            raise ModelFileError(f"{what}: expected {n_in} input tensors, got {ins}")
+        in_idx, p_idx, out_idx = ins[0], ins[1], int(op.outputs[0])
         ptype = self.tensors[p_idx].type
         if ptype not in (schema.TensorType.INT32, schema.TensorType.INT64):
-            raise ModelFileError(f"operator {k} (PAD): paddings must be int32 or int64")
+            raise ModelFileError(f"{what}: paddings ({self._where(p_idx)}) must be int32 or int64")
         p = self.constant(p_idx, ptype).astype(np.int64)
-        if p.shape != (4, 2) or np.any(p[0] != 0) or np.any(p[3] != 0) or np.any(p < 0):
-            raise ModelFileError(f"operator {k} (PAD): only non-negative H/W paddings of a 4-D "
+        if p.shape != (4, 2) or np.any(p[0] != 0) or np.any(p[3] != 0) or np.any(p < 0) or np.any(
+                p > validate.MAX_DIM):
+            raise ModelFileError(f"{what}: only H/W paddings in [0, {validate.MAX_DIM}] of a 4-D "
                                  f"tensor are supported, got {p.tolist()}")
-        self.activation(in_idx)
-        if not self.spec(in_idx).qparams.same_as(self.qparams_spec(out_idx)):
-            raise ModelFileError(f"operator {k} (PAD): input and output qparams differ")
-        self.pending_pads[out_idx] = (in_idx, (int(p[1, 0]), int(p[1, 1]),
-                                               int(p[2, 0]), int(p[2, 1])))
+        x = self.spec(in_idx)
+        out_q = self.qparams_spec(out_idx)
+        if not x.qparams.same_as(out_q):
+            raise ModelFileError(f"{what}: input and output quantization differ")
+        value = x.qparams.zp
+        if code == BO.PADV2:
+            v_idx = ins[2]
+            vq = self.tensors[v_idx].quantization
+            v = self.constant(v_idx, schema.TensorType.INT8).reshape(-1)
+            if v.size != 1:
+                raise ModelFileError(f"{what}: constant_values ({self._where(v_idx)}) must hold one "
+                                     f"value, holds {v.size}")
+            if vq is None or vq.scale is None or not self.qparams_spec(v_idx).same_as(out_q):
+                raise ModelFileError(f"{what}: constant_values ({self._where(v_idx)}) must have the "
+                                     f"output's quantization (TFLite's rule)")
+            value = int(v[0])
+        pads = (int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1]))
+        t = self.tensors[out_idx]
+        oshape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        want = [1, x.shape[0] + pads[0] + pads[1], x.shape[1] + pads[2] + pads[3], x.shape[2]] if (
+            len(x.shape) == 3) else None
+        if want is None or oshape != want:
+            raise ModelFileError(f"{what}: output {self._where(out_idx)} has shape {oshape}; input "
+                                 f"{[1, *x.shape]} padded by {p.tolist()} gives {want}")
+        self.pending_pads[out_idx] = (in_idx, pads, value)
 
     def qparams_spec(self, idx: int) -> QParams:
         scale, zp, _ = self.qparams(idx)
@@ -304,8 +351,8 @@ class _Reader:
         if len(outs) != 1 or not ins:
             raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): expected "
                                  f"inputs and exactly one output")
-        if code == BO.PAD:
-            self.read_pad(k, op)
+        if code in (BO.PAD, BO.PADV2):
+            self.read_pad(k, op, code)
             return None
         if code == BO.CUSTOM:
             from dtmm.tflite.custom_ops import read_custom_op    # dtmm's compressed convs
@@ -314,6 +361,21 @@ class _Reader:
             if i in self.pending_pads:
                 raise ModelFileError(f"operator {k}: uses the output of a PAD op in a way dtmm's "
                                      f"IR cannot express")
+        want_opts = _OPTIONS.get(code)
+        if want_opts is not None:
+            cls, required = want_opts
+            if opts is None and required:
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): builtin options are "
+                                     f"missing (expected {cls.__name__[:-1]})")
+            if opts is not None and not isinstance(opts, cls):
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): builtin options are "
+                                     f"{type(opts).__name__[:-1]}, expected {cls.__name__[:-1]}")
+        if code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED) and len(ins) < 2:
+            raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): {len(ins)} input tensor(s); "
+                                 f"expected input, weights and optionally bias")
+        if code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED) and len(ins) > 3:
+            raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): {len(ins)} input tensors; "
+                                 f"expected input, weights and optionally bias")
         out_idx = outs[0]
         common = dict(name=name, source=source)
 
@@ -332,7 +394,8 @@ class _Reader:
             stride = (int(opts.strideH), int(opts.strideW))
             dilation = (int(opts.dilationHFactor), int(opts.dilationWFactor))
             kernel = (w.shape[1], w.shape[2])
-            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, dilation, True)
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, dilation,
+                                          lambda value, zp: value == zp)
             y = self.activation(out_idx)
             nout = w.shape[3] if depthwise else w.shape[0]
             quant = ConvQuant(w_scale=w_scale, multiplier=None, shift=None)   # filled by run()
@@ -350,6 +413,10 @@ class _Reader:
                           dilation=dilation, activation=act(opts), quant=quant, **common)
 
         if code == BO.FULLY_CONNECTED:
+            if opts is not None and (opts.weightsFormat != 0 or opts.keepNumDims):
+                raise ModelFileError(f"operator {k} (FULLY_CONNECTED): weights format "
+                                     f"{opts.weightsFormat} / keep_num_dims {opts.keepNumDims} are not "
+                                     f"supported (expected DEFAULT, false)")
             w, bias, w_scale = self.weights(k, op, 0, ins[0], out_idx)
             if w.ndim != 2:
                 raise ModelFileError(f"operator {k}: FC weight must be 2-D, got {w.shape}")
@@ -364,7 +431,8 @@ class _Reader:
                                      f"pools are not supported")
             kernel = (int(opts.filterHeight), int(opts.filterWidth))
             stride = (int(opts.strideH), int(opts.strideW))
-            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, (1, 1), False)
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, (1, 1),
+                                          lambda value, zp: code == BO.MAX_POOL_2D and value == -128)
             cls = MaxPool2D if code == BO.MAX_POOL_2D else AvgPool2D
             return cls(inputs=[x], output=self.activation(out_idx), kernel=kernel, stride=stride,
                        pads=pads, **common)
@@ -391,6 +459,21 @@ class _Reader:
 
         if code == BO.RESHAPE:
             x, y = self.activation(ins[0]), self.activation(out_idx)
+            want = [1, *self.graph.tensors[y].shape]
+            given = [[int(v) for v in opts.newShape]] if (
+                opts is not None and opts.newShape is not None and len(opts.newShape)) else []
+            if len(ins) > 1 and ins[1] >= 0:
+                st = self.tensors[ins[1]].type
+                if st not in (schema.TensorType.INT32, schema.TensorType.INT64):
+                    raise ModelFileError(f"operator {k} (RESHAPE): shape input {self._where(ins[1])} "
+                                         f"must be int32")
+                given.append([int(v) for v in self.constant(ins[1], st).reshape(-1)])
+            for g in given:
+                ok = len(g) == len(want) and g.count(-1) <= 1 and all(
+                    a == b or a == -1 for a, b in zip(g, want))
+                if not ok:
+                    raise ModelFileError(f"operator {k} (RESHAPE): new shape {g} does not match the "
+                                         f"output shape {want}")
             return Reshape(inputs=[x], output=y, shape=tuple(self.graph.tensors[y].shape), **common)
 
         if code == BO.SOFTMAX:
@@ -433,13 +516,13 @@ class _Reader:
         self.op_index: dict[str, int] = {}
         op_where: dict[str, str] = {}
         real_codes = [_builtin(self.model.operatorCodes[o.opcodeIndex]) for o in ops]
-        n_real = sum(1 for c in real_codes if c != BO.PAD)
+        n_real = sum(1 for c in real_codes if c not in (BO.PAD, BO.PADV2))
         if meta_ops is not None and len(meta_ops) != n_real:
             meta_ops = None
         self.graph.inputs = [self.activation(int(i)) for i in (self.sub.inputs if self.sub.inputs is not None else [])]
         j = 0
         for k, (op, code) in enumerate(zip(ops, real_codes)):
-            if code == BO.PAD:
+            if code in (BO.PAD, BO.PADV2):
                 self.convert(k, op, "", "")
                 continue
             if meta_ops is not None:

@@ -336,6 +336,10 @@ def check_graph(graph: Graph, op_where: Mapping[str, str] | None = None) -> None
         raise ModelFileError("the graph has no input")
     if not graph.outputs:
         raise ModelFileError("the graph has no output")
+    for what, names in (("input", graph.inputs), ("output", graph.outputs)):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ModelFileError(f"graph {what} {dup[0]!r} is listed {names.count(dup[0])} times")
     for name in graph.outputs:
         if name in graph.inputs:
             raise ModelFileError(f"graph output {name!r} is also a graph input: the model computes "
