@@ -208,7 +208,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
                                                     if ratio >= 1.0 else "a negative share"))
     out_dir = workflows.check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = workflows.load_splits(data)
+    ds, tr, _, te = workflows.load_splits(data, meta.input_shape)
     workflows.check_dataset_matches(ds, meta, data)
     spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
     order = np.random.default_rng(workflows.SPLIT_SEED).permutation(len(tr))

@@ -61,11 +61,13 @@ def read_model(model: str):
 
 # ----------------------------------------------------------------------- data
 
-def load_splits(spec: str):
-    """(dataset, train, val, test) for a dataset spec, split deterministically."""
+def load_splits(spec: str, expect: tuple[int, int, int] | None = None):
+    """(dataset, train, val, test) for a dataset spec, split deterministically.
+
+    ``expect``: the ``(C, H, W)`` input of the model the data is for, if known."""
     from dtmm.data import load_dataset, split
 
-    ds = load_dataset(spec)
+    ds = load_dataset(spec, expect=expect)
     train, val, test = split(ds, val=VAL_FRACTION, test=TEST_FRACTION, seed=SPLIT_SEED)
     return ds, train, val, test
 
@@ -171,7 +173,7 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
         raise DataError("--calib-samples must be >= 1")
     out_dir = check_output_path(out, names=QUANTIZE_OUTPUTS)    # before any work
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = load_splits(data)
+    ds, tr, _, te = load_splits(data, meta.input_shape)
     check_dataset_matches(ds, meta, data)
     idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
     g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
@@ -218,8 +220,15 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
         raise DataError("--samples must be >= 1")
     path = Path(model)
     qg, model_bytes = read_model(model)
-    ds, _, _, te = load_splits(data)
+    if len(qg.inputs) != 1 or len(qg.tensors[qg.inputs[0]].shape) != 3:
+        raise ModelFileError(f"{model}: verify needs one (H, W, C) image input, the model has "
+                             f"{[list(qg.tensors[n].shape) for n in qg.inputs]}")
     want = qg.tensors[qg.inputs[0]].shape
+    ds, _, _, te = load_splits(data, (want[2], want[0], want[1]))
+    if len(te) == 0:
+        raise DataError(f"dataset {data!r} ({len(ds)} images, {ds.num_classes} classes) leaves no "
+                        f"test images after the {TEST_FRACTION:.0%} stratified split; use more "
+                        f"images per class")
     got = tuple(to_nhwc(te.x[:1]).shape[1:])
     if tuple(want) != got:
         raise DataError(f"model {path.name} expects NHWC inputs {tuple(want)} but dataset {data!r} "

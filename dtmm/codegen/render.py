@@ -4,8 +4,7 @@ Pure functions from plan to strings; no decisions are taken here (they are all i
 the plan) and nothing is written (see :mod:`dtmm.codegen.emit`).
 
 Nothing read from a model file becomes code: every C identifier is made by dtmm
-(``L<index>_`` plus the op name reduced to ``[A-Za-z0-9_]``, see
-:func:`dtmm.codegen.plan.plan_model`), and every file-provided name shown in a comment
+(``L<index>_<op kind>``, e.g. ``L3_conv2d_w``), and every file-provided name shown in a comment
 goes through :func:`dtmm.util.text.safe_name`.
 
 * :func:`render_model_h` / :func:`render_model_c`: the model's public header and its
@@ -24,7 +23,7 @@ Example:
     >>> plan = plan_model(sg.finish(), "host")
     >>> "int dtmm_model_invoke(const int8_t *in, int8_t *out);" in render_model_h(plan)
     True
-    >>> "dtmm_conv_s8(&L0_conv1_cp" in render_model_c(plan)
+    >>> "dtmm_conv_s8(&L0_conv2d_cp" in render_model_c(plan)
     True
 """
 from __future__ import annotations

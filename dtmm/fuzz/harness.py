@@ -52,8 +52,7 @@ __all__ = ["OUTCOMES", "FAILURES", "Result", "base_models", "run_python", "run_c
 OUTCOMES = ("rejected", "refused_by_c", "exact", "reference_only", "exception", "mismatch",
             "hang", "crash", "sanitizer")
 FAILURES = ("exception", "mismatch", "hang", "crash", "sanitizer")
-SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                  "-fno-omit-frame-pointer")
+from dtmm.codegen.platform.toolchain import SANITIZE_FLAGS  # noqa: E402 - one definition
 _PY_TIME_LIMIT_S = 20
 _C_TIME_LIMIT_S = 120
 _N_INPUTS = 4

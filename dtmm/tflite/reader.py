@@ -261,8 +261,9 @@ class _Reader:
                 off = np.abs(got - want) > 1e-6 * np.minimum(got, want)
                 if np.any(off):
                     c = int(np.flatnonzero(off)[0])
-                    raise ModelFileError(f"{self._where(b_idx)}: bias scale[{c}] = {got[c]!r} is not "
-                                         f"input scale x weight scale = {want[c]!r} (TFLite's rule)")
+                    raise ModelFileError(f"{self._where(b_idx)}: bias scale[{c}] = {float(got[c])!r} is "
+                                         f"not input scale x weight scale = {float(want[c])!r} "
+                                         f"(TFLite's rule)")
         else:
             bias = np.zeros(nout, np.int32)
         return w, bias, w_scale

@@ -62,11 +62,12 @@ MAX_ACTIVATION_BYTES = 16 << 20
 #: (31 would overflow any non-zero value) and right by up to 31.
 SHIFT_MIN, SHIFT_MAX = -31, 30
 
-Locate = Callable[[str, str], str]
-"""``locate(op_name, field)`` -> ``" [tensor 7 'conv/bias', data at file offset 1234]"`` or ``""``."""
+Locate = Callable[..., str]
+"""``locate(op_name, field, index=None)`` -> ``" [tensor 7 'conv/bias', bias[3] at file offset
+1246]"`` (the element's bytes when ``index`` is given) or ``""`` when unknown."""
 
 
-def _no_location(op_name: str, field: str) -> str:
+def _no_location(op_name: str, field: str, index: int | None = None) -> str:
     return ""
 
 
@@ -269,7 +270,7 @@ def _check_constants(graph: Graph, op: Op, quant, where: str, locate: Locate) ->
         raise ModelFileError(f"{where}: output channel {o} can overflow the int32 accumulator: "
                              f"|bias[{o}]| = {abs(int(op.bias[o]))}, sum |weight| = {wsum}, input "
                              f"offset up to {max(abs(-128 - in_q.zp), abs(127 - in_q.zp))}, left "
-                             f"shift {max(int(sh[o]), 0)}{locate(op.name, 'bias')}")
+                             f"shift {max(int(sh[o]), 0)}{locate(op.name, 'bias', o)}")
 
 
 def _activation_range(graph: Graph, op: Op, where: str) -> None:

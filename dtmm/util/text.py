@@ -2,7 +2,7 @@
 
 Names in a ``.tflite`` file (tensor names, op names in dtmm's metadata) are chosen by
 whoever wrote the file. dtmm never uses them as identifiers (those are made by dtmm:
-``L3_...``); where a name is *shown* - in a C, linker-script or Makefile comment, a C
+``L3_conv2d_w``); where a name is *shown* - in a C, linker-script or Makefile comment, a C
 string, a report table - it goes through :func:`safe_name` first, the one sanitizer of
 the code generator. Messages printed to a terminal go through :func:`terminal_safe`.
 
