@@ -105,19 +105,20 @@ def test_terminal_safe_strips_control_codes():
 PWN_MARK = "DTMM_PWNED_MARKER"
 
 
-def hostile_model(tmp_path: Path) -> tuple[Path, Path, Path]:
+def hostile_model(tmp_path: Path, payload_only: bool = False) -> tuple[Path, Path, Path]:
     """(benign file, hostile file, the file a successful injection would create).
 
     The hostile file names its tensors and ops with comment breakers, newlines,
     preprocessor lines, trigraphs, NUL, non-ASCII and a payload that, if it ever
-    reached C as code, would create ``pwned`` when the model is loaded (a
-    constructor: on the host at load time, on QEMU through semihosting) and change
-    the model's output.
+    reached C as code, would create ``pwned`` when the model runs (on the host through
+    libc, on QEMU through semihosting). ``payload_only``: every name is the payload (a file that, were
+    names pasted into C, would compile and run it: see
+    ``test_the_payload_would_run_if_names_were_pasted``).
     """
     pwned = tmp_path / "pwned"
-    payload = (f'x */ __attribute__((constructor)) static void {PWN_MARK}(void) '
-               f'{{ extern int fclose(void*); extern void *fopen(const char*, const char*); '
-               f'fclose(fopen("{pwned}", "w")); }} int dtmm_model_run(void) {{ return 0; }} /* y')
+    # C statements: pasted into a comment inside dtmm_model_run they would run at inference
+    payload = (f'x */ {{ extern void *fopen(const char *, const char *); '
+               f'fopen("{pwned}", "w"); }} /* {PWN_MARK}')
     g = small_graph()
     data = to_tflite_bytes(g)
     m = model_t(data)
@@ -127,10 +128,29 @@ def hostile_model(tmp_path: Path) -> tuple[Path, Path, Path]:
     tensors = {i: hostile_t[i % len(hostile_t)] + f" {i}" for i in range(n_t)}
     ops = {j: [payload, "op */ #define DTMM_MODEL_NUM_OPS 0 /*", "\x1b[2J clear"][j % 3] + f" {j}"
            for j in range(len(g.ops))}
+    if payload_only:            # graph input and output keep their names (model.h is file scope)
+        io = {int(i) for i in m.subgraphs[0].inputs} | {int(i) for i in m.subgraphs[0].outputs}
+        tensors = {i: f"{payload} t{i}" for i in range(n_t) if i not in io}
+        ops = {j: f"{payload} o{j}" for j in range(len(g.ops))}
     benign, hostile = tmp_path / "benign.tflite", tmp_path / "hostile.tflite"
     benign.write_bytes(data)
     hostile.write_bytes(rename(data, tensors, ops))
     return benign, hostile, pwned
+
+
+def test_the_payload_would_run_if_names_were_pasted(tmp_path, monkeypatch):
+    """The injection test can fail: with the sanitizer bypassed (names pasted into the C
+    comments, as before issue 12), the payload file compiles, runs when the model runs
+    and creates its file."""
+    import dtmm.codegen.render as render
+    from dtmm.codegen.backends import build_host_model
+
+    monkeypatch.setenv("DTMM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(render, "safe_name", lambda name, limit=0: str(name))
+    _, hostile, pwned = hostile_model(tmp_path, payload_only=True)
+    g = read_tflite(hostile.read_bytes())
+    build_host_model(g)(np.zeros((1,) + g.tensors[g.inputs[0]].shape, np.int8))
+    assert pwned.exists()          # it ran (already at load: dtmm_model_check has the comments)
 
 
 def strip_comments(c: str) -> str:
@@ -168,18 +188,21 @@ def test_hostile_names_never_reach_c_as_code(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.savez(npz, x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.arange(40) % 10)
     res = {}
-    for f in (benign, hostile):
+    (tmp_path / "p").mkdir()
+    _, payload, pwned2 = hostile_model(tmp_path / "p", payload_only=True)
+    for f in (benign, hostile, payload):
         code, out, err = run_cli(capsys, "verify", f, "--backend", "host", "--data", f"npz:{npz}",
                                  "--samples", "8", "--json")
         assert code == 0, err
         res[f] = json.loads(out)
-    assert res[hostile]["bit_exact"] and res[hostile]["accuracy"] == res[benign]["accuracy"]
-    assert not pwned.exists()
+    for f in (hostile, payload):
+        assert res[f]["bit_exact"] and res[f]["accuracy"] == res[benign]["accuracy"]
+    assert not pwned.exists() and not pwned2.exists()
 
     # export: the project builds, runs and prints what the benign project prints
     outs = {}
-    for f in (benign, hostile):
-        d = tmp_path / f"exp-{f.stem}"
+    for k, f in enumerate((benign, hostile, payload)):
+        d = tmp_path / f"exp-{k}"
         code, _, err = run_cli(capsys, "export", f, "--target", "host", "--out", d)
         assert code == 0, err
         if shutil.which("make"):
@@ -187,22 +210,25 @@ def test_hostile_names_never_reach_c_as_code(tmp_path, capsys):
             run = subprocess.run(["./model_demo"], cwd=d, capture_output=True, text=True)
             assert run.returncode == 0
             outs[f] = run.stdout
-    assert not pwned.exists()
+    assert not pwned.exists() and not pwned2.exists()
     if outs:
-        assert outs[hostile] == outs[benign]
+        assert outs[hostile] == outs[benign] == outs[payload]
 
 
 @need_arm
 def test_hostile_names_on_qemu_m55(tmp_path, capsys):
     benign, hostile, pwned = hostile_model(tmp_path)
+    (tmp_path / "p").mkdir()
+    _, payload, pwned2 = hostile_model(tmp_path / "p", payload_only=True)
     npz = tmp_path / "d.npz"
     np.savez(npz, x=np.random.default_rng(1).integers(0, 256, (40, 8, 8), dtype=np.uint8),
              y=np.arange(40) % 10)
-    code, out, err = run_cli(capsys, "verify", hostile, "--backend", "qemu-m55", "--data",
-                             f"npz:{npz}", "--samples", "2", "--json")
-    assert code == 0, err
-    assert json.loads(out)["bit_exact"] is True
-    assert not pwned.exists()
+    for f in (hostile, payload):
+        code, out, err = run_cli(capsys, "verify", f, "--backend", "qemu-m55", "--data",
+                                 f"npz:{npz}", "--samples", "2", "--json")
+        assert code == 0, err
+        assert json.loads(out)["bit_exact"] is True
+    assert not pwned.exists() and not pwned2.exists()
 
 
 # ----------------------------------------------------------------------------- 2. validation
