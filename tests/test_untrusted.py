@@ -675,3 +675,41 @@ def test_terminal_codes_from_a_file_never_reach_the_terminal(tmp_path, capsys, b
     f.write_bytes(pack(m))
     code, out, err = run_cli(capsys, "inspect", f)
     assert code == 2 and "zero_point[0] = 999" in err and "\x1b" not in err and "\x07" not in err
+
+
+def test_damaged_checkpoints_and_datasets_only_raise_dtmm_errors(tmp_path):
+    """Byte-level damage to a real checkpoint and a real .npz: each load succeeds or raises
+    a DtmmError (ModelFileError / DataError) naming the file, never another exception."""
+    import torch
+
+    from dtmm.data.files import load_npz
+    from dtmm.errors import DtmmError
+    from dtmm.train import load_checkpoint, save_checkpoint
+    from dtmm.zoo import build_model
+
+    ck = save_checkpoint(tmp_path / "c.pt", build_model("dscnn", (1, 8, 8), 4, seed=0),
+                         model_name="dscnn", input_shape=(1, 8, 8), num_classes=4)
+    npz = tmp_path / "d.npz"
+    np.savez_compressed(npz, x=np.arange(6 * 8 * 8, dtype=np.uint8).reshape(6, 8, 8),
+                        y=np.arange(6) % 3)
+    rng = np.random.default_rng(0)
+    for path, load in ((ck, load_checkpoint), (npz, load_npz)):
+        good = path.read_bytes()
+        for trial in range(30):
+            data = bytearray(good)
+            if trial % 3 == 0:
+                data = data[:int(rng.integers(1, len(data)))]
+            else:
+                for p in rng.integers(0, len(data), int(rng.integers(1, 20))):
+                    data[int(p)] = int(rng.integers(256))
+            bad = tmp_path / f"bad{trial}{path.suffix}"
+            bad.write_bytes(bytes(data))
+            try:
+                load(bad)
+            except DtmmError as e:
+                assert str(bad) in str(e), str(e)
+    meta = torch.load(ck, weights_only=True)
+    meta["input_shape"] = [1, 10 ** 6, 10 ** 6]
+    torch.save(meta, tmp_path / "huge.pt")
+    with pytest.raises(ModelFileError, match=r"input_shape .* sizes in \[1, 4096\]"):
+        load_checkpoint(tmp_path / "huge.pt")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +168,10 @@ def _read_npy(path: Path) -> np.ndarray:
     divided by 255, bool becomes 0/1, floats are kept (they must be finite)."""
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"folder: cannot read array {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - decoding an untrusted file
+        raise DataError(f"folder: cannot read array {path} ({type(e).__name__}: {e})") from e
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"folder: {path} is not a .npy array file")
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or min(a.shape) < 1:
@@ -211,6 +212,8 @@ def _read_image(path: Path) -> np.ndarray:
         raise
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"folder: cannot read image {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow decoding an untrusted file
+        raise DataError(f"folder: cannot decode image {path} ({type(e).__name__}: {e})") from e
     return a
 
 
@@ -354,8 +357,9 @@ def load_npz(path: str | os.PathLike, expect: tuple[int, int, int] | None = None
                 z["layout"]).size else None
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"npz: cannot read {p}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - decoding an untrusted file: zlib, zipfile, numpy ...
+        raise DataError(f"npz: cannot read {p} ({type(e).__name__}: {e}); expected a .npz "
+                        f"written by numpy.savez with arrays 'x' and 'y'") from e
 
     x = _to_nchw(x, p, layout, expect)
     if x.shape[0] == 0:

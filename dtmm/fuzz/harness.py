@@ -79,8 +79,9 @@ def base_models() -> dict[str, bytes]:
 
     Written by dtmm's exporter from seeded quantized graphs (:class:`dtmm.runtime.synth.SynthGraph`,
     compressed by :func:`dtmm.graph.compressed.compress_graph`): builtin conv, depthwise,
-    fully connected, max / average pool, add, concatenation, reshape, softmax and an
-    explicit PAD, and the three custom formats (FWCS, CSR, pattern).
+    fully connected, max / average pool, add, concatenation, reshape, softmax, an
+    explicit PAD and a PADV2 before a max pool, and the three custom formats (FWCS,
+    CSR, pattern).
     """
     from dtmm.graph.compressed import compress_graph
     from dtmm.runtime.synth import SynthGraph
@@ -118,6 +119,7 @@ def base_models() -> dict[str, bytes]:
 
     sg = SynthGraph((7, 7, 2), seed=13)
     sg.conv(4, 3, stride=2, pads=(1, 0, 2, 1), activation="relu")   # explicit PAD op
+    sg.max_pool(3, stride=1, pads=(1, 0, 1, 0))                      # PADV2(-128) + VALID pool
     sg.conv(4, 2, stride=1, pads=None, activation="none")
     sg.fc(3)
     out["padded"] = to_tflite_bytes(sg.finish())

@@ -404,6 +404,10 @@ class _Reader:
                 cin = self.graph.tensors[x].shape[-1]
                 if nout % cin:
                     raise ModelFileError(f"operator {k}: {nout} depthwise outputs for {cin} inputs")
+                if int(opts.depthMultiplier) != nout // cin:
+                    raise ModelFileError(f"operator {k} (DEPTHWISE_CONV_2D): option depth_multiplier "
+                                         f"= {opts.depthMultiplier}, but the weights map {cin} input "
+                                         f"channels to {nout} ({nout // cin} per channel)")
                 return DepthwiseConv2D(inputs=[x], output=y, weight=w, bias=bias, stride=stride,
                                        pads=pads, dilation=dilation, depth_multiplier=nout // cin,
                                        activation=act(opts), quant=quant, **common)

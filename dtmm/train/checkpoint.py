@@ -26,6 +26,8 @@ __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointMeta", "CHECKPOINT_F
 CHECKPOINT_FORMAT = "dtmm-checkpoint"
 CHECKPOINT_VERSION = 1
 _MAX_LISTED = 5
+_MAX_INPUT_DIM = 4096        # sanity bounds on a checkpoint's header (it is untrusted input)
+_MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -202,8 +204,11 @@ def _read_meta(path: Path, raw: Any) -> CheckpointMeta:
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: checkpoint header is incomplete or malformed ({e!r})") from None
-    if len(meta.input_shape) != 3:
-        raise ModelFileError(f"{path}: input_shape {meta.input_shape} is not (C, H, W)")
+    if len(meta.input_shape) != 3 or not all(1 <= v <= _MAX_INPUT_DIM for v in meta.input_shape):
+        raise ModelFileError(f"{path}: input_shape {meta.input_shape} is not (C, H, W) with sizes "
+                             f"in [1, {_MAX_INPUT_DIM}]")
+    if not 1 <= meta.num_classes <= _MAX_CLASSES:
+        raise ModelFileError(f"{path}: num_classes {meta.num_classes} is not in [1, {_MAX_CLASSES}]")
     if not isinstance(raw.get("state_dict"), dict) or not all(
         isinstance(v, torch.Tensor) for v in raw["state_dict"].values()
     ):
