@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtmm.benchmd import write_section  # noqa: E402
 from dtmm.fuzz.harness import FAILURES, fuzz  # noqa: E402
+from dtmm.fuzz.mutate import STRUCTURE_TARGETS  # noqa: E402
 
 LABELS = {
     "rejected": "rejected cleanly at read time (a `DtmmError` naming the problem)",
@@ -70,11 +72,20 @@ def table(results, summary) -> str:
     by_target = collections.Counter()
     for r in results:
         if r.kind == "structure":
-            for part in r.what.split("; "):
-                by_target[part.split(" ")[0]] += 1
+            by_target.update(t for t in re.findall(r"\[([a-z_]+)\] ", r.what)
+                             if t in STRUCTURE_TARGETS)
     if by_target:
-        lines += ["", "Structure-aware mutations by the first word of what they changed: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(by_target.items())) + "."]
+        lines += ["", "Structure-aware mutations applied, by target (a mutant gets 1 to 3; see "
+                  "`dtmm.fuzz.mutate`): " + ", ".join(f"`{k}` {v:,}" for k, v in
+                                                       sorted(by_target.items())) + "."]
+    byte_kinds = collections.Counter()
+    for r in results:
+        if r.kind == "bytes":
+            byte_kinds[next((k for k in ("bit flips", "run of", "random bytes", "truncated",
+                                         "appended") if k in r.what), "other")] += 1
+    if byte_kinds:
+        lines += ["", "Byte-level mutations: " + ", ".join(
+            f"{k} {v:,}" for k, v in sorted(byte_kinds.items())) + "."]
     fallback = sum(1 for r in results if r.outcome == "rejected"
                    and "malformed .tflite file:" in r.detail)
     lines += ["", f"Rejections through the reader's generic fallback (a flatbuffers decoding "

@@ -490,7 +490,7 @@ def _structure(base: bytes, rng) -> tuple[bytes, str]:
         try:
             for _ in range(1 if rng.random() < 0.7 else int(rng.integers(2, 4))):
                 target = _pick(rng, STRUCTURE_TARGETS)
-                whats.append(getattr(s, target)())
+                whats.append(f"[{target}] {getattr(s, target)()}")
             builder = flatbuffers.Builder(1024)
             builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
         except Exception:        # noqa: BLE001 - a value the schema cannot hold: try another
