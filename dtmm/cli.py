@@ -49,6 +49,9 @@ def _add_verify(sub) -> None:
                         "(adds instruction counts and flash/RAM)")
     p.add_argument("--data", required=True)
     p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--profile", action="store_true",
+                   help="QEMU backends: executed instructions of every op (a second build with "
+                        "per-op markers)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -80,6 +83,15 @@ def _add_export(sub) -> None:
     p.add_argument("model", help="an int8 .tflite written by dtmm")
     p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default="host")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def _profile_table(rows: list[dict]) -> str:
+    w = max([len(r["op"]) for r in rows] + [2])
+    lines = [f"{'op':<{w}}  {'kind':<18} {'instructions':>13}  share"]
+    for r in rows:
+        share = "" if r["share"] is None else f"{100 * r['share']:5.1f}%"
+        lines.append(f"{r['op']:<{w}}  {r['kind']:<18} {r['instructions']:>13,}  {share}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,11 +148,14 @@ def _dispatch(args) -> int:
         return 0
     if args.verb == "verify":
         res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
-                                       samples=args.samples)
+                                       samples=args.samples, profile=args.profile)
         if args.json:
             _out(json.dumps(res))
         else:
-            _out("\n".join(f"{k:>12}: {v}" for k, v in res.items()))
+            lines = [f"{k:>12}: {v}" for k, v in res.items() if k != "profile"]
+            if "profile" in res:
+                lines.append(_profile_table(res["profile"]))
+            _out("\n".join(lines))
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune":
         from dtmm import oneshot
