@@ -19,7 +19,7 @@ import pytest
 from flatbuffers import flexbuffers
 
 from dtmm.cli import main
-from dtmm.codegen.platform import toolchain_available
+from dtmm.codegen.platform import cache_dir, toolchain_available
 from dtmm.errors import ModelFileError, OutputPathError
 from dtmm.runtime.synth import SynthGraph
 from dtmm.tflite._schema import FILE_IDENTIFIER, schema
@@ -464,7 +464,7 @@ def test_fuzz_c_stage_reports_sanitizer_findings(tmp_path):
                        "in_bytes": gp.input.nbytes, "out_bytes": gp.output.nbytes,
                        "inputs": gx.tobytes(),
                        "expected": run_reference(read_tflite(good), gx).tobytes()})]
-    run_c_batch(batch, tmp_path)
+    run_c_batch(batch, cache_dir() / "fuzz")          # the kernel archive is content-hashed
     assert batch[0].outcome == "sanitizer" and "shift exponent 40" in batch[0].detail
     assert batch[1].outcome == "exact"                     # the batch went on after the finding
 
@@ -478,7 +478,7 @@ def test_small_fuzz_run_has_no_failures(tmp_path):
     crash or sanitizer finding. The full run is `make fuzz` (BENCHMARKS.md)."""
     from dtmm.fuzz.harness import FAILURES, fuzz
 
-    results, summary = fuzz(300, seed=2024, cache=tmp_path / "cache")
+    results, summary = fuzz(300, seed=2024)
     bad = [(r.index, r.base, r.outcome, r.what, r.detail) for r in results if r.outcome in FAILURES]
     assert not bad, bad[:5]
     c = summary["counts"]
