@@ -137,12 +137,13 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise DtmmError(f"--out {args.out}: is a directory; give the calibration file's path")
+    workflows.check_output_file(out)                        # before the measurements
     if args.board_csv:
         model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
         obj = C.calibration_json(model)
     else:
         obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
-    workflows.atomic_write_json(out, obj)
+    workflows.write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
     ho = obj["meta"].get("held_out") or obj["meta"]["train"]
     print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
                       "unit": obj["meta"]["unit"],
@@ -231,7 +232,7 @@ def _dispatch(args) -> int:
         res = prune_with_plan(checkpoint=args.checkpoint, data=args.data, plan=args.plan,
                               out=args.out, calib_samples=args.calib_samples,
                               eval_samples=args.eval_samples)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "prune":
         from dtmm import oneshot
@@ -254,7 +255,7 @@ def _dispatch(args) -> int:
                            seed=args.seed, iterations=args.iterations,
                            progress=None if args.quiet else _say)
         table = res.pop("table")
-        print(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
+        _out(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
         return 0
     if args.verb == "calibrate":
         return _calibrate(args)

@@ -29,7 +29,8 @@ TEST_FRACTION = 0.2
 # They live in dtmm.util.files (importable by every stage); re-exported here because
 # callers import them from dtmm.workflows.
 from dtmm.util.files import (atomic_write_bytes, atomic_write_json,  # noqa: E402,F401
-                             check_output_path, record_outputs, write_outputs)
+                             check_output_file, check_output_path, record_outputs,
+                             write_output_file, write_outputs)
 
 
 def read_model_file(model: str) -> bytes:

@@ -619,9 +619,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
                      ["quantize", "--checkpoint", "/nonexistent.pt", "--data", "digits", "--out", out],
                      ["prune", "--checkpoint", "/nonexistent.pt", "--data", "digits", "--granularity",
                       "filterlet", "--ratio", "0.5", "--out", out],
-                     ["export", "/nonexistent.tflite", "--out", out]):
+                     ["export", "/nonexistent.tflite", "--out", out],
+                     ["plan", "--checkpoint", "/nonexistent.pt", "--data", "digits", "--out",
+                      out / "plan.json"],
+                     ["calibrate", "--target", "cortex-m4", "--out", out / "c.json"]):
             code, _, err = run_cli(capsys, *args)
-            assert code == 2 and want in err and str(out) in err, (args[0], err)
+            assert code == 2 and str(out) in err, (args[0], err)
+            assert want in err or "cannot be created" in err, (args[0], err)
+    for args in (["plan", "--checkpoint", "/nonexistent.pt", "--data", "digits", "--out", a_file],
+                 ["calibrate", "--target", "cortex-m4", "--out", a_file]):
+        code, _, err = run_cli(capsys, *args)                # a user's file as the output file
+        assert code == 2 and f"refusing to overwrite {a_file}: dtmm did not write it" in err
+    assert a_file.read_text() == "x"
 
 
 def test_output_name_taken_by_a_users_file_is_refused_before_work(tmp_path, capsys):

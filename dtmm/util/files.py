@@ -48,8 +48,8 @@ from typing import Iterable, Mapping
 from dtmm.errors import OutputPathError
 
 __all__ = ["MANIFEST_NAME", "umask", "file_mode", "dir_mode", "make_dirs", "atomic_write_bytes",
-           "atomic_write_json", "check_output_path", "write_outputs", "record_outputs",
-           "read_manifest"]
+           "atomic_write_json", "check_output_path", "check_output_file", "write_outputs",
+           "write_output_file", "record_outputs", "read_manifest"]
 
 #: The manifest file dtmm keeps in every folder it writes outputs to.
 MANIFEST_NAME = ".dtmm-manifest.json"
@@ -378,3 +378,32 @@ def record_outputs(folder: str | os.PathLike, names: Iterable[str], *, group: st
         _check_relpath(rel)
         manifest[rel] = {"sha256": _sha256_file(folder / rel), **({"group": group} if group else {})}
     _write_manifest(folder, manifest)
+
+
+def check_output_file(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """:func:`check_output_path` for a verb whose output is one file (``dtmm plan --out
+    plan.json``): ``path`` must not be a folder, its folder must be usable, and an existing
+    file there must be one dtmm wrote (recorded in that folder's manifest) and unchanged.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output_file(d)
+    Traceback (most recent call last):
+    ...
+    dtmm.errors.OutputPathError: --out ...: is a folder; give the output file's path
+    """
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.is_dir():
+        raise OutputPathError(f"{what} {p}: is a folder; give the output file's path")
+    a = _nearest_existing(p.parent)
+    if not a.is_dir():
+        raise OutputPathError(f"{what} {p}: cannot be created: {a} is not a folder")
+    check_output_path(p.parent, names=[p.name], what=what)
+    return p
+
+
+def write_output_file(path: str | os.PathLike, data: bytes, *, what: str = "--out") -> Path:
+    """Write one output file through :func:`write_outputs` on its folder (manifest kept there)."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    write_outputs(p.parent, {p.name: data}, what=what)
+    return p
