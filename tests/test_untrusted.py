@@ -20,7 +20,7 @@ from flatbuffers import flexbuffers
 
 from dtmm.cli import main
 from dtmm.codegen.platform import cache_dir, toolchain_available
-from dtmm.errors import ModelFileError, OutputPathError
+from dtmm.errors import BuildError, ModelFileError, OutputPathError
 from dtmm.runtime.synth import SynthGraph
 from dtmm.tflite._schema import FILE_IDENTIFIER, schema
 from dtmm.tflite.export import to_tflite_bytes
@@ -437,8 +437,9 @@ def test_sanitizer_flags_catch_undefined_behaviour(tmp_path):
 
 
 def test_fuzz_c_stage_reports_sanitizer_findings(tmp_path):
-    """A model whose requantization shift (40) was never validated - built straight from the
-    IR, not from a file - is caught by the harness's sanitized C stage, not passed."""
+    """A generated model whose requantization shifts were damaged to 40 after planning (the
+    planner and the reader refuse such shifts) is caught by the harness's sanitized C
+    stage as undefined behaviour, not passed."""
     from dtmm.codegen.emit import project_files
     from dtmm.codegen.plan import plan_model
     from dtmm.fuzz.harness import Result, run_c_batch
@@ -447,8 +448,14 @@ def test_fuzz_c_stage_reports_sanitizer_findings(tmp_path):
     sg.conv(3, 1)
     g = sg.finish()
     g.ops[0].quant.shift[:] = 40
+    with pytest.raises(BuildError, match="shift 40..40 outside"):
+        plan_model(g, "host")
+    g.ops[0].quant.shift[:] = 1
     plan = plan_model(g, "host")
     files = project_files(plan)
+    c = files["model.c"].decode()
+    decl = re.search(r"static const int32_t L0_conv2d_shift\[3\][^=]*= \{([^}]*)\}", c)
+    files["model.c"] = (c[:decl.start(1)] + "\n    40, 40, 40,\n" + c[decl.end(1):]).encode()
     x = np.zeros((4,) + plan.input.shape, np.int8)
     good = to_tflite_bytes(small_graph())
     gp = plan_model(read_tflite(good), "host")

@@ -417,6 +417,11 @@ class _Planner:
         shift = np.asarray(q.shift).reshape(-1)
         if mult.size not in (1, n) or shift.size != mult.size:
             raise BuildError(f"op {op.name!r}: {mult.size} multipliers for {n} outputs")
+        from dtmm.tflite.validate import SHIFT_MAX, SHIFT_MIN   # the read-time rule, once
+        if shift.size and (shift.min() < SHIFT_MIN or shift.max() > SHIFT_MAX):
+            raise BuildError(f"op {op.name!r}: requantization shift {int(shift.min())}.."
+                             f"{int(shift.max())} outside [{SHIFT_MIN}, {SHIFT_MAX}] (the C "
+                             f"kernels' shifts would be undefined behaviour)")
         bias = np.asarray(op.bias).reshape(-1)
         if bias.dtype.kind not in "iu":
             raise BuildError(f"op {op.name!r}: bias is {bias.dtype}, not int32 (graph not quantized?)")
