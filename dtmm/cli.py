@@ -10,6 +10,7 @@ import json
 import sys
 
 from dtmm.errors import DtmmError
+from dtmm.util.text import terminal_safe
 
 EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
 
@@ -216,12 +217,13 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise DtmmError(f"--out {args.out}: is a directory; give the calibration file's path")
+    workflows.check_output_file(out)                        # before the measurements
     if args.board_csv:
         model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
         obj = C.calibration_json(model)
     else:
         obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
-    workflows.atomic_write_json(out, obj)
+    workflows.write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
     ho = obj["meta"].get("held_out") or obj["meta"]["train"]
     print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
                       "unit": obj["meta"]["unit"],
@@ -271,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _out(text: str) -> None:
+    """Print a verb's result; names from files never carry terminal control codes."""
+    print(terminal_safe(text))
+
+
 def _dispatch(args) -> int:
     from dtmm import workflows
 
@@ -279,37 +286,36 @@ def _dispatch(args) -> int:
                                       batch_size=args.batch_size, lr=args.lr,
                                       optimizer=args.optimizer, seed=args.seed, limit=args.limit,
                                       out=args.out, progress=not args.quiet)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "quantize":
         res = workflows.quantize_command(checkpoint=args.checkpoint, data=args.data,
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "export":
         res = workflows.export_command(model=args.model, target=args.target, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":
         res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
                                        samples=args.samples, profile=args.profile)
         if args.json:
-            print(json.dumps(res))
+            _out(json.dumps(res))
         else:
-            for k, v in res.items():
-                if k != "profile":
-                    print(f"{k:>12}: {v}")
+            lines = [f"{k:>12}: {v}" for k, v in res.items() if k != "profile"]
             if "profile" in res:
-                print(_profile_table(res["profile"]))
+                lines.append(_profile_table(res["profile"]))
+            _out("\n".join(lines))
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune" and args.plan:
         from dtmm.pipeline.planning import prune_with_plan
         res = prune_with_plan(checkpoint=args.checkpoint, data=args.data, plan=args.plan,
                               out=args.out, calib_samples=args.calib_samples,
                               eval_samples=args.eval_samples)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "prune":
         from dtmm import oneshot
@@ -319,7 +325,7 @@ def _dispatch(args) -> int:
                                     granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
                                     importance=args.importance, calib_samples=args.calib_samples,
                                     eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "plan":
         from dtmm.pipeline.planning import plan_command
@@ -332,7 +338,7 @@ def _dispatch(args) -> int:
                            seed=args.seed, iterations=args.iterations,
                            progress=None if args.quiet else _say)
         table = res.pop("table")
-        print(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
+        _out(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
         return 0
     if args.verb == "calibrate":
         return _calibrate(args)
@@ -342,7 +348,7 @@ def _dispatch(args) -> int:
         from dtmm import oneshot
         from dtmm.report import format_report
         res = oneshot.inspect_command(args.model)
-        print(json.dumps(res) if args.json else format_report(res))
+        _out(json.dumps(res) if args.json else format_report(res))
         return 0
     if args.verb == "bench":
         from dtmm.bench.kernels import run_cli
@@ -363,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except DtmmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_safe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
