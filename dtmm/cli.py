@@ -1,4 +1,4 @@
-"""The ``dtmm`` command line. Each verb is a thin layer over :mod:`dtmm.workflows`.
+"""The ``dtmm`` command line. Each verb is a thin layer over :mod:`dtmm.pipeline`.
 
 Exit status: 0 on success, 1 when ``verify`` finds a mismatch, 2 on a user error
 (``error: ...`` on stderr), 3 on an internal error.
@@ -12,6 +12,7 @@ import sys
 from dtmm.errors import DtmmError
 from dtmm.util.text import terminal_safe
 
+BENCHES = {"kernels": "conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"}
 EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
 
 
@@ -213,20 +214,20 @@ def _compress_table(s: dict, files: dict) -> str:
 def _calibrate(args) -> int:
     from pathlib import Path
 
-    from dtmm import workflows
+    from dtmm.util.files import check_output_file, write_output_file
     from dtmm.schedule import calibrate as C
     from dtmm.codegen.arena import isa_path
 
     out = Path(args.out)
     if out.is_dir():
         raise DtmmError(f"--out {args.out}: is a directory; give the calibration file's path")
-    workflows.check_output_file(out)                        # before the measurements
+    check_output_file(out)                        # before the measurements
     if args.board_csv:
         model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
         obj = C.calibration_json(model)
     else:
         obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
-    workflows.write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
+    write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
     ho = obj["meta"].get("held_out") or obj["meta"]["train"]
     print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
                       "unit": obj["meta"]["unit"],
@@ -259,12 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compress(sub)
     _add_calibrate(sub)
     _add_inspect(sub)
-    b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)")
-    bsub = b.add_subparsers(dest="bench", metavar="WHAT")
-    bsub.required = True
-    from dtmm.bench.kernels import add_cli_arguments
-    add_cli_arguments(bsub.add_parser(
-        "kernels", help="conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"))
+    b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)",
+                       description="dtmm bench kernels [--quick] [--json] ...: conv kernel micro-"
+                                   "benchmarks on QEMU M55/M7 (executed instructions, not cycles); "
+                                   "`dtmm bench kernels --help` lists its options.")
+    b.add_argument("bench", choices=list(BENCHES), metavar="WHAT", help=", ".join(BENCHES))
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sub.add_parser("models", help="list the model zoo")
     d = sub.add_parser("demo", help="train ResNet-8 on bundled MNIST, compress it for a Cortex-M55 "
                                     "budget, verify it bit-exactly on the host and under QEMU")
@@ -282,28 +283,31 @@ def _out(text: str) -> None:
 
 
 def _dispatch(args) -> int:
-    from dtmm import workflows
+    from dtmm.pipeline.export import export_command
+    from dtmm.pipeline.quantize import quantize_command
+    from dtmm.pipeline.train import train_command
+    from dtmm.pipeline.verify import verify_command
 
     if args.verb == "train":
-        res = workflows.train_command(model=args.model, data=args.data, epochs=args.epochs,
+        res = train_command(model=args.model, data=args.data, epochs=args.epochs,
                                       batch_size=args.batch_size, lr=args.lr,
                                       optimizer=args.optimizer, seed=args.seed, limit=args.limit,
                                       out=args.out, progress=not args.quiet)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "quantize":
-        res = workflows.quantize_command(checkpoint=args.checkpoint, data=args.data,
+        res = quantize_command(checkpoint=args.checkpoint, data=args.data,
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "export":
-        res = workflows.export_command(model=args.model, target=args.target, out=args.out)
+        res = export_command(model=args.model, target=args.target, out=args.out)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":
-        res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
+        res = verify_command(model=args.model, backend=args.backend, data=args.data,
                                        samples=args.samples, profile=args.profile)
         if args.json:
             _out(json.dumps(res))
@@ -321,13 +325,13 @@ def _dispatch(args) -> int:
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "prune":
-        from dtmm import oneshot
+        from dtmm.pipeline.oneshot import prune_command
         if args.granularity is None:
             raise DtmmError("--granularity is required with --ratio / --ratios")
-        res = oneshot.prune_command(checkpoint=args.checkpoint, data=args.data,
-                                    granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
-                                    importance=args.importance, calib_samples=args.calib_samples,
-                                    eval_samples=args.eval_samples, out=args.out)
+        res = prune_command(checkpoint=args.checkpoint, data=args.data,
+                            granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
+                            importance=args.importance, calib_samples=args.calib_samples,
+                            eval_samples=args.eval_samples, out=args.out)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "plan":
@@ -348,14 +352,17 @@ def _dispatch(args) -> int:
     if args.verb == "compress":
         return _compress(args)
     if args.verb == "inspect":
-        from dtmm import oneshot
+        from dtmm.pipeline.inspect import inspect_command
         from dtmm.report import format_report
-        res = oneshot.inspect_command(args.model)
+        res = inspect_command(args.model)
         _out(json.dumps(res) if args.json else format_report(res))
         return 0
     if args.verb == "bench":
-        from dtmm.bench.kernels import run_cli
-        return run_cli(args, command="dtmm bench kernels")
+        # parsed here, not in build_parser: the benchmarks import torch, --help must not
+        from dtmm.bench.kernels import add_cli_arguments, run_cli
+        p = add_cli_arguments(argparse.ArgumentParser(prog=f"dtmm bench {args.bench}",
+                                                      description=BENCHES[args.bench]))
+        return run_cli(p.parse_args(args.bench_args), command=f"dtmm bench {args.bench}")
     if args.verb == "models":
         from dtmm.zoo import MODEL_NAMES
         print("\n".join(MODEL_NAMES))

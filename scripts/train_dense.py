@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from dtmm import workflows  # noqa: E402
+from dtmm.pipeline.data import load_splits
+from dtmm.pipeline.evaluate import int8_predict, quantize_model
 from dtmm.benchmd import write_section  # noqa: E402
 
 EPOCHS = {"resnet8": 12, "vgg11": 8, "resnet12": 8}
@@ -42,7 +43,7 @@ def _train(name: str, epochs: int) -> dict:
     from dtmm.train import evaluate, load_checkpoint, save_checkpoint, train
     from dtmm.zoo import build_model
 
-    ds, tr, va, te = workflows.load_splits("mnist5k")
+    ds, tr, va, te = load_splits("mnist5k")
     torch.manual_seed(0)
     net = build_model(name, ds.input_shape, ds.num_classes)
     t0 = time.time()
@@ -55,8 +56,8 @@ def _train(name: str, epochs: int) -> dict:
                     extra={"seed": 0, "epochs": epochs, "test_accuracy": acc})
     net, _ = load_checkpoint(out / "checkpoint.pt")
     calib = tr.x[:256]
-    _, qg = workflows.quantize_model(net, ds.input_shape, calib)
-    iacc = float((workflows.int8_predict(qg, te.x).argmax(-1) == te.y).mean())
+    _, qg = quantize_model(net, ds.input_shape, calib)
+    iacc = float((int8_predict(qg, te.x).argmax(-1) == te.y).mean())
     d = {"model": name, "epochs": epochs, "train_seconds": round(secs, 1),
          "val_acc": [round(h.val_acc, 4) for h in res.history], "test_float": round(acc, 4),
          "test_int8": round(iacc, 4)}

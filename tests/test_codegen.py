@@ -418,12 +418,13 @@ def test_write_project_replaces_its_own_files_only(tmp_path):
     assert not [p for p in out.rglob("*.tmp")]
 
 
-# ----------------------------------------------------------------------------- workflows
+# ----------------------------------------------------------------------------- pipeline verbs
 
 
 def test_verify_and_export_commands(tmp_path, digits):
     from dtmm.tflite.export import to_tflite_bytes
-    from dtmm.workflows import export_command, verify_command
+    from dtmm.pipeline.export import export_command
+    from dtmm.pipeline.verify import verify_command
 
     qg, _ = zoo_graph("dscnn", digits)
     model = tmp_path / "m.tflite"

@@ -2,7 +2,6 @@
 held, resumable after an interruption, the same bytes from the same seed; bad input refused
 before any work."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -24,7 +24,7 @@ from dtmm.quant.quantize import quantize_graph
 from dtmm.report import inspect_graph
 from dtmm.zoo import MODEL_NAMES, build_model
 
-from _helpers import needs_qemu, realistic_bn
+from _helpers import realistic_bn
 
 # read-only data; on a PIE host, consts holding pointers go to .data.rel.ro (read-only after
 # relocation)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dtmm.errors import DataError
+from dtmm.errors import DataError, InvalidArgument
 
 __all__ = ["Dataset", "split", "iterate_batches"]
 
@@ -129,7 +129,7 @@ def split(
         (12, 4, 4, [2, 2])
     """
     if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
-        raise ValueError(f"need 0 <= val, test and val + test < 1, got val={val}, test={test}")
+        raise InvalidArgument(f"need 0 <= val, test and val + test < 1, got val={val}, test={test}")
     rng = np.random.default_rng(seed)
     parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
     for c in range(ds.num_classes):
@@ -167,7 +167,7 @@ def iterate_batches(
     import torch
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
     n = len(ds)
     order = np.random.default_rng(seed).permutation(n) if shuffle else None
     stop = n - (n % batch_size) if drop_last else n

@@ -133,9 +133,9 @@ def _load_state(path: Path):
 
 
 def _accuracy_int8(graph, ds) -> float:
-    from dtmm import workflows
+    from dtmm.pipeline.evaluate import int8_predict
 
-    return float((workflows.int8_predict(graph, ds.x).argmax(-1) == ds.y).mean())
+    return float((int8_predict(graph, ds.x).argmax(-1) == ds.y).mean())
 
 
 def _rebuild(base_net, shrink_channels: dict, state: dict):
@@ -157,7 +157,7 @@ def compress_command(*, model: str | None, data: str, out: str, config: Compress
                      checkpoint: str | None = None, resume: bool = False, quiet: bool = False,
                      fine_tune_fn=None) -> CompressResult:
     """Run ``dtmm compress`` (see the module docstring); returns a :class:`CompressResult`."""
-    from dtmm import workflows
+    from dtmm.pipeline.data import load_splits
     from dtmm.pipeline import models as M
     from dtmm.pipeline.run import Run
 
@@ -172,7 +172,7 @@ def compress_command(*, model: str | None, data: str, out: str, config: Compress
         if not Path(checkpoint).is_file():
             raise DtmmError(f"--checkpoint {checkpoint}: no such file")
         digest = checkpoint_digest(checkpoint)
-    ds, tr, va, te = workflows.load_splits(data)
+    ds, tr, va, te = load_splits(data)
     probe = (M.load(checkpoint, model)[0] if checkpoint is not None
              else M.build(model, ds.input_shape, ds.num_classes))
     check_before_work(probe, ds.input_shape, config, budgets)
@@ -217,7 +217,8 @@ class _Compress:
 
     # -- 1. dense
     def dense(self):
-        from dtmm import workflows
+        from dtmm.pipeline.data import check_dataset_matches
+        from dtmm.pipeline.evaluate import float_accuracy, quantize_model
         from dtmm.pipeline import models as M
         from dtmm.train import save_checkpoint, train
 
@@ -232,7 +233,7 @@ class _Compress:
                 src, epochs = "given (Python API)", None
             elif self.checkpoint is not None:
                 net, meta = M.load(self.checkpoint, self.model_spec)
-                workflows.check_dataset_matches(self.ds, meta, self.data)
+                check_dataset_matches(self.ds, meta, self.data)
                 src = str(self.checkpoint)
                 epochs = meta.extra.get("epochs")
             else:
@@ -249,11 +250,11 @@ class _Compress:
                 src = "trained here"
                 epochs = cfg.train_epochs
             net.eval()
-            _, qg = workflows.quantize_model(net, self.ds.input_shape, self._calib_x())
+            _, qg = quantize_model(net, self.ds.input_shape, self._calib_x())
             from dtmm.tflite.export import to_tflite_bytes
 
             arts["dense_int8.tflite"] = to_tflite_bytes(qg)
-            fa = workflows.float_accuracy(net, self.te.x, self.te.y)
+            fa = float_accuracy(net, self.te.x, self.te.y)
             ia = _accuracy_int8(qg, self.te)
             return ({"source": src, "train_epochs": epochs, "float_before": round(fa, 4),
                      "int8_before": round(ia, 4),
@@ -308,7 +309,7 @@ class _Compress:
     def _finetune(self, a: int, plan: dict, settings: dict):
         import torch
 
-        from dtmm import workflows
+        from dtmm.pipeline.evaluate import float_accuracy
         from dtmm.prune import get_masks
         from dtmm.prune.surgery import shrink_model
         from dtmm.schedule.apply import mask_model, plan_strategy
@@ -326,7 +327,7 @@ class _Compress:
         apply_masks(masked, torch_masks(inp.space, fl, removed, masked))
         shr = shrink_model(masked, self.meta.input_shape)
         gm = shr.model
-        acc0 = workflows.float_accuracy(gm, self.va.x, self.va.y)
+        acc0 = float_accuracy(gm, self.va.x, self.va.y)
         epochs = settings["epochs"]
         ftc = FineTuneConfig(epochs=epochs, lr=cfg.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
                              schedule=LRSchedule("cosine"),
@@ -339,8 +340,8 @@ class _Compress:
                             fn=self.fine_tune_fn, quiet=self.run_.quiet)
             history = [asdict(h) for h in res.history]
         gm.eval()
-        fa_val = workflows.float_accuracy(gm, self.va.x, self.va.y)
-        fa = workflows.float_accuracy(gm, self.te.x, self.te.y)
+        fa_val = float_accuracy(gm, self.va.x, self.va.y)
+        fa = float_accuracy(gm, self.te.x, self.te.y)
         state = {"masks": {k: v.clone() for k, v in get_masks(gm).items()},
                  "weights": {k: v.clone() for k, v in gm.state_dict().items()}}
         return ({"channels": shr.channels_json(), "val_accuracy_before": round(acc0, 4),
@@ -355,9 +356,9 @@ class _Compress:
         return _rebuild(self.net, ft["channels"], state)
 
     def _quantize(self, a: int, plan: dict, ft: dict, settings: dict):
-        from dtmm import workflows
-        from dtmm.graph.compressed import compress_graph, dense_equivalent
+        from dtmm.pipeline.data import to_nhwc
         from dtmm.graph.capture import capture
+        from dtmm.graph.compressed import dense_equivalent
         from dtmm.quant.quantize import quantize_graph
         from dtmm.tflite.export import to_tflite_bytes
 
@@ -365,7 +366,7 @@ class _Compress:
         from dtmm.prune import remove_masks
 
         gm = self._finetuned(a, ft)
-        calib = workflows.to_nhwc(self._calib_x())
+        calib = to_nhwc(self._calib_x())
         baked = remove_masks(copy.deepcopy(gm))            # pruned weights stay exactly zero
         g = capture(baked, tuple(self.meta.input_shape))
         qg = quantize_graph(g, [calib[i:i + 64] for i in range(0, len(calib), 64)])
@@ -449,14 +450,14 @@ class _Compress:
         from dtmm.quant.quantize import quantize_input
         from dtmm.runtime.reference import run_reference
         from dtmm.tflite.reader import read_tflite
-        from dtmm import workflows
+        from dtmm.pipeline.data import to_nhwc
 
         cfg = self.cfg
 
         def step():
             cg = read_tflite(self.run_.artifact(f"model{a}.tflite").read_bytes())
             qin = cg.tensors[cg.inputs[0]].qparams
-            x = quantize_input(workflows.to_nhwc(self.te.x), qin)
+            x = quantize_input(to_nhwc(self.te.x), qin)
             ref = np.concatenate([run_reference(cg, x[i:i + 256]) for i in range(0, len(x), 256)])
             host = build_host_model(cg)(x)
             out = {"host": {"samples": int(len(x)), "bit_exact": bool(np.array_equal(host, ref)),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dtmm.data.dataset import Dataset, iterate_batches
-from dtmm.errors import DataError, DtmmError
+from dtmm.errors import DataError, DtmmError, InvalidArgument
 
 from dtmm.train.lr import cosine_lr
 from dtmm.train.progress import Progress
@@ -84,7 +84,7 @@ class TrainResult:
     def final(self) -> EpochStats:
         """Stats of the last epoch."""
         if not self.history:
-            raise ValueError("no epochs were run")
+            raise InvalidArgument("no epochs were run")
         return self.history[-1]
 
     @property
@@ -127,7 +127,7 @@ def make_optimizer(name: str | OptimizerFactory, params, lr: float, weight_decay
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if key == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; valid: sgd, adam, adamw")
+    raise InvalidArgument(f"unknown optimizer {name!r}; valid: sgd, adam, adamw")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -259,11 +259,11 @@ def train(
     if len(train_ds) == 0:
         raise DataError(f"training set {train_ds.name!r} is empty")
     if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+        raise InvalidArgument(f"epochs must be >= 0, got {epochs}")
     if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+        raise InvalidArgument(f"lr must be > 0, got {lr}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
 
     device = device_of(model)
     n = len(train_ds)
