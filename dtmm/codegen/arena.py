@@ -106,12 +106,6 @@ def _query(isa: str, op_code: int, ints: tuple[int, ...]) -> int:
     return n
 
 
-def _pattern_library():
-    from dtmm.formats.pattern import PATTERNS
-
-    return PATTERNS
-
-
 def _dims4(shape) -> list[int]:
     s = [int(v) for v in shape]
     return [1] + s if len(s) == 3 else s
@@ -158,7 +152,7 @@ def scratch_bytes(op, graph: Graph, isa: str) -> int:
         if name == "pattern":
             f = op.fmt
             bits = [np.asarray(f.kptr).dtype.itemsize * 8, np.asarray(f.kidx).dtype.itemsize * 8]
-            n_pat = len(_pattern_library())
+            n_pat = len(f.library)                          # the layer's own library
             ints = x + y + cp + [n_pat, cin, cout] + bits
             return _query(isa, K.OP_CONV_PATTERN, tuple(ints + [0] * (32 - len(ints))))
         raise BuildError(f"op {op.name!r}: unknown compressed format {name!r}")
