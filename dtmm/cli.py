@@ -48,6 +48,9 @@ def _add_verify(sub) -> None:
                         "(adds instruction counts and flash/RAM)")
     p.add_argument("--data", required=True)
     p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--profile", action="store_true",
+                   help="QEMU backends: executed instructions of every op (a second build with "
+                        "per-op markers)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -79,6 +82,15 @@ def _add_export(sub) -> None:
     p.add_argument("model", help="an int8 .tflite written by dtmm")
     p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default="host")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def _profile_table(rows: list[dict]) -> str:
+    w = max([len(r["op"]) for r in rows] + [2])
+    lines = [f"{'op':<{w}}  {'kind':<18} {'instructions':>13}  share"]
+    for r in rows:
+        share = "" if r["share"] is None else f"{100 * r['share']:5.1f}%"
+        lines.append(f"{r['op']:<{w}}  {r['kind']:<18} {r['instructions']:>13,}  {share}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,12 +142,15 @@ def _dispatch(args) -> int:
         return 0
     if args.verb == "verify":
         res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
-                                       samples=args.samples)
+                                       samples=args.samples, profile=args.profile)
         if args.json:
             print(json.dumps(res))
         else:
             for k, v in res.items():
-                print(f"{k:>12}: {v}")
+                if k != "profile":
+                    print(f"{k:>12}: {v}")
+            if "profile" in res:
+                print(_profile_table(res["profile"]))
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune":
         from dtmm import oneshot

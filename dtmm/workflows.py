@@ -190,14 +190,22 @@ def _layer_json(g, op) -> dict:
 
 # --------------------------------------------------------------------- verify
 
-def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -> dict:
-    """Run ``model`` on ``backend`` over test images and compare with the reference."""
+def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
+                   profile: bool = False) -> dict:
+    """Run ``model`` on ``backend`` over test images and compare with the reference.
+
+    ``profile`` (QEMU backends): also build the model with per-op markers and report
+    each op's executed instructions on the first image (``profile`` list).
+    """
     from dtmm.quant.quantize import quantize_input
     from dtmm.runtime.reference import run_reference
     from dtmm.tflite.reader import read_tflite
 
     if samples < 1:
         raise DataError("--samples must be >= 1")
+    if profile and backend not in CODEGEN_BACKENDS[1:]:
+        raise DtmmError(f"--profile needs a QEMU backend ({', '.join(CODEGEN_BACKENDS[1:])}), "
+                        f"not {backend!r}: only the emulator counts instructions")
     path = Path(model)
     if not path.is_file():
         raise ModelFileError(f"{model}: no such file")
@@ -223,7 +231,7 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
         # which must match the compressed layers run from their formats byte for byte.
         outs = run_tflm(to_tflite_bytes(dense_equivalent(qg)) if has_compressed_ops(qg) else model_bytes, xq)
     elif backend in CODEGEN_BACKENDS:
-        outs, extra = _run_codegen_backend(qg, backend, xq)
+        outs, extra = _run_codegen_backend(qg, backend, xq, profile=profile)
     else:
         raise DtmmError(f"unknown backend {backend!r}; known: reference, tflm, "
                         f"{', '.join(CODEGEN_BACKENDS)}")
@@ -243,7 +251,8 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100) -
 CODEGEN_BACKENDS = ("host", "qemu-m4", "qemu-m7", "qemu-m55")
 
 
-def _run_codegen_backend(qg, backend: str, xq: np.ndarray) -> tuple[np.ndarray, dict]:
+def _run_codegen_backend(qg, backend: str, xq: np.ndarray,
+                         profile: bool = False) -> tuple[np.ndarray, dict]:
     """Outputs of the generated C model on ``backend`` and the measurements to report."""
     from dtmm.codegen.backends import BACKEND_TARGETS, build_firmware, build_host_model, run_firmware
 
@@ -263,6 +272,21 @@ def _run_codegen_backend(qg, backend: str, xq: np.ndarray) -> tuple[np.ndarray, 
     fw = build_firmware(qg, target)
     res = run_firmware(fw, xq)
     ins = res.instructions
+    prof = {}
+    if profile:
+        pres = run_firmware(build_firmware(qg, target, profile=True), xq[:1])
+        if not np.array_equal(pres.outputs, res.outputs[:1]):
+            raise DtmmError("the profiling build's output differs from the normal build's")
+        row = pres.op_instructions[0]
+        total = res.instructions_per_inference
+        prof = {"profile": [{"op": s.op_name, "kind": s.op_kind, "instructions": int(row[s.index]),
+                             "share": round(row[s.index] / total, 4) if total else None}
+                            for s in fw.plan.steps],
+                "profile_ops_total": int(sum(row)),
+                "profile_note": "executed instructions of each op's kernel call on image 0 "
+                                "(QEMU count, not cycles); the rest of "
+                                "instructions_per_inference is dtmm_model_invoke's input/output "
+                                "copies"}
     return res.outputs, {
         "target": target,
         "instructions_per_inference": res.instructions_per_inference,
@@ -271,7 +295,7 @@ def _run_codegen_backend(qg, backend: str, xq: np.ndarray) -> tuple[np.ndarray, 
                              "dtmm_model_invoke (not cycles)",
         "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
         "arena_bytes": res.arena_bytes, "arena_lower_bound_bytes": res.arena_peak_live,
-        "const_bytes": res.const_bytes, "seconds": round(time.time() - t0, 2),
+        "const_bytes": res.const_bytes, "seconds": round(time.time() - t0, 2), **prof,
     }
 
 

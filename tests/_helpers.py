@@ -1,8 +1,19 @@
 """Helpers shared by several test files (imported as a plain module; pytest puts tests/ on sys.path)."""
+import shutil
+
 import numpy as np
+import pytest
 import torch.nn as nn
 
 from dtmm.zoo import trained_like_batchnorm
+
+
+_QEMU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size", "qemu-system-arm")
+#: Skip marker for tests that build Cortex-M firmware and run it under QEMU.
+needs_qemu = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in _QEMU_TOOLS),
+    reason="needs arm-none-eabi-gcc and qemu-system-arm (apt-get install qemu-system-arm "
+           "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
 
 
 def realistic_bn(model: nn.Module, seed: int) -> nn.Module:

@@ -16,6 +16,7 @@ from dtmm.codegen.platform import toolchain_available
 from dtmm.codegen.plan import plan_model
 from dtmm.errors import FormatError, GraphError, ModelFileError
 from dtmm.formats import byte_count, estimate_bytes, pattern
+from dtmm.formats.footprint import graph_bytes, meta_bytes
 from dtmm.graph.capture import capture
 from dtmm.graph.compressed import compress_graph, densify
 from dtmm.quant.quantize import quantize_graph, quantize_input
@@ -55,7 +56,8 @@ def test_custom_library_end_to_end_bit_exact():
         assert np.array_equal(densify(op).weight, dense.weight)          # kept weights unchanged
         assert int(op.fmt.pid.max()) >= 1                                # several patterns used
         bc = byte_count(op.fmt)
-        assert bc.meta == 10 + 2 * len(LIB)
+        assert bc.meta == meta_bytes("pattern", n_patterns=len(LIB))     # the layer's own table
+        assert bc.meta - meta_bytes("pattern", n_patterns=8) == 4 * (len(LIB) - 8)
         assert bc == estimate_bytes("pattern", op.weight_shape, kept=op.fmt.n_kernels,
                                     n_patterns=len(LIB))
     x = sg.random_input(6, seed=1)
@@ -71,6 +73,7 @@ def test_custom_library_end_to_end_bit_exact():
     assert_bytes_equal(run_reference(rg, x), want, "reference after .tflite round trip")
     # C: the plan's pattern table is the layer's library; host builds on every ISA path agree
     plan = plan_model(cg, "host")
+    assert plan.const_bytes == graph_bytes(cg, pointer_bytes=8).total    # one byte model
     consts = {c.cname: c.data for c in plan.consts}
     for step in plan.steps:
         assert step.call.n_patterns == len(LIB)

@@ -18,15 +18,14 @@ Liveness, over op positions ``0 .. len(ops) - 1`` in graph order:
   the reshaped order): both share one buffer, whose lifetime is the union;
 * op ``i``'s scratch lives at position ``i`` only.
 
-Scratch sizes are asked of the kernels themselves (:func:`scratch_bytes`): their
-``*_get_buffer_size`` functions, compiled once for the ISA path the target uses
-(:func:`isa_path`) in a cached host build, called through ctypes and memoized; so
-they can never drift from the C code. The generated model re-checks them against
-its own build at start-up (``dtmm_model_check()``).
+Scratch sizes come from :mod:`dtmm.codegen.scratch` (:func:`scratch_bytes`): the
+Python twin of each kernel's ``*_get_buffer_size``, for the ISA path the target
+compiles (:func:`isa_path`) and the target's pointer width, tested equal to the C
+functions on every path (host and Cortex-M under QEMU). The generated model re-checks
+them against its own build at start-up (``dtmm_model_check()``).
 
-Apart from that one cached build (the first time an ISA path is asked for), planning
-is pure arithmetic on the graph: ~0.3 ms for a zoo model, cheap enough for a
-scheduler to call thousands of times.
+Planning is pure arithmetic on the graph (no compiler, no I/O): ~0.3 ms for a zoo
+model.
 
 Example:
     >>> from dtmm.runtime.synth import SynthGraph
@@ -41,12 +40,8 @@ Example:
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 from dataclasses import dataclass, field
 from typing import Mapping
-
-import numpy as np
 
 from dtmm.errors import BuildError
 from dtmm.graph.ir import Conv2D, Graph, Reshape
@@ -85,76 +80,36 @@ def isa_path(target: str, simd: str = "auto") -> str:
     return "scalar"
 
 
-_EMULATE = {"scalar": (), "dsp": ("DTMM_EMULATE_DSP",), "mve": ("DTMM_EMULATE_MVE",)}
+def scratch_bytes(op, graph: Graph, isa: str, pointer_bytes: int = 4) -> int:
+    """Kernel scratch bytes of ``op`` on ISA path ``isa`` with ``pointer_bytes``-wide pointers.
 
-
-@functools.lru_cache(maxsize=None)
-def _driver(isa: str):
-    """The kernels built for the host on ISA path ``isa`` (emulated intrinsics), cached."""
-    from dtmm.runtime.kernels_host import load_kernels
-
-    lib = load_kernels(_EMULATE[isa]).lib
-    return lib.dtmm_driver_scratch_size
-
-
-@functools.lru_cache(maxsize=4096)
-def _query(isa: str, op_code: int, ints: tuple[int, ...]) -> int:
-    ints32 = (ctypes.c_int32 * 32)(*ints)
-    n = int(_driver(isa)(op_code, ctypes.cast(ints32, ctypes.c_void_p)))
-    if n < 0:
-        raise BuildError(f"the kernel driver does not know op code {op_code}")
-    return n
-
-
-def _dims4(shape) -> list[int]:
-    s = [int(v) for v in shape]
-    return [1] + s if len(s) == 3 else s
-
-
-def scratch_bytes(op, graph: Graph, isa: str) -> int:
-    """Kernel scratch bytes of ``op`` on ISA path ``isa``, asked of the kernel itself.
-
-    The kernels' ``*_get_buffer_size`` functions are called (through the kernel driver,
-    ``dtmm_driver_scratch_size``) in a host build of ``dtmm/csrc`` compiled for that ISA
-    path (``-DDTMM_EMULATE_MVE`` / ``-DDTMM_EMULATE_DSP``: the same ``#if DTMM_USE_*``
-    branch the Cortex-M build compiles). The build is made once and cached by content
-    hash; answers are memoized, so repeated planning does no I/O.
+    Computed by the formulas of :mod:`dtmm.codegen.scratch` (the Python twin of each
+    kernel's ``*_get_buffer_size``, tested equal to it on every ISA path and pointer
+    width); no compiler is involved.
 
     >>> from dtmm.runtime.synth import SynthGraph
     >>> sg = SynthGraph((8, 8, 4), seed=0); _ = sg.conv(8, 3, pads="same"); g = sg.finish()
     >>> scratch_bytes(g.ops[0], g, "dsp"), scratch_bytes(g.ops[0], g, "scalar")
     (144, 0)
     """
-    from dtmm.runtime import kernels_host as K
+    from dtmm.codegen import scratch as S
 
     if isa not in ISA_PATHS:
         raise BuildError(f"isa must be one of {ISA_PATHS}, got {isa!r}")
     if isinstance(op, Conv2D):
-        x = _dims4(graph.tensors[op.inputs[0]].shape)
-        ints = x + [int(d) for d in op.weight.shape]
-        return _query(isa, K.OP_CONV, tuple(ints + [0] * (32 - len(ints))))
+        o, kh, kw, cin = (int(d) for d in op.weight.shape)
+        return S.conv_scratch(isa, k=kh * kw * cin, c_out=o)
     if getattr(op, "kind", "") == "compressed_conv2d":
         cout, kh, kw, cin = op.weight_shape
-        x = _dims4(graph.tensors[op.inputs[0]].shape)
-        y = _dims4(graph.tensors[op.output].shape)
-        cp = [0] * 10
+        h, w = (int(d) for d in graph.tensors[op.inputs[0]].shape[:2])
         name = op.format_name
         if name == "fwcs":
-            f = op.fmt
-            bits = [np.asarray(f.cptr).dtype.itemsize * 8, np.asarray(f.fidx).dtype.itemsize * 8]
-            ints = x + y + cp + [int(f.size), kh, kw, cout] + bits
-            return _query(isa, K.OP_CONV_FWCS, tuple(ints + [0] * (32 - len(ints))))
+            return S.fwcs_scratch(isa, pointer_bytes, kh=kh, kw=kw, c_out=cout, size=int(op.fmt.size))
         if name == "csr":
-            f = op.fmt
-            bits = [np.asarray(f.col).dtype.itemsize * 8, np.asarray(f.rowptr).dtype.itemsize * 8]
-            ints = x + y + cp + [kh, kw, cin, cout] + bits
-            return _query(isa, K.OP_CONV_CSR, tuple(ints + [0] * (32 - len(ints))))
+            return S.csr_scratch(in_h=h, in_w=w, c_in=cin, kh=kh, kw=kw, c_out=cout)
         if name == "pattern":
-            f = op.fmt
-            bits = [np.asarray(f.kptr).dtype.itemsize * 8, np.asarray(f.kidx).dtype.itemsize * 8]
-            n_pat = len(f.library)                          # the layer's own library
-            ints = x + y + cp + [n_pat, cin, cout] + bits
-            return _query(isa, K.OP_CONV_PATTERN, tuple(ints + [0] * (32 - len(ints))))
+            return S.pattern_scratch(in_h=h, in_w=w, c_in=cin, c_out=cout,
+                                     n_patterns=len(op.fmt.library))   # the layer's own
         raise BuildError(f"op {op.name!r}: unknown compressed format {name!r}")
     return 0                                            # depthwise, FC, pools, add, softmax, ...
 
@@ -296,10 +251,13 @@ def plan_arena(graph: Graph, target: str = "host", *, simd: str = "auto",
         isa = isa_path(target, simd)
     elif isa not in ISA_PATHS:
         raise BuildError(f"isa must be one of {ISA_PATHS}, got {isa!r}")
+    from dtmm.codegen.platform import get_target
+
+    pointer_bytes = get_target(target).pointer_bytes
     buffers = liveness(graph)
     scratch: dict[str, int] = {}
     for i, op in enumerate(graph.ops):
-        s = scratch_bytes(op, graph, isa)
+        s = scratch_bytes(op, graph, isa, pointer_bytes)
         if s:
             scratch[op.name] = s
             buffers.append(Buffer(f"{op.name}/scratch", s, i, i, (), op.name))

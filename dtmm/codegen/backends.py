@@ -195,6 +195,14 @@ class Firmware:
     project: Path
     artifact: object
     harness_ram_bytes: int
+    profile: bool = False
+
+    @property
+    def profiled_steps(self) -> tuple[int, ...]:
+        """Indices of the plan's steps that run code (one profile region each, in order)."""
+        from dtmm.codegen.plan import AliasCall
+
+        return tuple(s.index for s in self.plan.steps if not isinstance(s.call, AliasCall))
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,10 @@ class TargetResult:
     """Outputs and measurements of a model run on an emulated Cortex-M.
 
     ``instructions``: executed instructions of each ``dtmm_model_invoke`` (one per
-    image; QEMU counts instructions, not cycles). ``flash_bytes`` / ``ram_bytes``: the
+    image; QEMU counts instructions, not cycles); for a profiling firmware
+    (``build_firmware(..., profile=True)``) the sum of its ops' counts instead, and
+    ``op_instructions`` holds, per image, one count per step of the plan (0 for a
+    reshape, which runs no code). ``flash_bytes`` / ``ram_bytes``: the
     linked firmware (code + constants + startup/libc; .data + .bss including the
     arena, without the harness buffers and without the reserved stack).
     """
@@ -215,6 +226,7 @@ class TargetResult:
     arena_bytes: int
     arena_peak_live: int
     const_bytes: int
+    op_instructions: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def instructions_per_inference(self) -> int:
@@ -233,10 +245,12 @@ def _symbol_sizes(elf: Path, names: tuple[str, ...]) -> int:
 
 
 def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
-                   stack_bytes: int = 16 * 1024) -> Firmware:
+                   stack_bytes: int = 16 * 1024, profile: bool = False) -> Firmware:
     """Generate and build (cached) the QEMU firmware of ``graph`` for a Cortex-M ``target``.
 
     ``target`` is a platform target name or a :class:`~dtmm.codegen.platform.Target`.
+    ``profile``: build with ``-DDTMM_PROFILE`` so that each op's kernel call is counted
+    on its own (:attr:`TargetResult.op_instructions`).
     Raises :class:`~dtmm.codegen.platform.RegionOverflowError` when it does not fit.
     """
     from dtmm.codegen.platform import build, get_target
@@ -248,9 +262,10 @@ def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
     proj = cached_project(plan)
     srcs = ([proj / "main.c", proj / "model.c"]
             + [proj / "kernels" / s for s in plan.kernel_sources])
-    art = build(t, srcs, include_dirs=[proj, proj / "kernels"], simd=simd, stack_bytes=stack_bytes)
+    art = build(t, srcs, include_dirs=[proj, proj / "kernels"], simd=simd, stack_bytes=stack_bytes,
+                defines={"DTMM_PROFILE": 1} if profile else None)
     harness = _symbol_sizes(art.path, ("harness_in", "harness_out"))
-    return Firmware(plan, proj, art, harness)
+    return Firmware(plan, proj, art, harness, bool(profile))
 
 
 def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
@@ -262,6 +277,9 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
     n = x.shape[0]
     outs = np.zeros((n,) + tuple(plan.output.shape), np.int8)
     counts: list[int] = []
+    per_op: list[tuple[int, ...]] = []
+    coded = fw.profiled_steps if fw.profile else ()
+    regions = len(coded) if fw.profile else 1
     step = render.HARNESS_MAX_IMAGES
     for i0 in range(0, max(n, 1), step):
         chunk = x[i0:i0 + step]
@@ -276,13 +294,22 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
             if data is None or len(data) != plan.output.nbytes:
                 raise BuildError(f"model firmware on {plan.target}: output y{j} missing or short")
             outs[i0 + j] = np.frombuffer(data, np.int8).reshape(plan.output.shape)
-        if len(res.instructions or []) != max(len(chunk), 1):
-            raise BuildError(f"model firmware on {plan.target}: {len(res.instructions or [])} "
-                             f"instruction counts for {len(chunk)} images")
-        counts.extend(res.instructions[:len(chunk)] if len(chunk) else res.instructions)
+        ins = list(res.instructions or [])
+        if len(ins) != max(len(chunk), 1) * regions:
+            raise BuildError(f"model firmware on {plan.target}: {len(ins)} instruction counts "
+                             f"for {len(chunk)} images ({regions} per image)")
+        for j in range(max(len(chunk), 1)):
+            got_j = ins[j * regions:(j + 1) * regions]
+            if fw.profile:
+                row = [0] * len(plan.steps)
+                for k, c in zip(coded, got_j):
+                    row[k] = int(c)
+                per_op.append(tuple(row))
+            counts.append(int(sum(got_j)))
     flash, ram = size(fw.artifact)
     return TargetResult(plan.target, outs, counts, flash, ram - fw.harness_ram_bytes,
-                        plan.arena.size, plan.arena.peak_live, plan.const_bytes)
+                        plan.arena.size, plan.arena.peak_live, plan.const_bytes,
+                        tuple(per_op) if fw.profile else None)
 
 
 def _explain(plan: ModelPlan, line: str) -> str:

@@ -54,7 +54,7 @@ def render_const(c: P.ConstArray, per_line: int = 24) -> str:
 
     >>> import numpy as np
     >>> print(render_const(P.ConstArray("w", np.array([1, -2, 3], np.int8))))
-    static const int8_t w[3] __attribute__((aligned(16))) = {
+    static const int8_t w[3] __attribute__((aligned(16), used)) = {
         1, -2, 3,
     };
     """
@@ -67,7 +67,8 @@ def render_const(c: P.ConstArray, per_line: int = 24) -> str:
         items = list(map(str, vals))
     if not items:
         items = ["0"]
-    attrs = "__attribute__((aligned(16)))" + (" DTMM_LARGE_CONST" if c.large else "")
+    # used: kept even where the compiler folds every read (the byte model counts it)
+    attrs = "__attribute__((aligned(16), used))" + (" DTMM_LARGE_CONST" if c.large else "")
     body = ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
     return (f"static const {ctype} {c.cname}[{max(1, c.data.size)}] {attrs} = {{\n"
             f"    {body},\n}};")
@@ -157,8 +158,6 @@ def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
                    f"{c.beta_left_shift}, {c.diff_min}, {_arena(c.y)})", None)
     if isinstance(c, P.ConcatCall):
         ins = ", ".join(_arena(t) for t in c.xs)
-        d.append(f"static const int32_t {cid}_chans[{len(c.xs)}] = "
-                 f"{{{', '.join(map(str, c.channels))}}};")
         return (d, f"concat_s8({_arena(c.y)}, {c.pixels}, {len(c.xs)}, "
                    f"(const int8_t *const[]){{{ins}}}, {cid}_chans)", None)
     if isinstance(c, P.AliasCall):
@@ -262,7 +261,9 @@ def render_model_c(plan: P.ModelPlan) -> str:
         if call is None:
             body.append("    /* reshape: the output aliases the input, no code */")
         else:
+            body.append("    DTMM_PROF_BEGIN();")
             body.append(f"    rc = {call};")
+            body.append("    DTMM_PROF_END();")
             body.append(f"    if (rc != DTMM_OK) {{ dtmm_model_failed_op = {s.index}; return rc; }}")
         if check is not None:
             checks.append(f"    if ({check} > {s.scratch_bytes}) return {s.index + 1};"
@@ -297,6 +298,19 @@ def render_model_c(plan: P.ModelPlan) -> str:
 #  ifndef DTMM_LARGE_BSS
 #    define DTMM_LARGE_BSS
 #  endif
+#endif
+
+/* Per-op profiling (-DDTMM_PROFILE, Cortex-M under QEMU): each kernel call is one
+ * dtmm_bench_start / dtmm_bench_stop region, so the counting plugin reports the
+ * executed instructions of every op (``dtmm verify --profile``). */
+#ifdef DTMM_PROFILE
+void dtmm_bench_start(void);
+void dtmm_bench_stop(void);
+#  define DTMM_PROF_BEGIN() dtmm_bench_start()
+#  define DTMM_PROF_END() dtmm_bench_stop()
+#else
+#  define DTMM_PROF_BEGIN() ((void)0)
+#  define DTMM_PROF_END() ((void)0)
 #endif
 
 /* ------------------------------------------------------------------ constants */
@@ -389,9 +403,13 @@ int main(void)
     for (size_t i = 0; i < n; i++) {{
         char name[16];
         image_name(name, (unsigned)i);
-        dtmm_bench_start();
+#ifndef DTMM_PROFILE
+        dtmm_bench_start(); /* with DTMM_PROFILE, model.c marks each op instead */
+#endif
         const int rc = dtmm_model_invoke(harness_in + i * DTMM_MODEL_INPUT_BYTES, harness_out);
+#ifndef DTMM_PROFILE
         dtmm_bench_stop();
+#endif
         if (rc != 0) {{
             printf("DTMM_MODEL_ERROR image %u op %d status %d\\n", (unsigned)i,
                    (int)dtmm_model_failed_op, rc);

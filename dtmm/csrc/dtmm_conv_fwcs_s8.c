@@ -70,7 +70,9 @@ int32_t dtmm_conv_fwcs_s8_config(const char **isa)
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
-    int32_t n = 64 * w->kh * w->kw + 8 + 4 * w->c_out + ((w->size + 3) & ~3);
+    /* the block's pointer table: KH*KW x R pointers (8 bytes of slack align it to 8) */
+    int32_t n = (int32_t)sizeof(const int8_t *) * FWCS_R * w->kh * w->kw + 8 + 4 * w->c_out
+                + ((w->size + 3) & ~3);
 #if DTMM_USE_DSP
     /* int16 copies of the block's input windows (R x KH*KW runs) and of the in_zp run */
     n += ((2 * w->size * (FWCS_R * w->kh * w->kw + 1)) + 3) & ~3;

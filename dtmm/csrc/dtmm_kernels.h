@@ -113,9 +113,9 @@ typedef struct {
  * tap in the padding reads a run of in_zp values; so the result equals the
  * convention above.  The per-filter sums of kept weights are computed by the kernel
  * itself into scratch at each call (nothing to precompute).
- * Scratch (bytes): 64 * KH * KW + 8 + 4 * C_out + align4(C_in): one int32 offset per
- * filter, a run of C_in in_zp values, and a KH*KW x R table of input pointers rebuilt
- * per block of R pixels (R <= 8 pointers of <= 8 bytes, + alignment); the DSP path
+ * Scratch (bytes): sizeof(void *) * R * KH * KW + 8 + 4 * C_out + align4(C_in): one
+ * int32 offset per filter, a run of C_in in_zp values, and a KH*KW x R table of input
+ * pointers rebuilt per block of R pixels (+ 8 bytes to align it); the DSP path
  * adds align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
  * (used when the layer keeps >= 4 * KH * KW filterlets).
  * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, and each cptr entry

@@ -38,9 +38,9 @@ Arrays:
     filter ``o``'s kernels. Width: the smallest holding the number of kept kernels.
 
 Bytes: weights = ``len(values)``; index = ``pid + kidx + kptr`` nbytes; quant as
-every format; meta = header (10) + the layer's pattern library as uint16 bitmasks of the
-9 positions (:data:`LIBRARY_BYTES_PER_PATTERN` = 2 per pattern: 16 for the default 8),
-counted in every layer (:func:`meta_bytes`).
+every format; meta = the layer's C structs + the pattern table the kernel reads (the
+layer's own library: ``n_patterns`` x 4 uint8 positions, :mod:`.footprint`), counted in
+every layer.
 
 Example:
     >>> import numpy as np
@@ -58,10 +58,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmm.errors import FormatError
-from dtmm.formats.common import (HEADER_BYTES, INDEX_DTYPES, POINTER_DTYPES, ByteCount,
+from dtmm.formats.common import (INDEX_DTYPES, POINTER_DTYPES, ByteCount,
                                  bad_value, check_array, check_pointer, check_shape,
                                  check_sorted_within_rows, element_mask, index_dtype,
                                  index_itemsize, quant_bytes, weight_int8)
+from dtmm.formats.footprint import POINTER_BYTES, meta_bytes
 
 FORMAT = "pattern"
 PATTERNS: tuple[tuple[int, int, int, int], ...] = (
@@ -73,21 +74,6 @@ KEPT_PER_KERNEL = 4
 """Weights every kept kernel stores (the size of every library pattern)."""
 MAX_PATTERNS = 256
 """Most patterns a library may hold (``pid`` is uint8)."""
-LIBRARY_BYTES_PER_PATTERN = 2
-"""Bytes of one library entry in the byte model: a uint16 bitmask of the 9 positions."""
-
-
-def meta_bytes(n_patterns: int = len(PATTERNS)) -> int:
-    """Meta bytes of a pattern layer whose library holds ``n_patterns`` patterns.
-
-    >>> meta_bytes(), meta_bytes(3)
-    (26, 16)
-    """
-    return HEADER_BYTES + LIBRARY_BYTES_PER_PATTERN * int(n_patterns)
-
-
-META_BYTES = meta_bytes()
-"""Meta bytes with the default library :data:`PATTERNS`."""
 
 Library = tuple[tuple[int, int, int, int], ...]
 
@@ -350,13 +336,14 @@ def decode(fmt: Pattern) -> np.ndarray:
 
 
 def bytes_from_counts(shape, n_kernels: int, *, name: str = "layer",
-                      n_patterns: int = len(PATTERNS)) -> ByteCount:
+                      pointer_bytes: int = POINTER_BYTES, n_patterns: int = len(PATTERNS)
+                      ) -> ByteCount:
     """Exact :func:`byte_count` from shape, kept kernels and library size (no arrays).
 
     >>> bytes_from_counts((32, 3, 3, 16), 115).as_dict()
-    {'weights': 460, 'index': 263, 'quant': 298, 'meta': 26, 'total': 1047}
-    >>> bytes_from_counts((32, 3, 3, 16), 115, n_patterns=12).meta
-    34
+    {'weights': 460, 'index': 263, 'quant': 384, 'meta': 152, 'total': 1259}
+    >>> bytes_from_counts((32, 3, 3, 16), 115, n_patterns=12).meta     # 4 more patterns
+    168
     """
     if not 1 <= int(n_patterns) <= MAX_PATTERNS:
         raise FormatError(f"{FORMAT} {name!r}: a library holds 1..{MAX_PATTERNS} patterns, "
@@ -370,11 +357,12 @@ def bytes_from_counts(shape, n_kernels: int, *, name: str = "layer",
     index = (n * (1 + index_itemsize(c_in - 1, layer=name, array="kidx"))
              + (c_out + 1) * index_itemsize(n, layer=name, array="kptr", wide_ok=True))
     return ByteCount(weights=KEPT_PER_KERNEL * n, index=index, quant=quant_bytes(c_out),
-                     meta=meta_bytes(n_patterns))
+                     meta=meta_bytes(FORMAT, pointer_bytes, n_patterns=int(n_patterns)))
 
 
-def byte_count(fmt: Pattern) -> ByteCount:
+def byte_count(fmt: Pattern, pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of an encoded layer (does not verify)."""
     return ByteCount(weights=int(fmt.values.nbytes),
                      index=int(fmt.pid.nbytes + fmt.kidx.nbytes + fmt.kptr.nbytes),
-                     quant=quant_bytes(fmt.shape[0]), meta=meta_bytes(len(fmt.library)))
+                     quant=quant_bytes(fmt.shape[0]),
+                     meta=meta_bytes(FORMAT, pointer_bytes, n_patterns=len(fmt.library)))

@@ -91,6 +91,7 @@ def conv_output_hw(h: int, w: int, kh: int, kw: int, stride: Sequence[int],
 _NINTS = 32
 OP_CONV, OP_CONV_FWCS, OP_CONV_CSR, OP_CONV_PATTERN, OP_DEPTHWISE, OP_FC = 1, 2, 3, 4, 5, 6
 OP_MAX_POOL, OP_AVG_POOL, OP_ADD, OP_REQUANT, OP_FWCS_CONFIG = 7, 8, 9, 10, 11
+OP_SCRATCH_SIZE = 12
 _ISA_NAMES = {0: "scalar", 1: "dsp", 2: "mve"}
 DRIVER_DIR = CSRC_DIR / "driver"
 
@@ -237,6 +238,13 @@ class KernelFrontEnd:
         return self._run("dtmm_conv_s8", OP_CONV, ints, [x, w, bias, mult, shift], oshape)
 
     # -- FWCS conv
+    def scratch_size(self, op: int, ints) -> int:
+        """The scratch bytes this build's kernel asks for (its ``*_get_buffer_size``), for the
+        driver op ``op`` with the driver's ``ints`` layout (see dtmm_kernel_driver.c)."""
+        ints = [int(v) for v in ints]
+        return int(self._run("scratch_size", OP_SCRATCH_SIZE, [int(op)] + ints, [], (1,),
+                             np.int32)[0])
+
     def fwcs_config(self) -> tuple[int, str]:
         """(reuse factor R, ISA path) compiled into this build's FWCS kernel."""
         r, isa = self._run("dtmm_conv_fwcs_s8_config", OP_FWCS_CONFIG, [], [], (2,), np.int32)
@@ -444,23 +452,49 @@ class TargetKernels(KernelFrontEnd):
         self.last_instructions: int | None = None
 
     def _invoke(self, op, ints, blobs, out_shape, out_dtype=np.int8):
+        (status, out), = self._invoke_many([(op, ints, blobs, out_shape, out_dtype)])
+        self.last_instructions = self.last_batch_instructions[0]
+        return status, out
+
+    def _invoke_many(self, calls) -> list[tuple[int, np.ndarray]]:
+        """Several driver calls ``(op, ints, blobs, out_shape, out_dtype)`` in one firmware
+        run; sets ``last_batch_instructions`` (one executed-instruction count per call)."""
         from dtmm.codegen.platform import parse_hex, run
 
-        out_bytes = int(np.prod(out_shape, dtype=np.int64)) * np.dtype(out_dtype).itemsize
-        parts = [np.array([0x4B4D5444, 1, op, out_bytes, *ints, len(blobs)], np.int64)
-                 .astype(np.uint32).tobytes()]
-        for b in blobs:
-            raw = b"" if b is None else b.tobytes()
-            parts.append(np.uint32(len(raw)).tobytes() + raw + b"\0" * (-len(raw) % 16))
+        parts = [np.array([0x4B4D5444, len(calls)], np.int64).astype(np.uint32).tobytes()]
+        sizes = []
+        for op, ints, blobs, out_shape, out_dtype in calls:
+            out_bytes = int(np.prod(out_shape, dtype=np.int64)) * np.dtype(out_dtype).itemsize
+            sizes.append(out_bytes)
+            parts.append(np.array([op, out_bytes, *ints, len(blobs)], np.int64)
+                         .astype(np.uint32).tobytes())
+            for b in blobs:
+                raw = b"" if b is None else b.tobytes()
+                parts.append(np.uint32(len(raw)).tobytes() + raw + b"\0" * (-len(raw) % 16))
         res = run(self.artifact, input_bytes=b"".join(parts), timeout_s=120)
         if res.exit_code != 0:
             raise KernelError(f"kernel firmware on {self.target} exited with {res.exit_code}:\n"
                               f"{res.stdout[-2000:]}")
-        status = int(parse_hex(res.stdout, "s0", np.int32)[0])
-        out = parse_hex(res.stdout, "o0", out_dtype).reshape(out_shape) if out_bytes else \
-            np.zeros(out_shape, out_dtype)
-        self.last_instructions = res.instructions[0] if res.instructions else None
-        return status, out
+        outs = []
+        for i, ((_, _, _, out_shape, out_dtype), nb) in enumerate(zip(calls, sizes)):
+            status = int(parse_hex(res.stdout, f"s{i}", np.int32)[0])
+            out = (parse_hex(res.stdout, f"o{i}", out_dtype).reshape(out_shape) if nb
+                   else np.zeros(out_shape, out_dtype))
+            outs.append((status, out))
+        self.last_batch_instructions = list(res.instructions or [None] * len(calls))
+        return outs
+
+    def scratch_sizes(self, queries) -> list[int]:
+        """:meth:`scratch_size` of many ``(op, ints)`` queries in one firmware run."""
+        calls = []
+        for op, ints in queries:
+            iv = [int(op)] + [int(v) for v in ints]
+            calls.append((OP_SCRATCH_SIZE, iv + [0] * (_NINTS - len(iv)), [], (1,), np.int32))
+        res = self._invoke_many(calls)
+        bad = [st for st, _ in res if st != 0]
+        if bad:
+            raise KernelError(f"scratch_size returned status {bad[0]}")
+        return [int(out[0]) for _, out in res]
 
 
 @functools.lru_cache(maxsize=None)

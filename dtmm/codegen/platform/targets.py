@@ -72,6 +72,15 @@ class Target:
     notes: str = field(default="", compare=False)
 
     @property
+    def pointer_bytes(self) -> int:
+        """Bytes of a data pointer in code built for this target (4 on Cortex-M)."""
+        if self.is_host:
+            import ctypes
+
+            return ctypes.sizeof(ctypes.c_void_p)
+        return 4
+
+    @property
     def is_host(self) -> bool:
         return self.kind == "host"
 

@@ -17,6 +17,7 @@
  *   ADD        add params (12), size                   blobs a, b
  *   REQUANT    size                                    blobs acc, mult, shift (out int32)
  *   FWCS_CONFIG (none)                                 out int32 {R, isa: 0 scalar 1 dsp 2 mve}
+ *   SCRATCH_SIZE op, then that op's ints              out int32: its scratch size here
  */
 #include "dtmm_kernel_driver.h"
 
@@ -121,6 +122,7 @@ int32_t dtmm_driver_scratch_size(int32_t op, const int32_t *ints)
     }
     case DTMM_OP_DEPTHWISE: case DTMM_OP_FC: case DTMM_OP_MAX_POOL:
     case DTMM_OP_AVG_POOL: case DTMM_OP_ADD: case DTMM_OP_REQUANT: case DTMM_OP_FWCS_CONFIG:
+    case DTMM_OP_SCRATCH_SIZE:
         return 0;
     default:
         return -1;
@@ -225,6 +227,11 @@ int32_t dtmm_driver_call(int32_t op, const int32_t *ints, const void *const *b, 
         r[0] = dtmm_conv_fwcs_s8_config(&isa);
         r[1] = isa[0] == 'm' ? 2 : isa[0] == 'd' ? 1 : 0;
         memcpy(out, r, sizeof r);
+        return DTMM_OK;
+    }
+    case DTMM_OP_SCRATCH_SIZE: { /* this build's answer, e.g. on a 32-bit target */
+        const int32_t n = dtmm_driver_scratch_size(a[0], a + 1);
+        memcpy(out, &n, sizeof n);
         return DTMM_OK;
     }
     default:
