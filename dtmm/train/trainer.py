@@ -26,6 +26,7 @@ from torch import nn
 
 from dtmm.data.dataset import Dataset, iterate_batches
 from dtmm.errors import DataError, DtmmError
+from dtmm.train.task import CLASSIFICATION, Task
 
 __all__ = ["train", "evaluate", "TrainResult", "EpochStats", "TrainError", "cosine_lr"]
 
@@ -40,6 +41,8 @@ class EpochStats:
 
     ``train_loss`` / ``train_acc`` are averaged over the epoch's batches while
     training (train-mode BN, augmented inputs), not a separate evaluation pass.
+    ``*_acc`` is the task's metric (:mod:`dtmm.train.task`): accuracy for
+    classification, AP@0.5 (validation) for detection.
     """
 
     epoch: int
@@ -132,8 +135,9 @@ def train(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = True,
     callback: Callable[[int, nn.Module], None] | None = None,
+    task: "Task | None" = None,
 ) -> TrainResult:
-    """Train ``model`` in place with cross-entropy and a per-step cosine LR schedule.
+    """Train ``model`` in place with the task's loss and a per-step cosine LR schedule.
 
     * ``optimizer``: ``"sgd"`` (Nesterov momentum ``momentum``), ``"adam"`` or
       ``"adamw"``; ``weight_decay`` applies to all parameters.
@@ -146,6 +150,10 @@ def train(
       :mod:`dtmm.train.augment`); off by default.
     * ``callback(step, model)`` runs after every optimizer step (``step``
       counts from 1) — the hook for keeping pruning masks applied.
+    * ``task`` (:mod:`dtmm.train.task`): what is learnt; default
+      classification (cross-entropy, ``train_acc`` / ``val_acc`` are accuracies).
+      :class:`dtmm.detect.DetectionTask` trains a detector on a
+      :class:`~dtmm.data.DetectionDataset` (``val_acc`` is then its AP@0.5).
     * A tqdm bar is shown when ``progress`` is true and stderr is a terminal.
 
     A final batch of a single image is skipped (BatchNorm cannot train on it).
@@ -162,6 +170,11 @@ def train(
         >>> res.steps, len(res.history)
         (2, 1)
     """
+    task = CLASSIFICATION if task is None else task
+    task.check(train_ds)
+    if augment is not None and not task.image_augment:
+        raise TrainError(f"augment= transforms images only, which breaks the targets of the "
+                         f"{task.name} task; it augments inside its batches instead")
     if len(train_ds) == 0:
         raise DataError(f"training set {train_ds.name!r} is empty")
     if epochs < 0:
@@ -199,8 +212,9 @@ def train(
                 loss_sum = 0.0
                 correct = 0
                 seen = 0
-                for xb, yb in iterate_batches(train_ds, batch_size, shuffle=True,
-                                              seed=_epoch_seed(seed, epoch)):
+                counted = 0
+                for xb, yb in task.batches(train_ds, batch_size, shuffle=True,
+                                           seed=_epoch_seed(seed, epoch)):
                     if xb.shape[0] < 2:
                         continue
                     if augment is not None:
@@ -211,7 +225,7 @@ def train(
                     for g in opt.param_groups:
                         g["lr"] = cur_lr
                     logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
+                    loss = task.loss(logits, yb)
                     if not torch.isfinite(loss):
                         raise TrainError(
                             f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
@@ -225,17 +239,20 @@ def train(
                         callback(step, model)
                     k = xb.shape[0]
                     loss_sum += loss.item() * k
-                    correct += int((logits.detach().argmax(1) == yb).sum())
+                    num, den = task.batch_metric(logits, yb)
+                    correct += num
                     seen += k
+                    counted += den
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
                 val_loss = val_acc = None
                 if val_ds is not None and len(val_ds) > 0:
-                    val_acc, val_loss = evaluate(model, val_ds, batch_size=max(batch_size, 256))
+                    val_acc, val_loss = evaluate(model, val_ds, batch_size=max(batch_size, 256),
+                                                 task=task)
                 result.history.append(EpochStats(
                     epoch=epoch + 1,
                     train_loss=loss_sum / max(seen, 1),
-                    train_acc=correct / max(seen, 1),
+                    train_acc=correct / max(counted, 1),
                     val_loss=val_loss,
                     val_acc=val_acc,
                     lr_end=cosine_lr(lr, step, total_steps),
@@ -250,8 +267,12 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, ds: Dataset, *, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model: nn.Module, ds: Dataset, *, batch_size: int = 256,
+             task: "Task | None" = None) -> tuple[float, float]:
     """Return ``(accuracy, mean cross-entropy loss)`` of ``model`` on ``ds``.
+
+    With a ``task`` (:mod:`dtmm.train.task`): ``task.evaluate``, i.e. the task's
+    ``(metric, mean loss)`` (detection: AP@0.5 and the YOLO loss).
 
     Runs in eval mode (BN uses running statistics) and restores the model's
     previous mode afterwards.
@@ -264,6 +285,9 @@ def evaluate(model: nn.Module, ds: Dataset, *, batch_size: int = 256) -> tuple[f
         >>> 0.0 <= acc <= 1.0 and loss > 0
         True
     """
+    if task is not None and task is not CLASSIFICATION:
+        task.check(ds)
+        return task.evaluate(model, ds, batch_size=batch_size)
     if len(ds) == 0:
         raise DataError(f"cannot evaluate on empty dataset {ds.name!r}")
     device = _device_of(model)
