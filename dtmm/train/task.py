@@ -81,23 +81,10 @@ class ClassificationTask:
     def batch_metric(self, outputs, target):
         return int((outputs.detach().argmax(1) == target).sum()), int(target.shape[0])
 
-    @torch.no_grad()
     def evaluate(self, model, ds, *, batch_size: int = 256):
-        if len(ds) == 0:
-            raise DataError(f"cannot evaluate on empty dataset {ds.name!r}")
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        was_training = model.training
-        model.eval()
-        try:
-            loss_sum, correct = 0.0, 0
-            for xb, yb in iterate_batches(ds, batch_size):
-                xb, yb = xb.to(device), yb.to(device)
-                logits = model(xb)
-                loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-                correct += int((logits.argmax(1) == yb).sum())
-        finally:
-            model.train(was_training)
-        return correct / len(ds), loss_sum / len(ds)
+        from dtmm.train.trainer import evaluate       # the one classification evaluation
+
+        return evaluate(model, ds, batch_size=batch_size)
 
     def __repr__(self) -> str:
         return "ClassificationTask()"

@@ -26,7 +26,7 @@ from torch import nn
 
 from dtmm.data.dataset import Dataset, iterate_batches
 from dtmm.errors import DataError, DtmmError
-from dtmm.train.task import CLASSIFICATION, Task
+from dtmm.train.task import CLASSIFICATION, ClassificationTask, Task
 
 __all__ = ["train", "evaluate", "TrainResult", "EpochStats", "TrainError", "cosine_lr"]
 
@@ -285,7 +285,7 @@ def evaluate(model: nn.Module, ds: Dataset, *, batch_size: int = 256,
         >>> 0.0 <= acc <= 1.0 and loss > 0
         True
     """
-    if task is not None and task is not CLASSIFICATION:
+    if task is not None and not isinstance(task, ClassificationTask):
         task.check(ds)
         return task.evaluate(model, ds, batch_size=batch_size)
     if len(ds) == 0:
