@@ -100,8 +100,10 @@ def main() -> int:
         "70/30 by fold so that no test face is seen in training. AP@0.5 is PASCAL VOC "
         "all-points AP (`dtmm.detect.average_precision`), detections at score >= 0.01, NMS "
         "IoU 0.45. Int8: min/max calibration on 256 training images, AP of the NumPy integer "
-        "reference's dequantized head. Not comparable with the paper's 60.29% AP, which is "
-        "on real FDDB images.",
+        "reference's dequantized head. The test split is scored after every epoch for the "
+        "printed curve only: the model reported is the last epoch's (no selection). Train time "
+        "is wall time on this project's 2 shared cores. Not comparable with the paper's "
+        "60.29% AP, which is on real FDDB images.",
         "",
         "| images (train / test) | faces (train / test) | epochs | train time | AP@0.5 float | "
         "AP@0.5 int8 | host C vs reference |",
