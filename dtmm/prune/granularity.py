@@ -285,6 +285,12 @@ class Pattern(UnitGranularity):
     2. **Connectivity**: rank kernels by the score their kept weights hold and remove the
        lowest ``ratio`` share of kernels entirely (``num_pruned(O * I, ratio)``).
 
+    With the :func:`~dtmm.prune.importance.energy` scorer (``w^2`` per weight) stage 1
+    keeps the pattern of most L2 energy and stage 2 drops the kernels of least kept
+    energy: PatDNN's rules (:mod:`dtmm.prune.baselines`). A library of 4-position patterns
+    is what the pattern storage format holds (pass it on to
+    ``dtmm.graph.compressed.compress_graph(libraries=...)``).
+
     So ``ratio`` counts kernels, and the weight sparsity of a 3x3 layer is
     ``1 - (1 - ratio) * 4 / 9``; :meth:`ratio_for_sparsity` inverts that. Kernels that are
     not 3x3 (1x1, 5x5, ...) get connectivity pruning only (kernel score = sum of its
