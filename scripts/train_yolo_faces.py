@@ -5,8 +5,10 @@ The data are COMPOSITED (LFW face crops pasted onto non-face pictures, see
 dtmm/data/faces_det.py), not FDDB: the number is a check that detection trains and
 survives int8, not a comparison with the paper's 60.29% AP on FDDB. Split 70/30 by
 fold (the paper's FDDB split ratio; test faces never appear in training). Int8: min/max
-calibration on 256 training images, AP from the NumPy integer reference, and the host C
-model (generated code) checked byte-equal to the reference on test images.
+calibration on 256 training images, AP from the NumPy integer reference, the host C
+model (generated code) checked byte-equal to the reference on test images, and the
+Cortex-M55 firmware run under QEMU on 2 test images (byte-equal; executed instructions,
+not cycles; flash and RAM of the linked image).
 
 Writes its table into BENCHMARKS.md between its markers (unless --no-write) and prints it.
 
@@ -89,6 +91,15 @@ def main() -> int:
         c_note = f"{'byte-equal' if np.array_equal(got, yq[:k]) else 'MISMATCH'} on {k} test images"
     except Exception as e:  # noqa: BLE001 - report, do not hide: the table says what happened
         c_note = f"host C build failed: {type(e).__name__}: {e}"
+    m55 = None
+    try:
+        from dtmm.codegen.backends import build_firmware, run_firmware
+
+        r = run_firmware(build_firmware(qg, "cortex-m55"), xq[:2])
+        m55 = (bool(np.array_equal(r.outputs, yq[:2])), r.instructions_per_inference, r.flash_bytes,
+               r.ram_bytes, r.arena_bytes)
+    except Exception as e:  # noqa: BLE001 - no Arm toolchain / QEMU: say so in the table
+        m55 = f"not run: {type(e).__name__}: {e}"
     n_params = sum(p.numel() for p in net.parameters())
     lines = [
         "## Tiny YOLO on composited faces (detection)",
@@ -111,6 +122,14 @@ def main() -> int:
         f"| {len(tr)} / {len(te)} | {tr.n_boxes} / {te.n_boxes} | {args.epochs} | "
         f"{train_s / 60:.1f} min ({args.threads} threads) | {ap_float:.4f} | {ap_int8:.4f} | {c_note} |",
     ]
+    if isinstance(m55, tuple):
+        exact, ins, flash, ram, arena = m55
+        lines += ["", "Cortex-M55 (QEMU, MVE build) of the int8 model above, 2 test images:", "",
+                  "| byte-equal to reference | instructions / inference | flash B | RAM B | arena B |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| {exact} | {ins:,} | {flash:,} | {ram:,} | {arena:,} |"]
+    else:
+        lines += ["", f"Cortex-M55: {m55}"]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
