@@ -299,3 +299,25 @@ def test_loss_weights_are_used():
     out = torch.zeros(1, 10, 7, 7)
     a = float(yolo_loss(out, t, lay, LossWeights(noobj=0.0, coord=0.0)))
     assert a == pytest.approx(np.log(2.0), rel=1e-6)                 # one positive, BCE(0, 1)
+
+
+@pytest.mark.slow
+def test_full_size_tiny_yolo_on_cortex_m55_equals_reference():
+    """The paper-size model (112x112, 7x7 grid; 1.58 MB of constants in the M55's large
+    region) as firmware under QEMU: output bytes equal to the NumPy reference."""
+    from dtmm.codegen.backends import build_firmware, run_firmware
+    from dtmm.codegen.platform import toolchain_available
+    from dtmm.graph.capture import capture
+    from dtmm.quant.quantize import quantize_graph, quantize_input
+    from dtmm.runtime.reference import run_reference
+
+    if toolchain_available("cortex-m55") is not None:
+        pytest.skip(str(toolchain_available("cortex-m55")))
+    ds = load_faces_det(20)
+    net = trained_like_batchnorm(build_model("yolo", ds.input_shape, 1, seed=0), seed=1)
+    x = np.ascontiguousarray(ds.x.transpose(0, 2, 3, 1))
+    qg = quantize_graph(capture(net, ds.input_shape), [x[:16]])
+    xq = quantize_input(x[16:18], qg.tensors[qg.inputs[0]].qparams)
+    res = run_firmware(build_firmware(qg, "cortex-m55"), xq)
+    assert_bytes_equal(res.outputs, run_reference(qg, xq), "tiny YOLO 112x112 on Cortex-M55")
+    assert res.const_bytes > 1_576_000 and len(res.instructions) == 2
