@@ -296,7 +296,7 @@ class _Compress:
             pr = obj["predicted"]
             return ({"plan": obj, "summary": f"{pr['flash_bytes']:,} B flash, {pr['sram_bytes']:,} B "
                                               f"SRAM, {pr['instructions']:,} instructions predicted"},
-                    {f"plan{a}.json": json.dumps(obj, indent=1).encode()})
+                    None)
 
         plan = self.run_.step(f"plan{a}", f"plan (attempt {a})", plan_step)["plan"]
         ft = self.run_.step(f"finetune{a}", f"prune and fine-tune (attempt {a})",
@@ -362,9 +362,12 @@ class _Compress:
         from dtmm.tflite.export import to_tflite_bytes
 
         cfg = self.cfg
+        from dtmm.prune import remove_masks
+
         gm = self._finetuned(a, ft)
         calib = workflows.to_nhwc(self._calib_x())
-        g = capture(gm, tuple(self.meta.input_shape))
+        baked = remove_masks(copy.deepcopy(gm))            # pruned weights stay exactly zero
+        g = capture(baked, tuple(self.meta.input_shape))
         qg = quantize_graph(g, [calib[i:i + 64] for i in range(0, len(calib), 64)])
         cg = self._compress(g, qg, plan)
         ptq = _accuracy_int8(cg, self.te)
