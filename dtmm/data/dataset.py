@@ -119,7 +119,9 @@ def split(
     same proportion as ``ds``, and the same seed always gives the same split.
     Each split is then shuffled (with the same generator), so any prefix of it is
     a random sample of all classes even when the source is stored class by class
-    (as mnist5k is). ``val=0`` or ``test=0`` gives an empty split.
+    (as mnist5k is). ``val=0`` or ``test=0`` gives an empty split. A
+    :class:`~dtmm.data.detection.DetectionDataset` is split by whole groups instead
+    (:func:`~dtmm.data.detection.split_detection`).
 
     Example:
         >>> import numpy as np
@@ -128,6 +130,10 @@ def split(
         >>> len(tr), len(va), len(te), te.class_counts().tolist()
         (12, 4, 4, [2, 2])
     """
+    from dtmm.data.detection import DetectionDataset, split_detection
+
+    if isinstance(ds, DetectionDataset):
+        return split_detection(ds, val=val, test=test, seed=seed)
     if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
         raise InvalidArgument(f"need 0 <= val, test and val + test < 1, got val={val}, test={test}")
     rng = np.random.default_rng(seed)
