@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtmm.schedule.select import UnitScores, group_order, keep_filterlets, removed_channels
+from dtmm.schedule.select import UnitScores, group_order, removed_channels
 from dtmm.schedule.space import ScheduleError, Space
 
 __all__ = ["TableLoss", "unit_scores", "taylor_loss", "sensitivity_loss", "torch_masks",
@@ -117,6 +117,7 @@ def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
         if x is None or len(x) == 0:
             raise ScheduleError(f"{scorer} importance needs training data")
         kw = {"data": _layer_batches(x, y, batch_size, batches), "batches": batches}
+    elements = None
     if scorer == "taylor":          # one backward pass set, reduced per filterlet
         contrib = prune.taylor_contributions(net, names, **kw)
         fl = {n: np.abs(prune.FILTERLET.reduce(c, c.shape)) for n, c in contrib.items()}
@@ -124,23 +125,33 @@ def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
         # (|sum over the filter| would cancel signs and favour whole filters over the
         # same weights removed as filterlets)
         f = {n: v.reshape(mods[n].weight.shape[0], -1).sum(axis=1) for n, v in fl.items()}
+        elements = {n: np.abs(c).reshape(c.shape[0], -1) for n, c in contrib.items()}
     else:
         f = fn(net, names, "filter", **kw)
         fl = fn(net, names, "filterlet", **kw) if scorer != "chip" else prune.l2(net, names, "filterlet")
     filt = {ly.name: np.asarray(f[ly.name], np.float64) for ly in space.layers}
     flt = {ly.name: np.asarray(fl[ly.name], np.float64).reshape(ly.c_out, ly.positions)
            for ly in space.layers}
-    return UnitScores(filt, flt, scorer)
+    return UnitScores(filt, flt, scorer, elements=elements)
 
 
 # ------------------------------------------------------------------------ taylor
 
 
-def taylor_loss(space: Space, scores: UnitScores) -> TableLoss:
-    """Tables of the paper's first-order estimate from Taylor ``scores`` (see module doc)."""
+def taylor_loss(space: Space, scores: UnitScores, selection: UnitScores | None = None) -> TableLoss:
+    """Tables of the paper's first-order estimate (see the module docstring).
+
+    ``scores``: Taylor scores (:func:`unit_scores` with ``"taylor"``); ``selection``: the
+    scores that choose the units (a baseline's own ranking; default the Taylor scores
+    themselves). FWCS layers are estimated per filterlet, CSR and pattern layers per
+    weight (``|dL/dw * w|``), removed filters by the sum of their filterlets.
+    """
+    from dtmm.schedule.select import layer_mask
+
     if scores.name != "taylor":
         raise ScheduleError("taylor_loss needs Taylor scores (unit_scores(..., 'taylor'))")
-    order = group_order(space, scores)
+    sel = selection or scores
+    order = group_order(space, sel)
     nb = len(space.betas)
     groups = []
     for g in space.groups:
@@ -160,36 +171,40 @@ def taylor_loss(space: Space, scores: UnitScores) -> TableLoss:
         for bi in range(rows):
             alive = np.ones(ly.c_out, bool)
             alive[removed_channels(space, order, g.index, space.betas[bi])] = False
-            base = fl[alive].sum()
+            kept_out = int(alive.sum())
             for oi, (fmt, a) in enumerate(opts):
-                if fmt == "fwcs" and a > 0:
-                    kept = space.kept_filterlets(ly, int(alive.sum()), a)
-                    t[bi, oi] = base - fl[keep_filterlets(fl, alive, kept)].sum()
-                elif fmt in ("csr", "pattern"):
-                    raise ScheduleError(f"layer {ly.name!r}: no Taylor table for format {fmt!r} yet")
+                if fmt == "dense" or (fmt == "fwcs" and a == 0):
+                    continue
+                m = layer_mask(space, ly, fmt, a, alive, kept_out, sel)
+                if fmt == "fwcs":
+                    keep = (m.reshape(ly.c_out, ly.positions, -1).any(axis=-1) if ly.kind == "conv"
+                            else m.reshape(ly.c_out, -1)[:, ::16])
+                    t[bi, oi] = float(fl[alive[:, None] & ~keep].sum())
+                else:
+                    if scores.elements is None:
+                        raise ScheduleError("element-level Taylor scores are needed for CSR / pattern")
+                    el = scores.elements[ly.name]
+                    t[bi, oi] = float(el[alive[:, None] & ~m.reshape(ly.c_out, -1)].sum())
         layers.append(t)
-    return TableLoss("taylor", groups, layers, "taylor").bind(space)
+    return TableLoss("taylor", groups, layers, sel.name).bind(space)
 
 
 # ------------------------------------------------------------------------ sensitivity
 
 
-def torch_masks(space: Space, fl_masks: dict[str, np.ndarray], removed: dict[int, np.ndarray],
+def torch_masks(space: Space, masks: dict[str, np.ndarray], removed: dict[int, np.ndarray],
                 net) -> dict:
-    """Torch-layout (OIHW / OI) bool masks from filterlet masks (C_out, positions)."""
+    """Torch-layout (OIHW / OI) bool masks from :func:`~dtmm.schedule.select.strategy_masks`'
+    OHWI / OI keep-masks."""
     import torch
 
     mods = dict(net.named_modules())
     out = {}
     for ly in space.layers:
-        m = np.asarray(fl_masks[ly.name], bool)
+        m = np.asarray(masks[ly.name], bool)
         w = mods[ly.name].weight
-        if ly.kind == "conv":
-            kh, kw = ly.kernel
-            ohwi = np.broadcast_to(m.reshape(ly.c_out, kh, kw, 1), (ly.c_out, kh, kw, ly.c_in))
-            t = torch.from_numpy(np.array(ohwi.transpose(0, 3, 1, 2), dtype=bool, copy=True))
-        else:
-            t = torch.from_numpy(np.ascontiguousarray(np.repeat(m, 16, axis=1)[:, :ly.c_in]))
+        t = m.transpose(0, 3, 1, 2) if m.ndim == 4 else m
+        t = torch.from_numpy(np.array(t, dtype=bool, copy=True))
         if tuple(t.shape) != tuple(w.shape):
             raise ScheduleError(f"layer {ly.name!r}: mask {tuple(t.shape)} vs weight {tuple(w.shape)}")
         out[ly.name] = t

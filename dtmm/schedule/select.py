@@ -27,17 +27,29 @@ import numpy as np
 
 from dtmm.schedule.space import ScheduleError, Space
 
-__all__ = ["UnitScores", "group_order", "removed_channels", "keep_filterlets", "strategy_masks"]
+__all__ = ["UnitScores", "group_order", "removed_channels", "keep_filterlets", "strategy_masks",
+           "layer_mask"]
 
 
 @dataclass(frozen=True)
 class UnitScores:
-    """Scores per prunable layer: ``filters[name]`` (C_out,), ``filterlets[name]``
-    (C_out, positions) (conv: KH*KW in row-major order; fc: runs of 16 inputs)."""
+    """Selection scores per prunable layer (higher = more important).
+
+    ``filters[name]`` (C_out,): ranks whole filters (summed over a group's producers);
+    ``filterlets[name]`` (C_out, positions): conv KH*KW positions in row-major order, fc
+    runs of 16 inputs; for the baselines, ``elements[name]`` (C_out, KH*KW*C_in) per weight
+    in OHWI order (unstructured / CSR), ``kernels[name]`` (C_out, C_in) per 3x3 kernel after
+    its pattern and ``patterns[name]`` (C_out, C_in) the kernel's pattern in ``library``
+    (PatDNN).
+    """
 
     filters: dict[str, np.ndarray]
     filterlets: dict[str, np.ndarray]
     name: str = "l2"
+    elements: dict[str, np.ndarray] | None = None
+    kernels: dict[str, np.ndarray] | None = None
+    patterns: dict[str, np.ndarray] | None = None
+    library: tuple | None = None
 
 
 def group_order(space: Space, scores: UnitScores) -> dict[int, np.ndarray]:
@@ -89,26 +101,66 @@ def keep_filterlets(scores: np.ndarray, alive: np.ndarray, kept: int) -> np.ndar
 
 
 def strategy_masks(space: Space, strategy, scores: UnitScores):
-    """``(filterlet masks {layer: (C_out, positions) bool}, removed {group: channel ids})``
-    of a strategy (fwcs and dense layers; filters of removed channels masked out)."""
+    """``(masks, removed)`` of a strategy: per layer the keep-mask of its weights, OHWI
+    ``(C_out, KH, KW, C_in)`` for a conv, ``(O, I)`` for a fully connected layer (filters
+    of removed channels all False), and per group the removed channel ids.
+
+    Fine units by format: FWCS keeps :func:`keep_filterlets` of the filterlet scores; CSR
+    the same rule on the per-weight scores (at least one weight per filter); pattern
+    keeps the best kernels (at least one per filter), each with its pattern.
+    """
     order = group_order(space, scores)
     removed = {g.index: removed_channels(space, order, g.index, space.betas[b])
-                for g, b in zip(space.groups, strategy.betas)}
+               for g, b in zip(space.groups, strategy.betas)}
     kept_ch = [g.channels - len(removed[g.index]) for g in space.groups]
     masks = {}
     for li, ly in enumerate(space.layers):
         fmt, alpha = space.options(ly)[strategy.options[li]]
         alive = np.ones(ly.c_out, bool)
         alive[removed[ly.out_group]] = False
-        fl = np.asarray(scores.filterlets[ly.name], np.float64)
-        if fl.shape != (ly.c_out, ly.positions):
-            raise ScheduleError(f"layer {ly.name!r}: filterlet scores of shape {fl.shape}, expected "
-                                f"({ly.c_out}, {ly.positions})")
-        if fmt in ("fwcs",) and alpha > 0:
-            kept = space.kept_filterlets(ly, kept_ch[ly.out_group], alpha)
-            masks[ly.name] = keep_filterlets(fl, alive, kept)
-        elif fmt in ("dense", "fwcs"):
-            masks[ly.name] = np.repeat(alive[:, None], ly.positions, axis=1)
-        else:
-            raise ScheduleError(f"layer {ly.name!r}: format {fmt!r} has no selection rule yet")
+        masks[ly.name] = layer_mask(space, ly, fmt, alpha, alive, kept_ch[ly.out_group], scores)
     return masks, removed
+
+
+def layer_mask(space: Space, ly, fmt: str, alpha: float, alive: np.ndarray, kept_out: int,
+               scores: UnitScores) -> np.ndarray:
+    """The keep-mask of one layer (see :func:`strategy_masks`)."""
+    from dtmm.schedule.costs import layer_kept_units
+
+    kh, kw = ly.kernel
+    full = (ly.c_out, kh, kw, ly.c_in) if ly.kind == "conv" else (ly.c_out, ly.c_in)
+    if fmt == "dense" or alpha == 0 and fmt == "fwcs":
+        return np.broadcast_to(alive.reshape((-1,) + (1,) * (len(full) - 1)), full).copy()
+    if fmt == "fwcs":
+        fl = _scores(scores.filterlets, ly.name, (ly.c_out, ly.positions))
+        kept = layer_kept_units(space, ly, fmt, alpha, ly.c_in, kept_out)
+        keep = keep_filterlets(fl, alive, kept)
+        if ly.kind == "conv":
+            return np.broadcast_to(keep.reshape(ly.c_out, kh, kw, 1), full).copy()
+        return np.repeat(keep, 16, axis=1)[:, :ly.c_in]
+    if fmt == "csr":
+        el = _scores(scores.elements, ly.name, (ly.c_out, kh * kw * ly.c_in))
+        kept = layer_kept_units(space, ly, fmt, alpha, ly.c_in, kept_out)
+        return keep_filterlets(el, alive, kept).reshape(full)
+    if fmt == "pattern":
+        if scores.library is None:
+            raise ScheduleError(f"layer {ly.name!r}: pattern pruning needs a pattern library")
+        ks = _scores(scores.kernels, ly.name, (ly.c_out, ly.c_in))
+        pid = _scores(scores.patterns, ly.name, (ly.c_out, ly.c_in)).astype(np.int64)
+        kept = layer_kept_units(space, ly, fmt, alpha, ly.c_in, kept_out)
+        kk = keep_filterlets(ks, alive, kept)                             # kept kernels (O, I)
+        lib = np.zeros((len(scores.library), 9), bool)
+        for i, pat in enumerate(scores.library):
+            lib[i, list(pat)] = True
+        pos = lib[pid] & kk[..., None]                                      # (O, I, 9)
+        return np.ascontiguousarray(pos.reshape(ly.c_out, ly.c_in, 3, 3).transpose(0, 2, 3, 1))
+    raise ScheduleError(f"layer {ly.name!r}: no selection rule for format {fmt!r}")
+
+
+def _scores(table, name: str, shape) -> np.ndarray:
+    if table is None or name not in table:
+        raise ScheduleError(f"layer {name!r}: no scores for this method's units")
+    a = np.asarray(table[name], np.float64)
+    if a.shape != tuple(shape):
+        raise ScheduleError(f"layer {name!r}: scores of shape {a.shape}, expected {tuple(shape)}")
+    return a
