@@ -7,11 +7,16 @@ Pipeline, one package per stage:
   learned ranges reach the int8 export;
 * :mod:`dtmm.prune` - filterlet / filter / element / pattern pruning, importance, masks,
   dead-channel removal from the IR and from the torch model (:mod:`dtmm.prune.surgery`);
-  :mod:`dtmm.oneshot` ties them into one-shot pruning;
 * :mod:`dtmm.formats` - FWCS, CSR, pattern, dense and TFLM-bitmask storage with exact bytes;
 * :mod:`dtmm.tflite` - ``.tflite`` export / reading (compressed layers as custom ops), TFLM runner;
 * :mod:`dtmm.runtime` - the NumPy integer reference executor (the definition of correct);
 * :mod:`dtmm.codegen` - C code generation, arena planning, host and Cortex-M builds under QEMU;
+* :mod:`dtmm.schedule` - the pruning-strategy scheduler: exact byte / SRAM / instruction / loss
+  cost model of a strategy, fitted latency model per target, annealing and exact solvers;
+* :mod:`dtmm.pipeline` - the steps a user runs, one module each (train, quantize, plan, prune,
+  compress, export, verify, demo), resumable; the CLI verbs and :func:`dtmm.compress` are
+  thin layers over them;
+* :mod:`dtmm.util` - shared helpers every stage may use (safe output writing, text sanitizing);
 * :mod:`dtmm.data`, :mod:`dtmm.zoo`, :mod:`dtmm.train` - datasets, models, a small trainer and
   fine-tuning under masks (:mod:`dtmm.train.finetune`: distillation, gradual pruning, a
   callback contract for a user's own or distributed trainer).
@@ -20,3 +25,12 @@ The ``dtmm`` command (:mod:`dtmm.cli`) drives all of it.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # dtmm.compress without importing torch at ``import dtmm`` (the CLI's --help stays fast)
+    if name == "compress":
+        from dtmm.pipeline.api import compress
+
+        return compress
+    raise AttributeError(f"module 'dtmm' has no attribute {name!r}")

@@ -40,3 +40,11 @@ class BuildError(DtmmError):
 class OutputPathError(DtmmError):
     """An output path that cannot be used: an existing non-directory, an unwritable or
     uncreatable folder, or a file there that dtmm did not write (names the path)."""
+
+
+class InvalidArgument(DtmmError, ValueError):
+    """A value passed to a dtmm function or CLI flag that is out of range (names it)."""
+
+
+class InvalidType(DtmmError, TypeError):
+    """An argument of the wrong type passed to a dtmm function (names it)."""

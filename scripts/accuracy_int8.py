@@ -18,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import workflows  # noqa: E402
+from dtmm.pipeline.quantize import quantize_command
+from dtmm.pipeline.train import train_command
+from dtmm.pipeline.verify import verify_command
 from dtmm.benchmd import write_section  # noqa: E402
 
 
@@ -34,11 +36,11 @@ def main() -> int:
         for name in args.models:
             t0 = time.time()
             out = Path(tmp) / name
-            workflows.train_command(model=name, data="mnist5k", epochs=args.epochs, seed=args.seed,
+            train_command(model=name, data="mnist5k", epochs=args.epochs, seed=args.seed,
                                     out=str(out), progress=False)
-            q = workflows.quantize_command(checkpoint=str(out / "checkpoint.pt"), data="mnist5k",
+            q = quantize_command(checkpoint=str(out / "checkpoint.pt"), data="mnist5k",
                                            out=str(out))
-            v = workflows.verify_command(model=q["tflite"], backend="tflm", data="mnist5k", samples=1000)
+            v = verify_command(model=q["tflite"], backend="tflm", data="mnist5k", samples=1000)
             rows.append((name, q["float_accuracy"], q["int8_accuracy"], q["tflite_bytes"],
                          v["bit_exact"], v["samples"], time.time() - t0))
             print(rows[-1], flush=True)

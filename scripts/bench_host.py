@@ -27,7 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import workflows  # noqa: E402
+from dtmm.pipeline.data import load_splits, to_nhwc
+from dtmm.pipeline.quantize import quantize_command
+from dtmm.pipeline.train import train_command
 from dtmm.benchmd import write_section  # noqa: E402
 from dtmm.codegen.backends import build_host_model  # noqa: E402
 from dtmm.quant.quantize import quantize_input  # noqa: E402
@@ -48,18 +50,18 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    _, _, _, te = workflows.load_splits("mnist5k")
+    _, _, _, te = load_splits("mnist5k")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             out = Path(tmp) / name
-            workflows.train_command(model=name, data="mnist5k", epochs=args.epochs, out=str(out),
+            train_command(model=name, data="mnist5k", epochs=args.epochs, out=str(out),
                                     progress=False)
-            q = workflows.quantize_command(checkpoint=str(out / "checkpoint.pt"), data="mnist5k",
+            q = quantize_command(checkpoint=str(out / "checkpoint.pt"), data="mnist5k",
                                            out=str(out), eval_samples=100)
             model_bytes = Path(q["tflite"]).read_bytes()
             g = read_tflite(model_bytes)
-            xq = quantize_input(workflows.to_nhwc(te.x), g.tensors[g.inputs[0]].qparams)
+            xq = quantize_input(to_nhwc(te.x), g.tensors[g.inputs[0]].qparams)
             host, t_build = _timed(lambda: build_host_model(g))
             y_host, t_host = _timed(lambda: host(xq))
             y_tflm, t_tflm = _timed(lambda: run_tflm(model_bytes, xq))

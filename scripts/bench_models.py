@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import workflows  # noqa: E402
+from dtmm.pipeline.data import load_splits, to_nhwc
 from dtmm.benchmd import write_section  # noqa: E402
 from dtmm.codegen.backends import build_firmware, run_firmware  # noqa: E402
 from dtmm.graph.capture import capture  # noqa: E402
@@ -38,14 +38,14 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    _, tr, _, te = workflows.load_splits("mnist5k")
-    calib = workflows.to_nhwc(tr.x[:128])
+    _, tr, _, te = load_splits("mnist5k")
+    calib = to_nhwc(tr.x[:128])
     rows = []
     for name in args.models:
         torch.manual_seed(0)
         net = trained_like_batchnorm(build_model(name, (1, 28, 28), 10))
         qg = quantize_graph(capture(net, (1, 28, 28)), [calib[:64], calib[64:]])
-        x = quantize_input(workflows.to_nhwc(te.x[:4]), qg.tensors[qg.inputs[0]].qparams)
+        x = quantize_input(to_nhwc(te.x[:4]), qg.tensors[qg.inputs[0]].qparams)
         want = run_reference(qg, x)
         macs = sum(int(op.weight.size) * int(np.prod(qg.tensors[op.output].shape[:-1]))
                    for op in qg.weighted_ops())

@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import workflows  # noqa: E402
+from dtmm.pipeline.data import load_splits, to_nhwc
+from dtmm.pipeline.train import train_command
 from dtmm.benchmd import write_section  # noqa: E402
 
 EPOCHS = {"resnet8": 6, "vgg11": 3, "resnet12": 3}
@@ -48,7 +49,7 @@ RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench_schedule"
 def _checkpoint(name: str) -> Path:
     ck = RUNS / name / "checkpoint.pt"
     if not ck.is_file():
-        workflows.train_command(model=name, data="mnist5k", epochs=EPOCHS[name], out=str(ck.parent),
+        train_command(model=name, data="mnist5k", epochs=EPOCHS[name], out=str(ck.parent),
                                 seed=0, progress=False)
     return ck
 
@@ -85,11 +86,11 @@ def _validate(inp, s, target):
     from dtmm.schedule.apply import mask_model, pruned_graphs
 
     cm = inp.cost_model
-    _, tr, _, te = workflows.load_splits("mnist5k")
+    _, tr, _, te = load_splits("mnist5k")
     masked, _, _ = mask_model(inp.net, inp.space, s, inp.scores, inp.train_x)
     _, _, cg, _ = pruned_graphs(masked, inp.meta.input_shape, inp.space, s,
-                                workflows.to_nhwc(inp.train_x[:256]))
-    x = quantize_input(workflows.to_nhwc(te.x[:2]), cg.tensors[cg.inputs[0]].qparams)
+                                to_nhwc(inp.train_x[:256]))
+    x = quantize_input(to_nhwc(te.x[:2]), cg.tensors[cg.inputs[0]].qparams)
     fw = build_firmware(cg, target)
     res = run_firmware(fw, x)
     prof = run_firmware(build_firmware(cg, target, profile=True), x[:1])
@@ -153,7 +154,7 @@ def main() -> int:
     t_all = time.time()
     models = ["resnet8"] if args.quick else args.models
     targets = ("cortex-m55",) if args.quick else TARGETS
-    _, tr, va, _ = workflows.load_splits("mnist5k")
+    _, tr, va, _ = load_splits("mnist5k")
     solver_rows, layer_rows, model_rows, speed_rows = [], [], [], []
     spearman = None
     for name in models:

@@ -5,7 +5,7 @@ Measures, on the mnist5k test split (1,000 images; split as the CLI splits it):
 
 1. the dense model (trained ``--dense-epochs`` with the built-in trainer), float and int8 (PTQ);
 2. one-shot pruning of 50% of the filterlets of every conv (l2 importance, as
-   ``dtmm.oneshot.prune_torch`` does), before fine-tuning: raw, and with BatchNorm
+   ``dtmm.pipeline.oneshot.prune_torch`` does), before fine-tuning: raw, and with BatchNorm
    statistics re-estimated on training images;
 3. dead channels removed from the torch model (``dtmm.prune.surgery.shrink_model``), then
    ``--ft-epochs`` of masked fine-tuning (``dtmm.train.finetune.fine_tune``; SGD, cosine),
@@ -36,9 +36,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import prune, workflows  # noqa: E402
+from dtmm import prune
+from dtmm.pipeline.data import load_splits, to_nhwc
+from dtmm.pipeline.evaluate import int8_predict
+from dtmm.util.files import atomic_write_json
 from dtmm.graph.capture import capture  # noqa: E402
-from dtmm.oneshot import recalibrate_batchnorm  # noqa: E402
+from dtmm.prune.batchnorm import recalibrate_batchnorm
 from dtmm.prune.surgery import shrink_model  # noqa: E402
 from dtmm.quant.fake import integer_outputs, prepare_qat, quantize_qat  # noqa: E402
 from dtmm.quant.quantize import quantize_graph  # noqa: E402
@@ -48,13 +51,13 @@ from dtmm.zoo import build_model  # noqa: E402
 
 
 def int8_accuracy(qg, x, y) -> tuple[float, np.ndarray]:
-    out = workflows.int8_predict(qg, x)
+    out = int8_predict(qg, x)
     return float((out.argmax(-1) == y).mean()), out
 
 
 def ptq(model, shape, calib_x):
     g = capture(prune.remove_masks(copy.deepcopy(model)).eval(), shape)
-    c = workflows.to_nhwc(calib_x)
+    c = to_nhwc(calib_x)
     return quantize_graph(g, [c[i:i + 64] for i in range(0, len(c), 64)])
 
 
@@ -71,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
-    ds, tr, va, te = workflows.load_splits("mnist5k")
+    ds, tr, va, te = load_splits("mnist5k")
     shape = ds.input_shape
     order = np.random.default_rng(0).permutation(len(tr))
     calib_x = tr.x[order[:256]]
@@ -159,7 +162,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - t, 1)}
     log(f"qat: {res['steps']['qat']}")
     res["seconds"] = round(time.perf_counter() - t_all, 1)
-    workflows.atomic_write_json(args.out, res)
+    atomic_write_json(args.out, res)
     log(f"wrote {args.out}")
     return 0
 

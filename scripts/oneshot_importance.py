@@ -2,7 +2,7 @@
 """One-shot pruning without fine-tuning: accuracy by importance scorer, granularity and ratio.
 
 Trains ResNet-8 on mnist5k, then for each (granularity, importance, ratio) prunes every conv
-layer in one shot with `dtmm.oneshot.prune_torch` (BatchNorm statistics re-estimated on
+layer in one shot with `dtmm.pipeline.oneshot.prune_torch` (BatchNorm statistics re-estimated on
 training images afterwards) and reports float accuracy on the whole test split; also the
 same without BatchNorm re-estimation, to show what it buys. Writes BENCHMARKS.md section
 ``oneshot``.
@@ -21,7 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtmm import oneshot, workflows  # noqa: E402
+from dtmm.pipeline.data import load_splits
+from dtmm.pipeline.evaluate import float_accuracy
+from dtmm.pipeline.oneshot import PruneSpec, prune_torch
+from dtmm.pipeline.train import train_command
 from dtmm.benchmd import write_section  # noqa: E402
 from dtmm.train import load_checkpoint  # noqa: E402
 
@@ -35,23 +38,23 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    _, tr, _, te = workflows.load_splits("mnist5k")
+    _, tr, _, te = load_splits("mnist5k")
     order = np.random.default_rng(0).permutation(len(tr))
     xt, yt = tr.x[order], tr.y[order]
     with tempfile.TemporaryDirectory() as tmp:
-        workflows.train_command(model="resnet8", data="mnist5k", epochs=args.epochs, out=tmp,
+        train_command(model="resnet8", data="mnist5k", epochs=args.epochs, out=tmp,
                                 progress=False)
         net, _ = load_checkpoint(Path(tmp) / "checkpoint.pt")
-    dense = workflows.float_accuracy(net, te.x, te.y)
+    dense = float_accuracy(net, te.x, te.y)
     rows = []
     for gran, imp in CASES:
         for r in RATIOS:
-            spec = oneshot.PruneSpec(gran, r, imp)
-            pruned, _ = oneshot.prune_torch(net, spec, xt, yt)
-            acc = workflows.float_accuracy(pruned, te.x, te.y)
-            with mock.patch.object(oneshot, "recalibrate_batchnorm", lambda *a, **k: None):
-                stale, _ = oneshot.prune_torch(net, spec, xt, yt)
-            acc_stale = workflows.float_accuracy(stale, te.x, te.y)
+            spec = PruneSpec(gran, r, imp)
+            pruned, _ = prune_torch(net, spec, xt, yt)
+            acc = float_accuracy(pruned, te.x, te.y)
+            with mock.patch("dtmm.pipeline.oneshot.recalibrate_batchnorm", lambda *a, **k: None):
+                stale, _ = prune_torch(net, spec, xt, yt)
+            acc_stale = float_accuracy(stale, te.x, te.y)
             rows.append((gran, imp, r, acc, acc_stale))
             print(rows[-1], flush=True)
     lines = [

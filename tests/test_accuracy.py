@@ -5,12 +5,13 @@ ResNet-8 and VGG-11 are marked slow (`make test-all`); `scripts/accuracy_int8.py
 reports the same numbers in BENCHMARKS.md."""
 import pytest
 
-from dtmm import workflows
+from dtmm.pipeline.quantize import quantize_command
+from dtmm.pipeline.train import train_command
 
 
 def _float_vs_int8(tmp_path, model, data, epochs):
-    workflows.train_command(model=model, data=data, epochs=epochs, out=str(tmp_path), progress=False)
-    q = workflows.quantize_command(checkpoint=str(tmp_path / "checkpoint.pt"), data=data, out=str(tmp_path))
+    train_command(model=model, data=data, epochs=epochs, out=str(tmp_path), progress=False)
+    q = quantize_command(checkpoint=str(tmp_path / "checkpoint.pt"), data=data, out=str(tmp_path))
     return q["float_accuracy"], q["int8_accuracy"]
 
 

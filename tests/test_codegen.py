@@ -19,7 +19,8 @@ from dtmm.codegen.platform import (MemoryRegion, RegionOverflowError, build, get
 from dtmm.data import load_dataset
 from dtmm.errors import BuildError
 from dtmm.graph.capture import capture
-from dtmm.graph.compressed import compress_graph
+from dtmm.formats.pattern import pattern_mask
+from dtmm.graph.compressed import compress_graph as _compress_graph
 from dtmm.quant.quantize import quantize_graph, quantize_input
 from dtmm.runtime.reference import run_reference
 from dtmm.runtime.synth import SynthGraph
@@ -27,6 +28,18 @@ from dtmm.zoo import MODEL_NAMES, build_model
 
 from _helpers import assert_bytes_equal as assert_same  # noqa: E402
 from _helpers import realistic_bn  # noqa: E402
+
+
+def compress_graph(g, formats):
+    """compress_graph after pattern-pruning the "pattern" layers (storage never prunes)."""
+    import copy
+    g = copy.deepcopy(g)
+    for name, fmt in formats.items():
+        if fmt == "pattern":
+            w = g.op(name).weight
+            w[~pattern_mask(w)] = 0
+    return _compress_graph(g, formats)
+
 
 QEMU_TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55")
 need_arm = pytest.mark.skipif(toolchain_available("cortex-m4") is not None,
@@ -418,12 +431,13 @@ def test_write_project_replaces_its_own_files_only(tmp_path):
     assert not [p for p in out.rglob("*.tmp")]
 
 
-# ----------------------------------------------------------------------------- workflows
+# ----------------------------------------------------------------------------- pipeline verbs
 
 
 def test_verify_and_export_commands(tmp_path, digits):
     from dtmm.tflite.export import to_tflite_bytes
-    from dtmm.workflows import export_command, verify_command
+    from dtmm.pipeline.export import export_command
+    from dtmm.pipeline.verify import verify_command
 
     qg, _ = zoo_graph("dscnn", digits)
     model = tmp_path / "m.tflite"

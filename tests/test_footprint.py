@@ -17,6 +17,7 @@ from dtmm.codegen.plan import plan_model
 from dtmm.codegen.platform import SUPPORT_DIR, get_target
 from dtmm.data import load_dataset
 from dtmm.formats import footprint
+from dtmm.formats.pattern import pattern_mask
 from dtmm.graph.capture import capture
 from dtmm.graph.compressed import compress_graph
 from dtmm.prune import remove_dead_channels
@@ -24,7 +25,7 @@ from dtmm.quant.quantize import quantize_graph
 from dtmm.report import inspect_graph
 from dtmm.zoo import MODEL_NAMES, build_model
 
-from _helpers import needs_qemu, realistic_bn
+from _helpers import realistic_bn
 
 # read-only data; on a PIE host, consts holding pointers go to .data.rel.ro (read-only after
 # relocation)
@@ -76,6 +77,8 @@ def _masks(qg, fmt, rng):
         formats[op.name] = fmt
         if fmt == "fwcs":
             masks[op.name] = rng.random((o, kh, kw)) < 0.4
+        if fmt == "pattern":                        # storage never prunes: the mask is explicit
+            masks[op.name] = pattern_mask(op.weight, rng.random((o, c)) < 0.6)
     return formats, masks
 
 

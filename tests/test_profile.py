@@ -1,6 +1,4 @@
 """Per-op instruction profile of a generated model under QEMU (``-DDTMM_PROFILE``)."""
-import numpy as np
-
 from dtmm.codegen.backends import build_firmware, run_firmware
 from dtmm.runtime.reference import run_reference
 from dtmm.runtime.synth import SynthGraph

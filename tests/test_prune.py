@@ -324,7 +324,7 @@ def test_chip_errors():
 
 def test_scorer_registry():
     assert prune.get_scorer("taylor") is prune.taylor
-    assert set(prune.SCORERS) == {"taylor", "l1", "l2", "chip"}
+    assert set(prune.SCORERS) == {"taylor", "l1", "l2", "energy", "chip"}
     with pytest.raises(PruneError):
         prune.get_scorer("hessian")
 

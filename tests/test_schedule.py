@@ -15,7 +15,7 @@ from dtmm.schedule.apply import mask_model, plan_strategy, pruned_graphs
 from dtmm.schedule.costs import CostModel, Strategy
 from dtmm.schedule.exact import solve_exact
 from dtmm.schedule.flash import default_code_sizes
-from dtmm.schedule.latency import LatencyModel, OpShape, default_calibration, fit
+from dtmm.schedule.latency import OpShape, default_calibration, fit
 from dtmm.schedule.loss import TableLoss, sensitivity_loss, taylor_loss, unit_scores
 from dtmm.schedule.plan import build_plan, check_reachable, format_plan, load_plan, solve
 from dtmm.schedule.problem import Budgets, Problem, parse_count, parse_size, violations

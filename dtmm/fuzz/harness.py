@@ -83,6 +83,7 @@ def base_models() -> dict[str, bytes]:
     explicit PAD and a PADV2 before a max pool, and the three custom formats (FWCS,
     CSR, pattern).
     """
+    from dtmm.formats.pattern import pattern_mask
     from dtmm.graph.compressed import compress_graph
     from dtmm.runtime.synth import SynthGraph
     from dtmm.tflite.export import to_tflite_bytes
@@ -115,6 +116,7 @@ def base_models() -> dict[str, bytes]:
     g = sg.finish()
     csr_op, pat_op = g.ops[1], g.ops[5]
     csr_op.weight[np.abs(csr_op.weight) < 60] = 0
+    pat_op.weight[~pattern_mask(pat_op.weight)] = 0                 # prune to library patterns
     out["residual"] = to_tflite_bytes(compress_graph(g, {csr_op.name: "csr", pat_op.name: "pattern"}))
 
     sg = SynthGraph((7, 7, 2), seed=13)

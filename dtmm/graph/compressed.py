@@ -24,14 +24,22 @@ granularity is stored losslessly:
               its weights is non-zero (kept filterlets are stored whole, zeros included);
 ``"csr"``     an element is kept iff it is non-zero;
 ``"pattern"`` a 3x3 kernel ``(o, :, :, i)`` is kept iff any of its weights is non-zero, and
-              keeps the library pattern with the largest ``sum |w|``
-              (:func:`dtmm.formats.pattern.pattern_mask`). This is lossless when every
-              kernel's non-zeros already lie inside one library pattern; otherwise the
-              weights outside the chosen pattern are dropped (that *is* pattern pruning).
+              keeps the first pattern of the layer's library that holds all its non-zeros
+              (:func:`dtmm.formats.pattern.lossless_mask`). A kernel whose non-zeros no
+              library pattern holds is refused (FormatError naming layer, kernel and
+              positions): storage never changes a weight. Prune first (e.g.
+              :func:`dtmm.formats.pattern.pattern_mask`, or :class:`dtmm.prune.Pattern`
+              in training) and give the same library.
+
+The library of a pattern layer is ``libraries[op_name]`` (PatDNN derives one from the
+model, :func:`dtmm.prune.derive_pattern_library`), else the built-in
+:data:`dtmm.formats.pattern.PATTERNS`; the encoded layer carries it
+(``op.fmt.library``), and every later stage (reference, ``.tflite``, C code) uses it.
 
 An explicit mask is passed to the format's encoder unchanged: FWCS takes a filterlet
 mask ``(C_out, KH, KW)`` or an element mask constant within filterlets; CSR and pattern
-take an element mask of the weight's shape (pattern: per kernel empty or one pattern).
+take an element mask of the weight's shape (pattern: per kernel empty or one pattern of
+the layer's library).
 
 Example:
     >>> import numpy as np
@@ -61,7 +69,7 @@ import numpy as np
 from dtmm import formats as _formats
 from dtmm.errors import FormatError, GraphError
 from dtmm.formats import CSR, FWCS, Pattern
-from dtmm.formats.pattern import pattern_mask
+from dtmm.formats.pattern import PATTERNS, lossless_mask
 from dtmm.graph.ir import Activation, Conv2D, ConvQuant, Graph, Op
 
 __all__ = ["CompressedConv2D", "COMPRESSED_FORMATS", "compress_graph", "compress_op", "densify",
@@ -130,18 +138,20 @@ def has_compressed_ops(graph: Graph) -> bool:
     return any(isinstance(o, CompressedConv2D) for o in graph.ops)
 
 
-def _default_mask(fmt_name: str, w: np.ndarray):
+def _default_mask(fmt_name: str, w: np.ndarray, library, name: str):
     if fmt_name == "pattern":
         if w.ndim != 4 or w.shape[1:3] != (3, 3):
             raise FormatError(f"pattern: only 3x3 convs can be pattern-encoded, weight {w.shape}")
-        return pattern_mask(w, kernel_keep=(w != 0).any(axis=(1, 2)))
+        return lossless_mask(w, library=library, name=name)
     return None          # fwcs: filterlets with a non-zero; csr: non-zero elements
 
 
-def compress_op(op: Conv2D, fmt_name: str, mask=None) -> CompressedConv2D:
+def compress_op(op: Conv2D, fmt_name: str, mask=None, *, library=None) -> CompressedConv2D:
     """One quantized ``Conv2D`` as a :class:`CompressedConv2D` in ``fmt_name``.
 
     ``mask``: see the module docstring (None: derived from the non-zero weights).
+    ``library``: the pattern library (``"pattern"`` only; None: the built-in
+    :data:`~dtmm.formats.pattern.PATTERNS`).
     """
     if not isinstance(op, Conv2D):
         raise GraphError(f"op {op.name!r} ({op.kind}): only Conv2D ops can be compressed")
@@ -151,9 +161,15 @@ def compress_op(op: Conv2D, fmt_name: str, mask=None) -> CompressedConv2D:
     if w.dtype != np.int8 or op.quant is None or np.asarray(op.bias).dtype != np.int32:
         raise GraphError(f"op {op.name!r}: compression needs a quantized conv (int8 weight, int32 "
                          f"bias, quant constants); got {w.dtype} / {np.asarray(op.bias).dtype}")
+    kw = {}
+    if fmt_name == "pattern":
+        kw["library"] = PATTERNS if library is None else library
+    elif library is not None:
+        raise FormatError(f"op {op.name!r}: a pattern library is given but the format is "
+                          f"{fmt_name!r}")
     if mask is None:
-        mask = _default_mask(fmt_name, w)
-    fmt = _formats.encode(fmt_name, w, mask, name=op.name)
+        mask = _default_mask(fmt_name, w, kw.get("library"), op.name)
+    fmt = _formats.encode(fmt_name, w, mask, name=op.name, **kw)
     return CompressedConv2D(name=op.name, inputs=list(op.inputs), output=op.output, source=op.source,
                             fmt=fmt, bias=np.asarray(op.bias, np.int32).copy(),
                             stride=tuple(op.stride), pads=tuple(op.pads),
@@ -162,7 +178,8 @@ def compress_op(op: Conv2D, fmt_name: str, mask=None) -> CompressedConv2D:
 
 
 def compress_graph(qgraph: Graph, formats: dict[str, str],
-                   masks: dict[str, np.ndarray] | None = None) -> Graph:
+                   masks: dict[str, np.ndarray] | None = None, *,
+                   libraries: dict[str, object] | None = None) -> Graph:
     """A copy of the quantized ``qgraph`` with the named ``Conv2D`` ops compressed.
 
     Args:
@@ -170,21 +187,41 @@ def compress_graph(qgraph: Graph, formats: dict[str, str],
         formats: ``{op_name: "fwcs" | "csr" | "pattern"}``.
         masks: optional ``{op_name: bool mask}``; ops without one get the default mask
             derived from their non-zero int8 weights (see the module docstring).
+        libraries: optional ``{op_name: pattern library}`` for ``"pattern"`` ops (a
+            sequence of 4-position tuples, e.g. ``dtmm.prune.Pattern(...).library``);
+            ops without one use :data:`dtmm.formats.pattern.PATTERNS`.
 
     Raises:
         GraphError: an unknown op name, or an op that is not a quantized Conv2D.
-        FormatError: the format cannot hold the weight/mask (e.g. pattern on 5x5).
+        FormatError: the format cannot hold the weight/mask (e.g. pattern on 5x5, a
+            pattern kernel no library pattern holds, a library that is not 4-of-9).
+
+    Example (a library derived from the weights, kept through storage):
+        >>> from dtmm.runtime.synth import SynthGraph
+        >>> from dtmm.formats.pattern import pattern_mask
+        >>> sg = SynthGraph((6, 6, 2), seed=0); _ = sg.conv(3, 3, pads=1); g = sg.finish()
+        >>> lib = [(0, 1, 2, 4), (4, 6, 7, 8)]             # not in the built-in library
+        >>> w = g.ops[0].weight; w[~pattern_mask(w, library=lib)] = 0
+        >>> cg = compress_graph(g, {"conv1": "pattern"}, libraries={"conv1": lib})
+        >>> cg.ops[0].fmt.library, bool((densify(cg.ops[0]).weight == w).all())
+        (((0, 1, 2, 4), (4, 6, 7, 8)), True)
     """
     masks = dict(masks or {})
-    unknown = [n for n in list(formats) + list(masks) if n not in {o.name for o in qgraph.ops}]
+    libraries = dict(libraries or {})
+    names = {o.name for o in qgraph.ops}
+    unknown = [n for n in list(formats) + list(masks) + list(libraries) if n not in names]
     if unknown:
         raise GraphError(f"compress_graph: no op named {unknown[0]!r}")
     extra = [n for n in masks if n not in formats]
     if extra:
         raise GraphError(f"compress_graph: a mask is given for {extra[0]!r} but no format")
+    extra = [n for n in libraries if formats.get(n) != "pattern"]
+    if extra:
+        raise GraphError(f"compress_graph: a pattern library is given for {extra[0]!r}, whose "
+                         f"format is {formats.get(extra[0])!r}, not 'pattern'")
     g = copy.deepcopy(qgraph)
-    g.ops = [compress_op(o, formats[o.name], masks.get(o.name)) if o.name in formats else o
-             for o in g.ops]
+    g.ops = [compress_op(o, formats[o.name], masks.get(o.name), library=libraries.get(o.name))
+             if o.name in formats else o for o in g.ops]
     return g
 
 

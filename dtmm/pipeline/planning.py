@@ -138,7 +138,8 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                  importance: str | None = None, calibration: str | None = None, seed: int = 0,
                  iterations: int = 20000, progress=None) -> dict:
     """``dtmm plan``: solve a plan for a checkpoint under budgets; write it to ``out``."""
-    from dtmm import workflows
+    from dtmm.pipeline.data import check_dataset_matches, load_splits
+    from dtmm.util.files import check_output_file, write_output_file
     from dtmm.schedule.plan import format_plan, solve
     from dtmm.schedule.problem import Budgets, Problem, parse_count, parse_size
     from dtmm.train import load_checkpoint
@@ -154,10 +155,10 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
     out_path = Path(out)
     if out_path.is_dir():
         raise DtmmError(f"--out {out}: is a directory; give the plan file's path (e.g. {out}/plan.json)")
-    workflows.check_output_file(out_path)                  # before any long work
+    check_output_file(out_path)                  # before any long work
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, va, _ = workflows.load_splits(data)
-    workflows.check_dataset_matches(ds, meta, data)
+    ds, tr, va, _ = load_splits(data)
+    check_dataset_matches(ds, meta, data)
     inp = scheduler_inputs(net, meta, tr, va, target=target, loss_model=loss_model,
                            importance=importance, calibration=calibration,
                            cache_dir=_default_cache_dir(), progress=progress, budgets=budgets)
@@ -166,7 +167,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                       "model": meta.model_name, "dataset": data,
                       "input_shape": list(meta.input_shape)})
     obj = plan.to_json()
-    workflows.write_output_file(out_path, (json.dumps(obj, indent=2) + "\n").encode())
+    write_output_file(out_path, (json.dumps(obj, indent=2) + "\n").encode())
     return {"plan": str(out_path), **obj, "table": format_plan(obj)}
 
 
@@ -183,27 +184,29 @@ def apply_plan(inp: SchedulerInputs, plan_obj: dict, calib_nhwc: np.ndarray):
 def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_samples: int = 256,
                     eval_samples: int | None = None, progress=None) -> dict:
     """``dtmm prune --plan``: write the model a plan describes (``out/model.tflite``)."""
-    from dtmm import workflows
+    from dtmm.pipeline.data import check_dataset_matches, load_splits, to_nhwc
+    from dtmm.pipeline.evaluate import float_accuracy, int8_predict
+    from dtmm.util.files import check_output_path, write_outputs
     from dtmm.graph.float_exec import run_float
     from dtmm.report import inspect_graph
     from dtmm.schedule.plan import load_plan
     from dtmm.tflite.export import to_tflite_bytes
     from dtmm.train import load_checkpoint
 
-    out_dir = workflows.check_output_path(out, names=("model.tflite", "summary.json"))
+    out_dir = check_output_path(out, names=("model.tflite", "summary.json"))
     obj = load_plan(plan)
     digest = obj.get("meta", {}).get("checkpoint_sha256")
     if digest and digest != checkpoint_digest(checkpoint):
         raise ScheduleError(f"{plan} was made for another checkpoint (sha256 {digest[:12]}...), "
                             f"not {checkpoint}: plan it again for this one")
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, va, te = workflows.load_splits(data)
-    workflows.check_dataset_matches(ds, meta, data)
+    ds, tr, va, te = load_splits(data)
+    check_dataset_matches(ds, meta, data)
     inp = scheduler_inputs(net, meta, tr, va, target=obj["target"], loss_model=obj["loss_model"]
                            if obj["loss_model"] in LOSS_MODELS else "taylor",
                            importance=obj.get("importance"), cache_dir=_default_cache_dir(),
                            progress=progress)
-    calib = workflows.to_nhwc(inp.train_x[:calib_samples])
+    calib = to_nhwc(inp.train_x[:calib_samples])
     g, qg, cg, rep, s, masked = apply_plan(inp, obj, calib)
     costs = inp.cost_model.evaluate(s)
     model_bytes = to_tflite_bytes(cg)
@@ -213,9 +216,9 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
     cplan = plan_model(cg, obj["target"])
     summary = {
         "model": meta.model_name, "dataset": data, "plan": str(plan),
-        "float_accuracy_unpruned": round(workflows.float_accuracy(net, xe, ye), 4),
-        "float_accuracy_pruned": round(float((run_float(g, workflows.to_nhwc(xe)).argmax(-1) == ye).mean()), 4),
-        "int8_accuracy": round(float((workflows.int8_predict(cg, xe).argmax(-1) == ye).mean()), 4),
+        "float_accuracy_unpruned": round(float_accuracy(net, xe, ye), 4),
+        "float_accuracy_pruned": round(float((run_float(g, to_nhwc(xe)).argmax(-1) == ye).mean()), 4),
+        "int8_accuracy": round(float((int8_predict(cg, xe).argmax(-1) == ye).mean()), 4),
         "tflite_bytes": len(model_bytes), "const_bytes": cplan.const_bytes,
         "arena_bytes": cplan.arena.size, "predicted": obj["predicted"],
         "prediction_exact": {"const_bytes": cplan.const_bytes == costs.const_bytes,
@@ -223,7 +226,7 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
         "dead_channels": {k: [int(c) for c in v] for k, v in rep.removed.items()},
         "dead_channel_folding_exact": rep.is_exact, "layers": inspect_graph(cg)["layers"],
     }
-    workflows.write_outputs(out_dir, {"model.tflite": model_bytes,
+    write_outputs(out_dir, {"model.tflite": model_bytes,
                                       "summary.json": (json.dumps(summary, indent=2) + "\n").encode()})
     return {"tflite": str(out_dir / "model.tflite"), "summary": str(out_dir / "summary.json"),
             **{k: summary[k] for k in ("float_accuracy_unpruned", "float_accuracy_pruned",

@@ -3,9 +3,11 @@
 The pieces, each usable alone:
 
 * :mod:`~dtmm.prune.granularity` -- which weights form a pruning unit (``filterlet``,
-  ``filter``, ``element``, ``pattern``), on OHWI / OI weights.
-* :mod:`~dtmm.prune.importance` -- scorers (``taylor``, ``l1``, ``l2``, ``chip``), plain
-  callables returning one score per unit per layer.
+  ``filter``, ``element``, ``kernel``, ``pattern``), on OHWI / OI weights.
+* :mod:`~dtmm.prune.importance` -- scorers (``taylor``, ``l1``, ``l2``, ``energy``,
+  ``chip``), plain callables returning one score per unit per layer.
+* :mod:`~dtmm.prune.baselines` -- the paper's comparison methods (CHIP, L1-filter,
+  PatDNN, unstructured magnitude) as granularity + scorer + format recipes.
 * :mod:`~dtmm.prune.select` -- which units to prune: per layer, globally, ratio files.
 * :mod:`~dtmm.prune.joint` -- DTMM's joint filter (beta) + filterlet (alpha) pruning and
   dead-filter reporting.
@@ -40,6 +42,8 @@ from dtmm.prune.granularity import (
     Filter,
     Filterlet,
     Granularity,
+    KERNEL,
+    Kernel,
     Pattern,
     UnitGranularity,
     derive_pattern_library,
@@ -50,6 +54,7 @@ from dtmm.prune.importance import (
     Scorer,
     channel_independence,
     chip,
+    energy,
     get_scorer,
     l1,
     l2,
@@ -83,11 +88,11 @@ from dtmm.prune.surgery import ChannelMap, ShrinkResult, dead_filters_of, rebuil
 from dtmm.prune.select import check_ratio, load_ratios, num_pruned, select, select_global
 
 __all__ = [
-    "DEFAULT_PATTERNS", "ELEMENT", "FILTER", "FILTERLET", "GRANULARITIES", "PATTERN",
-    "Element", "Filter", "Filterlet", "Granularity", "Pattern", "UnitGranularity",
+    "DEFAULT_PATTERNS", "ELEMENT", "FILTER", "FILTERLET", "GRANULARITIES", "KERNEL", "PATTERN",
+    "Element", "Filter", "Filterlet", "Granularity", "Kernel", "Pattern", "UnitGranularity",
     "derive_pattern_library", "get_granularity",
-    "SCORERS", "Scorer", "channel_independence", "chip", "get_scorer", "l1", "l2", "taylor",
-    "taylor_contributions",
+    "SCORERS", "Scorer", "channel_independence", "chip", "energy", "get_scorer", "l1", "l2",
+    "taylor", "taylor_contributions",
     "dead_filters", "joint_mask", "joint_masks",
     "PruneError", "from_ohwi", "is_depthwise", "prunable_layers", "resolve_layers", "to_ohwi",
     "weight_ohwi", "weight_param",

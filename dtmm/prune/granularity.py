@@ -19,6 +19,8 @@ filterlet     the ``I`` weights at one ``(o,kh,kw)``  runs of ``run`` (16) conti
               (DTMM; contiguous in OHWI)              one output; the last run may be shorter
 filter        a whole output channel ``o``            a whole output row ``o``
 element       one weight                              one weight
+kernel        the ``KH x KW`` kernel ``(o, :, :, i)``  one weight
+              (PatDNN connectivity pruning)
 pattern       scored per weight; masks built in two stages, see :class:`Pattern`
 ============  ======================================  ==========================================
 
@@ -46,10 +48,12 @@ __all__ = [
     "Filterlet",
     "Filter",
     "Element",
+    "Kernel",
     "Pattern",
     "FILTERLET",
     "FILTER",
     "ELEMENT",
+    "KERNEL",
     "PATTERN",
     "DEFAULT_PATTERNS",
     "GRANULARITIES",
@@ -231,6 +235,35 @@ class Element(UnitGranularity):
         return int(np.prod(_check_shape(shape)))
 
 
+class Kernel(UnitGranularity):
+    """Connectivity pruning (PatDNN): one unit per kernel ``(o, :, :, i)`` of a conv.
+
+    Removing a unit cuts the connection from input channel ``i`` to output channel
+    ``o``. Unit ids are ``o * C_in + i``. With the :func:`~dtmm.prune.importance.l2`
+    scorer a unit's score is the kernel's L2 norm, so :meth:`build_mask` removes the
+    kernels of least norm. For ``nn.Linear`` ``(O, I)`` a kernel is a single weight.
+
+    Example:
+        >>> Kernel().unit_ids((2, 1, 2, 3))[:, 0, :, :].tolist()
+        [[[0, 1, 2], [0, 1, 2]], [[3, 4, 5], [3, 4, 5]]]
+        >>> m = KERNEL.build_mask([5.0, 1.0, 3.0, 2.0], 0.5, (2, 3, 3, 2))
+        >>> m[:, 0, 0, :].tolist()                  # kernels (0,1) and (1,1) removed
+        [[True, False], [True, False]]
+    """
+
+    name = "kernel"
+
+    def _ids(self, shape):
+        if len(shape) == 2:
+            return np.arange(shape[0] * shape[1], dtype=np.int64).reshape(shape)
+        o, _, _, i = shape
+        return np.arange(o * i, dtype=np.int64).reshape(o, 1, 1, i)
+
+    def num_units(self, shape):
+        shape = _check_shape(shape)
+        return shape[0] * shape[-1]
+
+
 #: PatDNN-style default library of 4-entry 3x3 patterns (positions ``kh * 3 + kw``),
 #: all containing the centre: the four 2x2 squares and the four "T" shapes.
 DEFAULT_PATTERNS: tuple[tuple[int, ...], ...] = (
@@ -251,6 +284,12 @@ class Pattern(UnitGranularity):
        (``len(pattern)`` = 4 with the default library).
     2. **Connectivity**: rank kernels by the score their kept weights hold and remove the
        lowest ``ratio`` share of kernels entirely (``num_pruned(O * I, ratio)``).
+
+    With the :func:`~dtmm.prune.importance.energy` scorer (``w^2`` per weight) stage 1
+    keeps the pattern of most L2 energy and stage 2 drops the kernels of least kept
+    energy: PatDNN's rules (:mod:`dtmm.prune.baselines`). A library of 4-position patterns
+    is what the pattern storage format holds (pass it on to
+    ``dtmm.graph.compressed.compress_graph(libraries=...)``).
 
     So ``ratio`` counts kernels, and the weight sparsity of a 3x3 layer is
     ``1 - (1 - ratio) * 4 / 9``; :meth:`ratio_for_sparsity` inverts that. Kernels that are
@@ -386,15 +425,17 @@ def derive_pattern_library(weight_scores: Iterable[np.ndarray], k: int = 8, *, s
 FILTERLET = Filterlet()
 FILTER = Filter()
 ELEMENT = Element()
+KERNEL = Kernel()
 PATTERN = Pattern()
 
 #: The built-in granularities by name.
-GRANULARITIES: dict[str, Granularity] = {g.name: g for g in (FILTERLET, FILTER, ELEMENT, PATTERN)}
+GRANULARITIES: dict[str, Granularity] = {g.name: g for g in (FILTERLET, FILTER, ELEMENT, KERNEL,
+                                                             PATTERN)}
 
 
 def get_granularity(g: str | Granularity) -> Granularity:
     """Look a granularity up by name (``"filterlet"``, ``"filter"``, ``"element"``,
-    ``"pattern"``) or pass an instance through.
+    ``"kernel"``, ``"pattern"``) or pass an instance through.
 
     Example:
         >>> get_granularity("filter").name

@@ -18,6 +18,9 @@ Built in (also in :data:`SCORERS`):
   ``|sum_{w in unit} dL/dw * w|``. The signed per-weight products are summed over the
   unit *before* the absolute value (:func:`taylor_contributions` gives those products).
 * :func:`l1`, :func:`l2` -- ``sum |w|`` and ``sqrt(sum w^2)`` per unit.
+* :func:`energy` -- ``sum w^2`` per unit (squared L2). Per weight it is ``w^2``, so with
+  the ``pattern`` granularity the chosen pattern is the one keeping the most L2 energy
+  (PatDNN's rule), and connectivity pruning drops the kernels whose kept energy is least.
 * :func:`chip` -- CHIP's channel independence (Sui et al., NeurIPS 2021), filters only.
 """
 from __future__ import annotations
@@ -32,8 +35,8 @@ from torch import nn
 from dtmm.prune.granularity import Granularity, get_granularity
 from dtmm.prune.layout import PruneError, resolve_layers, to_ohwi, weight_ohwi, weight_param
 
-__all__ = ["Scorer", "taylor", "taylor_contributions", "l1", "l2", "chip", "channel_independence",
-           "SCORERS", "get_scorer"]
+__all__ = ["Scorer", "taylor", "taylor_contributions", "l1", "l2", "energy", "chip",
+           "channel_independence", "SCORERS", "get_scorer"]
 
 #: Type of an importance scorer (see the module docstring).
 Scorer = Callable[..., "dict[str, np.ndarray]"]
@@ -176,6 +179,26 @@ def l2(model: nn.Module, layers: Iterable[str] | None = None,
     return out
 
 
+def energy(model: nn.Module, layers: Iterable[str] | None = None,
+           granularity: str | Granularity = "filterlet", **_ignored) -> dict[str, np.ndarray]:
+    """L2 energy of each unit's weights: ``sum w^2`` (the square of :func:`l2`).
+
+    Sums over units of per-weight energies, so a pattern's score is the energy it keeps.
+
+    Example:
+        >>> conv = nn.Conv2d(2, 1, 1, bias=False)
+        >>> with torch.no_grad(): _ = conv.weight.copy_(torch.tensor([[[[3.0]], [[-4.0]]]]))
+        >>> energy(nn.Sequential(conv), ["0"], "filter")["0"].tolist()
+        [25.0]
+    """
+    g = get_granularity(granularity)
+    out = {}
+    for name, mod in resolve_layers(model, layers).items():
+        w = weight_ohwi(mod)
+        out[name] = g.reduce(w * w, w.shape)
+    return out
+
+
 def channel_independence(features: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """CHIP channel independence of one batch of feature maps ``(N, C, H, W)``.
 
@@ -294,11 +317,13 @@ def chip(model: nn.Module, layers: Iterable[str] | None = None,
 
 
 #: The built-in scorers by name.
-SCORERS: dict[str, Scorer] = {"taylor": taylor, "l1": l1, "l2": l2, "chip": chip}
+SCORERS: dict[str, Scorer] = {"taylor": taylor, "l1": l1, "l2": l2, "energy": energy,
+                              "chip": chip}
 
 
 def get_scorer(s: str | Scorer) -> Scorer:
-    """Look a scorer up by name (``"taylor"``, ``"l1"``, ``"l2"``, ``"chip"``) or pass a callable through.
+    """Look a scorer up by name (``"taylor"``, ``"l1"``, ``"l2"``, ``"energy"``, ``"chip"``) or
+    pass a callable through.
 
     Example:
         >>> get_scorer("l1") is l1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from dtmm.errors import InvalidArgument
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -52,7 +53,7 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     """gemmlowp RoundingDivideByPOT: ``x / 2**exponent`` rounded half away from zero."""
     x, exponent = _i64(x), _i64(exponent)
     if np.any((exponent < 0) | (exponent > 31)):
-        raise ValueError(f"rounding_divide_by_pot: exponent must be in [0, 31], got {exponent}")
+        raise InvalidArgument(f"rounding_divide_by_pot: exponent must be in [0, 31], got {exponent}")
     mask = (np.int64(1) << exponent) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
@@ -99,7 +100,7 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     (shift < -31) become ``(0, 0)`` as in TFLite.
     """
     if real_multiplier < 0:
-        raise ValueError(f"quantize_multiplier: negative multiplier {real_multiplier}")
+        raise InvalidArgument(f"quantize_multiplier: negative multiplier {real_multiplier}")
     if real_multiplier == 0.0:
         return 0, 0
     q, shift = math.frexp(real_multiplier)
@@ -116,10 +117,10 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
 def quantize_multiplier_smaller_than_one_exp(real_multiplier: float) -> tuple[int, int]:
     """TFLite QuantizeMultiplierSmallerThanOneExp: requires 0 < m < 1; shift <= 0."""
     if not 0.0 < real_multiplier < 1.0:
-        raise ValueError(f"multiplier {real_multiplier} must be in (0, 1)")
+        raise InvalidArgument(f"multiplier {real_multiplier} must be in (0, 1)")
     q, shift = quantize_multiplier(real_multiplier)
     if shift > 0:
-        raise ValueError(f"multiplier {real_multiplier} gave a positive shift")
+        raise InvalidArgument(f"multiplier {real_multiplier} gave a positive shift")
     return q, shift
 
 
@@ -170,7 +171,7 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
         return max(qmin, quantize(0.0)), qmax
     if act == "relu6":
         return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
-    raise ValueError(f"unknown activation {activation!r}")
+    raise InvalidArgument(f"unknown activation {activation!r}")
 
 
 # ----------------------------------------------------------------------------- ADD
@@ -286,7 +287,7 @@ def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
     ``1/x == scale * 2**-num_bits_over_unit`` for a positive Q(x_integer_digits) x."""
     x = _i64(x)
     if np.any(x <= 0):
-        raise ValueError("get_reciprocal: x must be positive")
+        raise InvalidArgument("get_reciprocal: x must be positive")
     # CountLeadingZeros of a positive 32-bit value is 32 - bit_length; frexp's
     # exponent is exactly the bit length for integers below 2**53.
     headroom_plus_one = 32 - np.frexp(x.astype(np.float64))[1].astype(np.int64)
@@ -303,11 +304,11 @@ def preprocess_softmax_scaling(beta: float, input_scale: float,
     real = min(float(beta) * float(input_scale) * (1 << (31 - input_integer_bits)),
                max_real_multiplier)
     if not real > 1.0:
-        raise ValueError(f"softmax: beta * input_scale * 2**{31 - input_integer_bits} = {real} "
+        raise InvalidArgument(f"softmax: beta * input_scale * 2**{31 - input_integer_bits} = {real} "
                          f"must be > 1")
     q, shift = quantize_multiplier(real)
     if shift < 0:
-        raise ValueError(f"softmax: multiplier {real} gave a negative shift")
+        raise InvalidArgument(f"softmax: multiplier {real} gave a negative shift")
     return q, shift
 
 

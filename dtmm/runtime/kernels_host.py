@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dtmm.errors import BuildError, DtmmError
+from dtmm.errors import BuildError, DtmmError, InvalidArgument, InvalidType
 
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
@@ -159,13 +159,13 @@ def _arr(a, dtype, name: str, ndim: int | None = None) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != dtype:
         if not np.issubdtype(a.dtype, np.integer):
-            raise TypeError(f"{name}: expected an integer array ({np.dtype(dtype).name}), got {a.dtype}")
+            raise InvalidType(f"{name}: expected an integer array ({np.dtype(dtype).name}), got {a.dtype}")
         info = np.iinfo(dtype)
         if a.size and (a.min() < info.min or a.max() > info.max):
-            raise ValueError(f"{name}: values out of range for {np.dtype(dtype).name}")
+            raise InvalidArgument(f"{name}: values out of range for {np.dtype(dtype).name}")
         a = a.astype(dtype)
     if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
+        raise InvalidArgument(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
     return np.ascontiguousarray(a)
 
 
@@ -176,7 +176,7 @@ def _ptr(a: np.ndarray | None):
 def _index_bits(a: np.ndarray, name: str, allowed: Sequence[int]) -> int:
     bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16, np.dtype(np.uint32): 32}.get(a.dtype)
     if bits not in allowed:
-        raise TypeError(f"{name}: dtype must be one of "
+        raise InvalidType(f"{name}: dtype must be one of "
                         f"{[f'uint{b}' for b in allowed]}, got {a.dtype}")
     return bits
 
@@ -206,7 +206,7 @@ class KernelFrontEnd:
 
     def _run(self, name: str, op: int, ints, blobs, out_shape, out_dtype=np.int8) -> np.ndarray:
         if len(ints) > _NINTS:
-            raise ValueError(f"{name}: {len(ints)} int parameters > {_NINTS}")
+            raise InvalidArgument(f"{name}: {len(ints)} int parameters > {_NINTS}")
         ints = [int(v) for v in ints] + [0] * (_NINTS - len(ints))
         status, out = self._invoke(op, ints, [_blob(b) for b in blobs], tuple(out_shape), out_dtype)
         if status != 0:
@@ -220,14 +220,14 @@ class KernelFrontEnd:
         mult = _arr(np.broadcast_to(mult, (c_out,)), np.int32, "multiplier")
         shift = _arr(np.broadcast_to(shift, (c_out,)), np.int32, "shift")
         if bias is not None and bias.shape != (c_out,):
-            raise ValueError(f"bias: expected shape ({c_out},), got {bias.shape}")
+            raise InvalidArgument(f"bias: expected shape ({c_out},), got {bias.shape}")
         return x, bias, mult, shift
 
     @staticmethod
     def _out_shape(x, kh, kw, c_out, p) -> tuple[int, int, int, int]:
         ho, wo = conv_output_hw(x.shape[1], x.shape[2], kh, kw, p.stride, p.pads)
         if ho < 1 or wo < 1:
-            raise ValueError(f"empty output {ho}x{wo}")
+            raise InvalidArgument(f"empty output {ho}x{wo}")
         return (x.shape[0], ho, wo, c_out)
 
     # -- dense conv
@@ -264,12 +264,12 @@ class KernelFrontEnd:
         fb = _index_bits(fidx, "fidx", (8, 16, 32))
         c_out = fidx.size - 1
         if c_out < 1 or int(fidx[-1]) != cptr.size or arr.size != cptr.size * c_in:
-            raise ValueError(f"FWCS arrays inconsistent: {fidx.size} fidx entries, last "
+            raise InvalidArgument(f"FWCS arrays inconsistent: {fidx.size} fidx entries, last "
                              f"{int(fidx[-1]) if fidx.size else None}, {cptr.size} cptr entries, "
                              f"{arr.size} weights with C_in={c_in}")
         kk = kernel_hw[0] * kernel_hw[1]
         if cptr.size and (np.any(cptr.astype(np.int64) % c_in) or int(cptr.max()) >= kk * c_in):
-            raise ValueError("cptr entries must be multiples of C_in below KH*KW*C_in")
+            raise InvalidArgument("cptr entries must be multiples of C_in below KH*KW*C_in")
         x, bias, mult, shift = self._conv_common(x, bias, mult, shift, c_out)
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
@@ -289,9 +289,9 @@ class KernelFrontEnd:
         rb = _index_bits(rowptr, "rowptr", (8, 16, 32))
         c_out, c_in = rowptr.size - 1, x.shape[3]
         if col.size != values.size or int(rowptr[-1]) != values.size:
-            raise ValueError("CSR arrays inconsistent")
+            raise InvalidArgument("CSR arrays inconsistent")
         if col.size and int(col.max()) >= kernel_hw[0] * kernel_hw[1] * c_in:
-            raise ValueError("CSR column index out of range")
+            raise InvalidArgument("CSR column index out of range")
         x, bias, mult, shift = self._conv_common(x, bias, mult, shift, c_out)
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
@@ -323,7 +323,7 @@ class KernelFrontEnd:
         if (patterns.shape[1] != 4 or kpat.size != nk or values.size != 4 * nk or int(kptr[-1]) != nk
                 or (nk and (int(kchan.max()) >= c_in or int(kpat.max()) >= patterns.shape[0]))
                 or (patterns.size and int(patterns.max()) > 8)):
-            raise ValueError("pattern arrays inconsistent")
+            raise InvalidArgument("pattern arrays inconsistent")
         x, bias, mult, shift = self._conv_common(x, bias, mult, shift, c_out)
         oshape = self._out_shape(x, 3, 3, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
@@ -376,7 +376,7 @@ class KernelFrontEnd:
         """TFLite int8 ADD of equal shapes; ``add_params`` from :func:`dtmm.quant.arith.add_params`."""
         a, b = _arr(a, np.int8, "a"), _arr(b, np.int8, "b")
         if a.shape != b.shape:
-            raise ValueError(f"add_s8: shapes differ {a.shape} {b.shape}")
+            raise InvalidArgument(f"add_s8: shapes differ {a.shape} {b.shape}")
         ap = add_params
         ints = [in1_zp, in2_zp, out_zp, ap["left_shift"], ap["in1_multiplier"], ap["in1_shift"],
                 ap["in2_multiplier"], ap["in2_shift"], ap["out_multiplier"], ap["out_shift"],

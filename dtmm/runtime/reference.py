@@ -148,7 +148,7 @@ def _sparse_elements(op: CompressedConv2D) -> tuple[np.ndarray, ...]:
 
     ``position = kh * KW + kw``. Read straight from the format's arrays (no dense weight):
     CSR ``col = position * C_in + c``; pattern kernel ``(o, kidx)`` holds its 4 values at
-    the positions of pattern ``pid``. Elements come filter after filter (``o``
+    the positions of pattern ``pid`` of the layer's own library (``f.library``). Elements come filter after filter (``o``
     non-decreasing), which :func:`_compressed_conv2d` relies on.
     """
     f = op.fmt
@@ -157,7 +157,7 @@ def _sparse_elements(op: CompressedConv2D) -> tuple[np.ndarray, ...]:
         o = np.repeat(np.arange(cout), np.diff(f.rowptr.astype(np.int64)))
         col = f.col.astype(np.int64)
         return o, col // cin, col % cin, f.values.astype(np.float64)
-    pos4 = np.asarray(_formats.pattern.PATTERNS, np.int64)[f.pid.astype(np.int64)]   # (K, 4)
+    pos4 = np.asarray(f.library, np.int64)[f.pid.astype(np.int64)]          # (K, 4)
     o_k = np.repeat(np.arange(cout), np.diff(f.kptr.astype(np.int64)))
     k = _formats.pattern.KEPT_PER_KERNEL
     return (np.repeat(o_k, k), pos4.reshape(-1), np.repeat(f.kidx.astype(np.int64), k),

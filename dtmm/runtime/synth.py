@@ -29,6 +29,7 @@ from dtmm.quant import arith
 from dtmm.runtime import reference
 from dtmm.runtime.reference import conv_output_size
 from dtmm.tflite._padding import same_pads
+from dtmm.errors import InvalidArgument
 
 __all__ = ["SynthGraph"]
 
@@ -226,10 +227,10 @@ class SynthGraph:
             m, s = arith.fc_multiplier(self._q(op.inputs[0]).s, op.quant.w_scale[0], qparams.s)
             op.quant.multiplier, op.quant.shift = np.array([m], np.int32), np.array([s], np.int32)
         elif op is not None:
-            raise ValueError(f"set_qparams: cannot re-derive constants of {op.kind} {op.name!r}")
+            raise InvalidArgument(f"set_qparams: cannot re-derive constants of {op.kind} {op.name!r}")
         if op is not None:
             if op is not self.g.ops[-1]:
-                raise ValueError(f"set_qparams: {name!r} is not the output of the last op")
+                raise InvalidArgument(f"set_qparams: {name!r} is not the output of the last op")
             self._added(name)                # re-run the calibration batch
 
     # -- results

@@ -66,7 +66,7 @@ def mask_model(net, space: Space, strategy: Strategy, scores: UnitScores, x_trai
                bn_batches: int = 8, batch_size: int = 64):
     """A copy of ``net`` with the strategy's units zeroed (masks baked in) and BatchNorm
     statistics re-estimated; returns ``(model, filterlet masks, removed channels)``."""
-    from dtmm.oneshot import recalibrate_batchnorm
+    from dtmm.prune.batchnorm import recalibrate_batchnorm
     from dtmm.prune import apply_masks, remove_masks
     from dtmm.schedule.loss import torch_masks
 

@@ -122,7 +122,7 @@ def build_graph(spec: GraphSpec, seed: int = 0):
     formats, masks = {}, {}
     for ly in spec.layers:
         if ly.op in ("conv", "fwcs", "csr", "pattern"):
-            y = sg.conv(ly.c_out, ly.k, stride=ly.stride, pads="same", activation="relu", x=x)
+            sg.conv(ly.c_out, ly.k, stride=ly.stride, pads="same", activation="relu", x=x)
             name = sg.g.ops[-1].name
             wt = sg.g.ops[-1].weight
             o, kh, kw, ci = wt.shape

@@ -210,7 +210,7 @@ def _val_loss(net, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
 def _pruned_loss(net, space, strategy, scores, train_x, val_x, val_y, bn_batches) -> float:
     import copy
 
-    from dtmm.oneshot import recalibrate_batchnorm
+    from dtmm.prune.batchnorm import recalibrate_batchnorm
     from dtmm.prune import apply_masks, remove_masks
     from dtmm.schedule.select import strategy_masks
 

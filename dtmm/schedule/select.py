@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtmm.prune.select import num_pruned
 from dtmm.schedule.space import ScheduleError, Space
 
 __all__ = ["UnitScores", "group_order", "removed_channels", "keep_filterlets", "strategy_masks"]

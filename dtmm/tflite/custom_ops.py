@@ -47,8 +47,10 @@ custom_code                format      inputs (after input 0, the int8 activatio
   ``activation``      ``"none"`` | ``"relu"`` | ``"relu6"``
   ``w_scale``         ``C_out`` floats: per-output-channel weight scales (float32 values)
   ``index_bytes``     map array name -> element bytes (1, 2 or 4) of every index array
-  ``patterns``        pattern only: the library as 9-bit position masks (must equal
-                      :data:`dtmm.formats.pattern.PATTERNS`)
+  ``patterns``        pattern only: the layer's own library as 9-bit position masks
+                      (bit ``p`` = position ``kh * 3 + kw``), in ``pid`` order: 1..256
+                      distinct masks of exactly 4 bits each
+                      (:func:`dtmm.formats.pattern.library_codes`)
   ==================  ===========================================================
 
 Requantization constants are not stored: like TFLite for builtin convs, the reader
@@ -86,7 +88,7 @@ from flatbuffers import flexbuffers
 from dtmm import formats as _formats
 from dtmm.errors import FormatError, GraphError, ModelFileError
 from dtmm.formats import CSR, FWCS, Pattern
-from dtmm.formats.pattern import PATTERNS
+from dtmm.formats.pattern import library_codes, library_from_codes
 from dtmm.graph.compressed import CompressedConv2D
 from dtmm.graph.ir import Activation, ConvQuant
 from dtmm.quant import arith
@@ -116,7 +118,6 @@ _NP_OF_TT = {TT.INT8: np.int8, TT.UINT8: np.uint8, TT.UINT16: np.uint16, TT.UINT
 _TT_OF_NP = {np.dtype(v): k for k, v in _NP_OF_TT.items()}
 _CLASSES = {"fwcs": FWCS, "csr": CSR, "pattern": Pattern}
 _ACTS = {a.value: a for a in Activation}
-_PATTERN_CODES = [int(sum(1 << p for p in pat)) for pat in PATTERNS]
 _MAX_DIM = 0xFFFF        # dimensions are uint16 in the C header (see dtmm.formats.common)
 
 
@@ -148,7 +149,7 @@ def options_of(op: CompressedConv2D) -> dict:
     if op.format_name == "fwcs":
         opts["size"] = int(op.fmt.size)
     if op.format_name == "pattern":
-        opts["patterns"] = list(_PATTERN_CODES)
+        opts["patterns"] = library_codes(op.fmt.library)
     return opts
 
 
@@ -363,9 +364,15 @@ class _OpReader:
                             f"finite positive float32")
         if fmt_name == "fwcs" and opts.get("size") != cin:
             raise self.fail(f"custom option 'size' = {opts.get('size')!r} must equal c_in = {cin}")
-        if fmt_name == "pattern" and opts.get("patterns") != _PATTERN_CODES:
-            raise self.fail(f"custom option 'patterns' = {opts.get('patterns')!r} is not dtmm's "
-                            f"pattern library {_PATTERN_CODES}")
+        if fmt_name == "pattern":
+            codes = opts.get("patterns")
+            if not isinstance(codes, list):
+                raise self.fail(f"custom option 'patterns' = {codes!r} is not a list of "
+                                f"9-bit position masks")
+            try:
+                library = library_from_codes(codes, name=self.name)
+            except FormatError as e:
+                raise self.fail(f"custom option 'patterns': {e}") from None
         index_bytes = opts.get("index_bytes")
         if not isinstance(index_bytes, dict):
             raise self.fail(f"custom option 'index_bytes' = {index_bytes!r} is not a map")
@@ -394,6 +401,8 @@ class _OpReader:
                                 f"option index_bytes[{field!r}] = {index_bytes.get(field)!r}")
             arrays[field] = a
         extra = {"size": cin} if fmt_name == "fwcs" else {}
+        if fmt_name == "pattern":
+            extra = {"library": library}
         fmt = _CLASSES[fmt_name](shape=(cout, kh, kw, cin), name=self.name, **extra, **arrays)
         try:
             _formats.verify(fmt, (cout, kh, kw, cin))

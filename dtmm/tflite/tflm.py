@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtmm.errors import ModelFileError
+from dtmm.errors import InvalidArgument, ModelFileError
 
 __all__ = ["run_tflm", "DEFAULT_ARENA_BYTES"]
 
@@ -49,7 +49,7 @@ def run_tflm(model_bytes: bytes, x, *, arena_size: int | None = None) -> np.ndar
     load_model(model_bytes)            # validates structure; raises ModelFileError
     x = np.asarray(x)
     if x.dtype != np.int8:
-        raise ValueError(f"run_tflm: input must be int8, got {x.dtype}")
+        raise InvalidArgument(f"run_tflm: input must be int8, got {x.dtype}")
     if arena_size is None:
         arena_size = max(DEFAULT_ARENA_BYTES, 4 * len(model_bytes))
     try:
@@ -58,7 +58,7 @@ def run_tflm(model_bytes: bytes, x, *, arena_size: int | None = None) -> np.ndar
         raise ModelFileError(f"TFLite Micro refused the model: {e}") from e
     in_shape = tuple(interp.get_input_details(0)["shape"])
     if tuple(x.shape[1:]) != in_shape[1:]:
-        raise ValueError(f"run_tflm: batch shape {x.shape} does not match model input {in_shape}")
+        raise InvalidArgument(f"run_tflm: batch shape {x.shape} does not match model input {in_shape}")
     outs = []
     for i in range(x.shape[0]):
         interp.set_input(np.ascontiguousarray(x[i:i + 1]), 0)

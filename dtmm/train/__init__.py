@@ -1,4 +1,5 @@
-"""Training: a seeded trainer, fine-tuning under masks, LR schedules, evaluation, checkpoints.
+"""Training: a seeded trainer, fine-tuning under masks, LR schedules, evaluation, checkpoints,
+tasks (classification, detection: :mod:`dtmm.train.task`).
 
 >>> from dtmm.train import train, evaluate, fine_tune, FineTuneConfig, save_checkpoint
 """
@@ -9,6 +10,7 @@ from dtmm.train.finetune import (DatasetLoader, Distillation, FineTuneConfig, Fi
                                  FineTuneResult, GradualPruning, MaskError, default_fine_tune, fine_tune)
 from dtmm.train.lr import LRSchedule
 from dtmm.train.progress import Progress
+from dtmm.train.task import CLASSIFICATION, ClassificationTask, Task
 from dtmm.train.trainer import EpochStats, TrainError, TrainResult, cosine_lr, evaluate, train
 
 __all__ = [
@@ -17,4 +19,5 @@ __all__ = [
     "RandomShift", "RandomHFlip", "Compose",
     "fine_tune", "default_fine_tune", "FineTuneFn", "FineTuneContext", "FineTuneResult", "FineTuneConfig",
     "Distillation", "GradualPruning", "MaskError", "DatasetLoader", "LRSchedule", "Progress",
+    "Task", "ClassificationTask", "CLASSIFICATION",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from dtmm.errors import InvalidArgument
 
 __all__ = ["RandomShift", "RandomHFlip", "Compose"]
 
@@ -25,7 +26,7 @@ class RandomShift:
 
     def __init__(self, max_shift: int = 2):
         if max_shift < 0:
-            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+            raise InvalidArgument(f"max_shift must be >= 0, got {max_shift}")
         self.max_shift = int(max_shift)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

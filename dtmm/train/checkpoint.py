@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dtmm.errors import ModelFileError
+from dtmm.errors import InvalidArgument, InvalidType, ModelFileError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointMeta", "CHECKPOINT_FORMAT"]
 
@@ -54,10 +54,10 @@ def _check_plain(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: dict keys must be str or int, got {type(k).__name__}")
+                raise InvalidType(f"{where}: dict keys must be str or int, got {type(k).__name__}")
             _check_plain(v, f"{where}[{k!r}]")
         return
-    raise TypeError(f"{where}: cannot store a {type(value).__name__} in a checkpoint "
+    raise InvalidType(f"{where}: cannot store a {type(value).__name__} in a checkpoint "
                     "(use str, int, float, bool, None, tensors, lists and dicts)")
 
 
@@ -93,10 +93,10 @@ def save_checkpoint(
     extra = dict(extra or {})
     _check_plain(extra, "extra")
     if dataset is not None and not isinstance(dataset, str):
-        raise TypeError(f"dataset must be a str or None, got {type(dataset).__name__}")
+        raise InvalidType(f"dataset must be a str or None, got {type(dataset).__name__}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3:
-        raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
+        raise InvalidArgument(f"input_shape must be (C, H, W), got {input_shape!r}")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dtmm.data.dataset import Dataset, iterate_batches
-from dtmm.errors import DataError, DtmmError
+from dtmm.errors import DataError, DtmmError, InvalidArgument
 
 from dtmm.train.lr import cosine_lr
 from dtmm.train.progress import Progress
+from dtmm.train.task import CLASSIFICATION, ClassificationTask, Task
 
 __all__ = ["train", "evaluate", "TrainResult", "EpochStats", "TrainError", "cosine_lr", "run_epoch",
            "make_optimizer", "device_of", "OptimizerFactory"]
@@ -50,6 +51,8 @@ class EpochStats:
 
     ``train_loss`` / ``train_acc`` are averaged over the epoch's batches while
     training (train-mode BN, augmented inputs), not a separate evaluation pass.
+    ``*_acc`` is the task's metric (:mod:`dtmm.train.task`): accuracy for
+    classification, AP@0.5 (validation) for detection.
     """
 
     epoch: int
@@ -84,7 +87,7 @@ class TrainResult:
     def final(self) -> EpochStats:
         """Stats of the last epoch."""
         if not self.history:
-            raise ValueError("no epochs were run")
+            raise InvalidArgument("no epochs were run")
         return self.history[-1]
 
     @property
@@ -127,7 +130,7 @@ def make_optimizer(name: str | OptimizerFactory, params, lr: float, weight_decay
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if key == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; valid: sgd, adam, adamw")
+    raise InvalidArgument(f"unknown optimizer {name!r}; valid: sgd, adam, adamw")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -142,9 +145,15 @@ def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> to
     return F.cross_entropy(logits, y)
 
 
+#: ``metric_fn(logits, targets) -> (numerator, denominator)`` summed over an epoch by
+#: :func:`run_epoch` (default: correct predictions, batch size).
+MetricFn = Callable[[torch.Tensor, torch.Tensor], "tuple[float, int]"]
+
+
 @dataclass
 class EpochTotals:
-    """What :func:`run_epoch` saw: optimizer steps so far, mean loss and accuracy of the epoch."""
+    """What :func:`run_epoch` saw: optimizer steps so far, mean loss and accuracy (the
+    ``metric_fn`` ratio) of the epoch."""
 
     step: int
     loss: float
@@ -159,13 +168,15 @@ def run_epoch(model: nn.Module, batches: Iterable, opt: torch.optim.Optimizer, *
               generator: torch.Generator | None = None,
               before_step: Callable[[int], None] | None = None,
               after_step: Callable[[int], None] | None = None,
-              progress: Progress | None = None, epoch: int = 1) -> EpochTotals:
+              progress: Progress | None = None, epoch: int = 1,
+              metric_fn: MetricFn | None = None) -> EpochTotals:
     """Run one epoch of optimizer steps over ``batches`` (``(x, y)`` pairs); model in train mode.
 
     For each batch: ``before_step(step)`` (0-based count of steps done so far), the
     learning rate ``lr_at(step)`` set on every parameter group, ``loss_fn(logits, y,
     x)``, backward, ``opt.step()``, then ``after_step(step)`` with the new 1-based
     count. A batch of a single image is skipped (BatchNorm cannot train on it).
+    ``metric_fn`` (default: classification accuracy) gives the epoch's ``acc``.
     Raises :class:`TrainError` when the loss is NaN / infinite.
 
     Example:
@@ -177,7 +188,7 @@ def run_epoch(model: nn.Module, batches: Iterable, opt: torch.optim.Optimizer, *
     """
     device = device_of(model) if device is None else device
     model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, counted = 0.0, 0, 0, 0
     for xb, yb in batches:
         if xb.shape[0] < 2:
             continue
@@ -203,11 +214,18 @@ def run_epoch(model: nn.Module, batches: Iterable, opt: torch.optim.Optimizer, *
             after_step(step)
         k = xb.shape[0]
         loss_sum += loss.item() * k
-        correct += int((logits.detach().argmax(1) == yb).sum())
+        if metric_fn is None:
+            correct += int((logits.detach().argmax(1) == yb).sum())
+            counted += k
+        else:
+            num, den = metric_fn(logits, yb)
+            correct += num
+            counted += den
         seen += k
         if progress is not None:
             progress.step(epoch=epoch, loss=loss.item())
-    return EpochTotals(step=step, loss=loss_sum / max(seen, 1), acc=correct / max(seen, 1), seen=seen)
+    return EpochTotals(step=step, loss=loss_sum / max(seen, 1), acc=correct / max(counted, 1),
+                       seen=seen)
 
 
 def train(
@@ -225,8 +243,9 @@ def train(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = True,
     callback: Callable[[int, nn.Module], None] | None = None,
+    task: "Task | None" = None,
 ) -> TrainResult:
-    """Train ``model`` in place with cross-entropy and a per-step cosine LR schedule.
+    """Train ``model`` in place with the task's loss and a per-step cosine LR schedule.
 
     * ``optimizer``: ``"sgd"`` (Nesterov momentum ``momentum``), ``"adam"`` or
       ``"adamw"``; ``weight_decay`` applies to all parameters.
@@ -241,6 +260,10 @@ def train(
       counts from 1) — the hook for keeping pruning masks applied.
     * Progress (:class:`~dtmm.train.progress.Progress`, on stderr): a tqdm bar on a
       terminal, one line per epoch otherwise; ``progress=False`` silences it.
+    * ``task`` (:mod:`dtmm.train.task`): what is learnt; default classification
+      (cross-entropy; ``train_acc`` / ``val_acc`` are accuracies).
+      :class:`dtmm.detect.DetectionTask` trains a detector on a
+      :class:`~dtmm.data.DetectionDataset` (``val_acc`` is then its AP@0.5).
 
     A final batch of a single image is skipped (BatchNorm cannot train on it).
     The model's train/eval mode is restored at the end. Raises
@@ -256,14 +279,19 @@ def train(
         >>> res.steps, len(res.history)
         (2, 1)
     """
+    task = CLASSIFICATION if task is None else task
+    task.check(train_ds)
+    if augment is not None and not task.image_augment:
+        raise TrainError(f"augment= transforms images only, which breaks the targets of the "
+                         f"{task.name} task; it augments inside its batches instead")
     if len(train_ds) == 0:
         raise DataError(f"training set {train_ds.name!r} is empty")
     if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+        raise InvalidArgument(f"epochs must be >= 0, got {epochs}")
     if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+        raise InvalidArgument(f"lr must be > 0, got {lr}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
 
     device = device_of(model)
     n = len(train_ds)
@@ -286,15 +314,17 @@ def train(
             step = 0
             for epoch in range(epochs):
                 t_epoch = time.perf_counter()
-                tot = run_epoch(model, iterate_batches(train_ds, batch_size, shuffle=True,
-                                                       seed=_epoch_seed(seed, epoch)),
+                tot = run_epoch(model, task.batches(train_ds, batch_size, shuffle=True,
+                                                    seed=_epoch_seed(seed, epoch)),
                                 opt, step=step, lr_at=lambda s: cosine_lr(lr, s, total_steps),
-                                device=device, augment=augment, generator=gen, after_step=after,
-                                progress=bar, epoch=epoch + 1)
+                                loss_fn=lambda out, y, x: task.loss(out, y),
+                                metric_fn=task.batch_metric, device=device, augment=augment,
+                                generator=gen, after_step=after, progress=bar, epoch=epoch + 1)
                 step = tot.step
                 val_loss = val_acc = None
                 if val_ds is not None and len(val_ds) > 0:
-                    val_acc, val_loss = evaluate(model, val_ds, batch_size=max(batch_size, 256))
+                    val_acc, val_loss = evaluate(model, val_ds, batch_size=max(batch_size, 256),
+                                                 task=task)
                 result.history.append(EpochStats(
                     epoch=epoch + 1,
                     train_loss=tot.loss,
@@ -314,8 +344,13 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, ds: "Dataset | Iterable", *, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model: nn.Module, ds: "Dataset | Iterable", *, batch_size: int = 256,
+             task: "Task | None" = None) -> tuple[float, float]:
     """Return ``(accuracy, mean cross-entropy loss)`` of ``model`` on ``ds``.
+
+    With a ``task`` (:mod:`dtmm.train.task`) other than classification:
+    ``task.evaluate``, the task's ``(metric, mean loss)`` (detection: AP@0.5 and the
+    YOLO loss) on the dataset ``ds``.
 
     ``ds`` is a :class:`~dtmm.data.Dataset` (batched by ``batch_size``) or any
     iterable of ``(inputs, targets)`` batches, e.g. a ``torch.utils.data.DataLoader``.
@@ -330,6 +365,13 @@ def evaluate(model: nn.Module, ds: "Dataset | Iterable", *, batch_size: int = 25
         >>> 0.0 <= acc <= 1.0 and loss > 0
         True
     """
+    from dtmm.data.detection import DetectionDataset
+
+    if task is not None and not isinstance(task, ClassificationTask):
+        task.check(ds)
+        return task.evaluate(model, ds, batch_size=batch_size)
+    if isinstance(ds, DetectionDataset):
+        CLASSIFICATION.check(ds)                   # a clear error: boxes need a detection task
     if isinstance(ds, Dataset):
         if len(ds) == 0:
             raise DataError(f"cannot evaluate on empty dataset {ds.name!r}")

@@ -18,7 +18,14 @@ model                input (C,H,W)  classes  parameters
 ``resnet8``          3x32x32        10       77,946
 ``dscnn``            1x49x10        12       23,180
 ``mobilenetv1_025``  3x96x96        2        213,586
+``yolo``             3x112x112      1        1,576,346
 ===================  =============  =======  ==========
+
+:data:`MODEL_NAMES` are the classifiers (output ``(N, classes)`` logits);
+:data:`DETECTION_MODEL_NAMES` the detectors: ``yolo``, the paper's tiny YOLO
+(:class:`~dtmm.zoo.yolo.TinyYOLO`: one class, inputs a multiple of 16, output the
+``(N, 5 * anchors, H / 16, W / 16)`` head decoded by :mod:`dtmm.detect.yolo`).
+:func:`build_model` builds both.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from dtmm.zoo.errors import ZooError
 from dtmm.zoo.mobilenet import MobileNetV1
 from dtmm.zoo.resnet import BasicBlock, ResNet8, ResNet12
 from dtmm.zoo.vgg import VGG11
+from dtmm.zoo.yolo import TinyYOLO
 
-__all__ = ["build_model", "trained_like_batchnorm", "MODEL_NAMES", "CANONICAL", "ZooError",
-           "VGG11", "ResNet8", "ResNet12", "BasicBlock", "DSCNN", "MobileNetV1"]
+__all__ = ["build_model", "trained_like_batchnorm", "MODEL_NAMES", "DETECTION_MODEL_NAMES",
+           "CANONICAL", "ZooError", "VGG11", "ResNet8", "ResNet12", "BasicBlock", "DSCNN",
+           "MobileNetV1", "TinyYOLO"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg11": VGG11,
@@ -44,9 +53,13 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "dscnn": DSCNN,
     "mobilenetv1_025": MobileNetV1,
 }
+_DETECTORS: dict[str, Callable[..., nn.Module]] = {"yolo": TinyYOLO}
 
-#: Names :func:`build_model` accepts.
+#: The classifiers :func:`build_model` builds.
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+#: The detectors :func:`build_model` builds.
+DETECTION_MODEL_NAMES: tuple[str, ...] = tuple(_DETECTORS)
+_BUILDERS.update(_DETECTORS)
 
 #: name -> (canonical input shape, classes, trainable parameters); see the table above.
 CANONICAL: dict[str, tuple[tuple[int, int, int], int, int]] = {
@@ -55,6 +68,7 @@ CANONICAL: dict[str, tuple[tuple[int, int, int], int, int]] = {
     "resnet8": ((3, 32, 32), 10, 77_946),
     "dscnn": ((1, 49, 10), 12, 23_180),
     "mobilenetv1_025": ((3, 96, 96), 2, 213_586),
+    "yolo": ((3, 112, 112), 1, 1_576_346),
 }
 
 
@@ -75,7 +89,8 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     """
     key = str(name).strip().lower()
     if key not in _BUILDERS:
-        raise ZooError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+        raise ZooError(f"unknown model {name!r}; valid: "
+                       f"{', '.join(MODEL_NAMES + DETECTION_MODEL_NAMES)}")
     if seed is None:
         return _BUILDERS[key](tuple(input_shape), int(num_classes))
     with torch.random.fork_rng(devices=[]):

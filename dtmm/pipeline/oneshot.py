@@ -20,7 +20,7 @@ filterlet is a single weight).
 
 Example:
     >>> import numpy as np, torch, torch.nn as nn
-    >>> from dtmm.oneshot import PruneSpec, prune_model
+    >>> from dtmm.pipeline.oneshot import PruneSpec, prune_model
     >>> torch.manual_seed(0) is not None
     True
     >>> net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
@@ -47,6 +47,7 @@ import torch.nn as nn
 from dtmm.errors import DtmmError
 from dtmm.graph.capture import capture
 from dtmm.graph.ir import Graph
+from dtmm.prune.batchnorm import recalibrate_batchnorm
 from dtmm.quant.quantize import quantize_graph
 
 #: Files ``dtmm prune`` writes into its ``--out`` folder.
@@ -134,31 +135,6 @@ def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
     return net, ratios
 
 
-def recalibrate_batchnorm(net: nn.Module, x: np.ndarray, batch_size: int = 64, batches: int = 8) -> None:
-    """Re-estimate BatchNorm running statistics of a pruned model on training images.
-
-    Pruning shifts every conv's output distribution, and stale BN statistics then
-    mis-normalise it; re-estimating them (no labels, no weight change) recovers much
-    of the one-shot accuracy loss. Weights, masks and BN affine parameters are untouched.
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or len(x) == 0:
-        return
-    saved = [(m.momentum, m.training) for m in bns]
-    was_training = net.training
-    net.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None                      # cumulative average over the batches below
-        m.train()
-    with torch.no_grad():
-        for i in range(0, min(len(x), batch_size * batches), batch_size):
-            net(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
-    for m, (mom, tr) in zip(bns, saved):
-        m.momentum = mom
-        m.train(tr)
-    net.train(was_training)
-
 
 def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarray, y_train: np.ndarray,
                 calib_samples: int = 256, calibration: str = "minmax") -> PruneResult:
@@ -193,7 +169,9 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
                   calib_samples: int = 256, eval_samples: int | None = None) -> dict:
     """``dtmm prune``: prune a checkpoint in one shot, quantize, write ``out/model.tflite``
     (compressed) and ``out/summary.json``. Nothing is written if any step fails."""
-    from dtmm import workflows
+    from dtmm.pipeline.data import SPLIT_SEED, check_dataset_matches, load_splits, to_nhwc
+    from dtmm.pipeline.evaluate import float_accuracy, int8_predict
+    from dtmm.util.files import check_output_path, write_outputs
     from dtmm.graph.float_exec import run_float
     from dtmm.report import inspect_graph
     from dtmm.tflite.export import to_tflite_bytes
@@ -206,18 +184,18 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
                         f"{ratio} would remove " + ("every unit of every layer, so the model's output "
                                                     "would no longer depend on its input"
                                                     if ratio >= 1.0 else "a negative share"))
-    out_dir = workflows.check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
+    out_dir = check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = workflows.load_splits(data, meta.input_shape)
-    workflows.check_dataset_matches(ds, meta, data)
+    ds, tr, _, te = load_splits(data, meta.input_shape)
+    check_dataset_matches(ds, meta, data)
     spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
-    order = np.random.default_rng(workflows.SPLIT_SEED).permutation(len(tr))
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(tr))
     res = prune_model(net, meta.input_shape, spec, tr.x[order], tr.y[order], calib_samples=calib_samples)
     model_bytes = to_tflite_bytes(res.graph)
     xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
-    dense_acc = workflows.float_accuracy(net, xe, ye)
-    pruned_acc = float((run_float(res.float_graph, workflows.to_nhwc(xe)).argmax(-1) == ye).mean())
-    int8_acc = float((workflows.int8_predict(res.graph, xe).argmax(-1) == ye).mean())
+    dense_acc = float_accuracy(net, xe, ye)
+    pruned_acc = float((run_float(res.float_graph, to_nhwc(xe)).argmax(-1) == ye).mean())
+    int8_acc = float((int8_predict(res.graph, xe).argmax(-1) == ye).mean())
     rep = inspect_graph(res.graph)
     dense_rep = inspect_graph(res.qgraph)
     summary = {
@@ -230,7 +208,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
         "tflite_bytes": len(model_bytes), "total_bytes": rep["total_bytes"], "bytes": rep["bytes"],
         "dense_int8_total_bytes": dense_rep["total_bytes"], "layers": rep["layers"],
     }
-    workflows.write_outputs(out_dir, {"model.tflite": model_bytes,
+    write_outputs(out_dir, {"model.tflite": model_bytes,
                                       "summary.json": (json.dumps(summary, indent=2) + "\n").encode()})
     return {"tflite": str(out_dir / "model.tflite"), "summary": str(out_dir / "summary.json"),
             **{k: summary[k] for k in ("float_accuracy_unpruned", "float_accuracy_pruned",
@@ -240,7 +218,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
 def inspect_command(model: str) -> dict:
     """``dtmm inspect``: the storage report of a (compressed) ``.tflite`` file."""
     from dtmm.report import inspect_graph
-    from dtmm.workflows import read_model
+    from dtmm.pipeline.modelfiles import read_model
 
     graph, data = read_model(model)
     rep = inspect_graph(graph)
