@@ -123,6 +123,9 @@ def _add_compress(sub) -> None:
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model")
+    p.add_argument("--gradual", action="store_true",
+                   help="reach the plan's filterlet ratios gradually during fine-tuning (Zhu & Gupta's "
+                        "polynomial schedule; whole filters are removed first)")
     p.add_argument("--qat", choices=["auto", "always", "never"], default="auto",
                    help="quantization-aware fine-tuning: when post-training quantization misses "
                         "the accuracy bound (auto), always, or never")
@@ -174,7 +177,8 @@ def _compress(args) -> int:
                                             (0.5 if args.max_accuracy_drop is None else args.max_accuracy_drop)),
                          max_loss_increase=args.max_loss_increase, solver=args.solver,
                          loss_model=args.loss_model, epochs=args.epochs, lr=args.lr,
-                         distill=args.distill, qat=args.qat, train_epochs=args.train_epochs,
+                         distill=args.distill, gradual=args.gradual, qat=args.qat,
+                         train_epochs=args.train_epochs,
                          seed=args.seed, max_attempts=args.max_attempts,
                          verify_samples=args.verify_samples)
     res = compress_command(model=args.model, checkpoint=args.checkpoint, data=args.data,

@@ -62,6 +62,7 @@ class CompressConfig:
     lr: float = 0.01
     optimizer: str = "sgd"
     distill: bool = False
+    gradual: bool = False                          # reach the plan's alphas gradually (Zhu & Gupta)
     qat: str = "auto"
     qat_epochs: int = 2
     train_epochs: int = 10                         # dense training when no checkpoint is given
@@ -148,6 +149,36 @@ def _rebuild(base_net, shrink_channels: dict, state: dict):
     apply_masks(gm, state["masks"])
     load_masked_state_dict(gm, state["weights"])
     return gm.eval()
+
+
+def _beta_only(plan: dict) -> dict:
+    """The plan with every alpha set to 0 (filters removed, filterlets all kept)."""
+    out = copy.deepcopy(plan)
+    for ly in out["layers"]:
+        ly["alpha"] = 0.0
+    return out
+
+
+def _exact_filterlets(gm, plan: dict) -> None:
+    """Masks of exactly the plan's kept filterlets per FWCS layer of the (shrunk) model ``gm``,
+    chosen by the L2 norm of the current weights with the rule of
+    :func:`dtmm.schedule.select.keep_filterlets` (at least one per filter)."""
+    import torch
+
+    from dtmm.prune import apply_masks
+    from dtmm.schedule.select import keep_filterlets
+
+    mods = dict(gm.named_modules())
+    masks = {}
+    for ly in plan["layers"]:
+        if ly["format"] != "fwcs" or ly["alpha"] == 0:
+            continue
+        w = mods[ly["name"]].weight.detach()                 # (O, I, KH, KW), masked view
+        o, i, kh, kw = w.shape
+        scores = torch.sqrt((w.double() ** 2).sum(dim=1)).reshape(o, kh * kw).numpy()
+        keep = keep_filterlets(scores, np.ones(o, bool), int(ly["kept_filterlets"]))
+        masks[ly["name"]] = torch.from_numpy(keep.reshape(o, 1, kh, kw)).expand(o, i, kh, kw).contiguous()
+    apply_masks(gm, masks)
 
 
 # ------------------------------------------------------------------------- the run
@@ -319,8 +350,13 @@ class _Compress:
         cfg = self.cfg
         inp = self.inp
         s = plan_strategy(inp.space, plan)
-        masked, fl, removed = mask_model(self.net, inp.space, s, inp.scores, inp.train_x)
-        # masks on the pruned filterlets stay through fine-tuning
+        gradual = bool(settings.get("gradual")) and any(ly["alpha"] > 0 for ly in plan["layers"])
+        if gradual:          # whole filters now (group-consistent), filterlets gradually below
+            s_beta = plan_strategy(inp.space, _beta_only(plan))
+            masked, fl, removed = mask_model(self.net, inp.space, s_beta, inp.scores, inp.train_x)
+        else:
+            masked, fl, removed = mask_model(self.net, inp.space, s, inp.scores, inp.train_x)
+        # masks on the pruned units stay through fine-tuning
         from dtmm.prune import apply_masks
         from dtmm.schedule.loss import torch_masks
 
@@ -329,16 +365,31 @@ class _Compress:
         gm = shr.model
         acc0 = float_accuracy(gm, self.va.x, self.va.y)
         epochs = settings["epochs"]
+        grad = None
+        if gradual:
+            from dtmm.train.finetune import GradualPruning
+
+            final = {ly["name"]: 1.0 - ly["kept_filterlets"] / (ly["c_out"] * inp.space.layer(ly["name"]).positions)
+                     for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0}
+            grad = GradualPruning(final, granularity="filterlet", scorer="l2")
         ftc = FineTuneConfig(epochs=epochs, lr=cfg.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
                              schedule=LRSchedule("cosine"),
-                             distill=Distillation() if settings["distill"] else None)
+                             distill=Distillation() if settings["distill"] else None, gradual=grad)
         history = []
+        teacher = copy.deepcopy(self.net).eval() if settings["distill"] else None
         if epochs > 0:
             torch.manual_seed(cfg.seed + a)
-            res = fine_tune(gm, self.ft_train, self.ft_val, config=ftc,
-                            teacher=copy.deepcopy(self.net).eval() if settings["distill"] else None,
+            res = fine_tune(gm, self.ft_train, self.ft_val, config=ftc, teacher=teacher,
                             fn=self.fine_tune_fn, quiet=self.run_.quiet)
             history = [asdict(h) for h in res.history]
+        if gradual:          # the plan's exact kept filterlets, then one epoch with them fixed
+            _exact_filterlets(gm, plan)
+            res = fine_tune(gm, self.ft_train, self.ft_val, teacher=teacher, fn=self.fine_tune_fn,
+                            config=FineTuneConfig(epochs=1, lr=cfg.lr / 10, optimizer=cfg.optimizer,
+                                                  seed=cfg.seed + a, schedule=LRSchedule("constant"),
+                                                  distill=Distillation() if settings["distill"] else None),
+                            quiet=self.run_.quiet)
+            history += [asdict(h) for h in res.history]
         gm.eval()
         fa_val = float_accuracy(gm, self.va.x, self.va.y)
         fa = float_accuracy(gm, self.te.x, self.te.y)
@@ -346,7 +397,7 @@ class _Compress:
                  "weights": {k: v.clone() for k, v in gm.state_dict().items()}}
         return ({"channels": shr.channels_json(), "val_accuracy_before": round(acc0, 4),
                  "val_accuracy": round(fa_val, 4), "float_after": round(fa, 4), "epochs": epochs,
-                 "distill": settings["distill"], "history": history,
+                 "distill": settings["distill"], "gradual": gradual, "history": history,
                  "summary": f"val accuracy {acc0:.4f} after pruning -> {fa_val:.4f} after {epochs} "
                             f"epochs; float test {fa:.4f}"},
                 {f"finetune{a}.pt": _state_bytes(state)})
@@ -499,7 +550,7 @@ class _Compress:
         self.dense_res = self.dense()
         floor = self._int8_floor()
         settings = {"loss_model": cfg.loss_model, "epochs": cfg.epochs, "distill": cfg.distill,
-                    "max_loss": cfg.max_loss_increase}
+                    "gradual": cfg.gradual, "max_loss": cfg.max_loss_increase}
         chosen = None
         for a in range(1, cfg.max_attempts + 1):
             plan, ft, q = self.attempt(a, settings)

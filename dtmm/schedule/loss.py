@@ -6,9 +6,11 @@ Both are tables, so that a strategy's predicted loss change is a sum of look-ups
 ``delta(s) = sum_g G_g[beta_g] + sum_i L_i[beta_out(i), option_i]``
 
 * :func:`taylor_loss` (paper Eq. 2): a pruned unit changes the loss by about
-  ``|sum_unit dL/dw * w|`` (gradient of the training loss, eval mode). ``G_g`` sums it
-  over the filters a group removes (every producer's filter of each removed channel),
-  ``L_i`` over the filterlets the layer's ``alpha`` removes from its surviving filters.
+  ``|sum_unit dL/dw * w|`` (gradient of the training loss, eval mode), the unit being a
+  filterlet; a removed filter counts as all its filterlets removed (the sum of their
+  estimates, so that filters and filterlets are judged alike). ``G_g`` sums it over the
+  filters a group removes (every producer's filter of each removed channel), ``L_i``
+  over the filterlets the layer's ``alpha`` removes from its surviving filters.
   Units are chosen by the same Taylor scores (:mod:`dtmm.schedule.select`).
 * :func:`sensitivity_loss`: one-shot Taylor is noisy on a converged model, so this one
   *measures*: each group alone at each ``beta`` and each layer alone at each ``alpha``
@@ -115,10 +117,13 @@ def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
         if x is None or len(x) == 0:
             raise ScheduleError(f"{scorer} importance needs training data")
         kw = {"data": _layer_batches(x, y, batch_size, batches), "batches": batches}
-    if scorer == "taylor":          # one backward pass set, reduced per filter and per filterlet
+    if scorer == "taylor":          # one backward pass set, reduced per filterlet
         contrib = prune.taylor_contributions(net, names, **kw)
-        f = {n: np.abs(prune.FILTER.reduce(c, c.shape)) for n, c in contrib.items()}
         fl = {n: np.abs(prune.FILTERLET.reduce(c, c.shape)) for n, c in contrib.items()}
+        # a removed filter is all its filterlets removed: its estimate is the sum of theirs
+        # (|sum over the filter| would cancel signs and favour whole filters over the
+        # same weights removed as filterlets)
+        f = {n: v.reshape(mods[n].weight.shape[0], -1).sum(axis=1) for n, v in fl.items()}
     else:
         f = fn(net, names, "filter", **kw)
         fl = fn(net, names, "filterlet", **kw) if scorer != "chip" else prune.l2(net, names, "filterlet")
