@@ -185,9 +185,9 @@ def _compress(args) -> int:
                            out=args.out, config=cfg, resume=args.resume, quiet=args.quiet)
     s = res.summary
     if args.json:
-        print(json.dumps(s, indent=1))
+        _out(json.dumps(s, indent=1))
     else:
-        print(_compress_table(s, res.files))
+        _out(_compress_table(s, res.files))
     ok = all(v["met"] for v in s["budgets_met"].values()) and all(
         v.get("bit_exact", True) for v in s["verify"].values())
     return 0 if ok else 1

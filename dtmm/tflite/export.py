@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import flatbuffers
 import numpy as np
@@ -430,23 +428,12 @@ def to_tflite_bytes(graph: Graph) -> bytes:
 
 
 def export_tflite(graph: Graph, path: str | os.PathLike) -> None:
-    """Write ``graph`` to ``path`` as ``.tflite``, atomically (temp file + ``os.replace``).
+    """Write ``graph`` to ``path`` as ``.tflite``, atomically (temp file + ``os.replace``),
+    with the user's umask (see :func:`dtmm.util.files.atomic_write_bytes`).
 
     Example:
         >>> export_tflite(g, "model.tflite")   # doctest: +SKIP
     """
-    data = to_tflite_bytes(graph)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from dtmm.util.files import atomic_write_bytes
+
+    atomic_write_bytes(path, to_tflite_bytes(graph))      # mode 0666 & ~umask
