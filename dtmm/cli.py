@@ -90,6 +90,9 @@ def _add_plan(sub) -> None:
     g.add_argument("--objective", choices=["min-loss"], help="minimise the loss change instead")
     p.add_argument("--solver", choices=["anneal", "exact"], default="anneal")
     p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default="taylor")
+    p.add_argument("--method", default="dtmm",
+                   choices=["dtmm", "chip", "l1-filter", "patdnn", "unstructured"],
+                   help="dtmm, or a baseline planned by the same scheduler")
     p.add_argument("--importance", choices=["taylor", "l1", "l2"], default=None,
                    help="unit selection (taylor for the taylor loss model; default l2 with sensitivity)")
     p.add_argument("--calibration", help="latency calibration JSON (default: the one shipped for "
@@ -109,7 +112,9 @@ def _add_compress(sub) -> None:
     p.add_argument("--checkpoint", help="a trained checkpoint to compress")
     p.add_argument("--data", required=True, help="dataset spec")
     p.add_argument("--target", default="cortex-m55", help="cortex-m4, cortex-m7 or cortex-m55")
-    p.add_argument("--method", default="dtmm", help="compression method (dtmm)")
+    p.add_argument("--method", default="dtmm",
+                   help="dtmm (filters + filterlets, FWCS), or a baseline: chip, l1-filter (whole "
+                        "filters), patdnn (patterns + connectivity), unstructured (CSR)")
     p.add_argument("--flash", help="firmware flash budget, e.g. 512KB (K = 1024)")
     p.add_argument("--ram", help="SRAM budget (firmware RAM + stack), e.g. 256KB")
     p.add_argument("--max-instructions", help="instructions per inference budget, e.g. 3M")
@@ -346,7 +351,7 @@ def _dispatch(args) -> int:
                            objective="loss" if args.objective == "min-loss" else None,
                            solver=args.solver, loss_model=args.loss_model,
                            importance=args.importance, calibration=args.calibration,
-                           seed=args.seed, iterations=args.iterations,
+                           seed=args.seed, iterations=args.iterations, method=args.method,
                            progress=None if args.quiet else _say)
         table = res.pop("table")
         _out(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")

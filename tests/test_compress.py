@@ -141,3 +141,17 @@ def test_compress_refuses_an_op_it_cannot_capture(tmp_path, capsys):
                "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "sigmoid" in err
+
+
+@needs_qemu
+@pytest.mark.parametrize("method", ["chip", "patdnn"])
+def test_compress_baseline_methods(netfile, tmp_path, method):
+    """The baselines run the same pipeline: budget met, bit-exact on host and M55."""
+    res = compress_command(model=f"{netfile}:small", data="digits", out=str(tmp_path / method),
+                           config=_cfg(method=method, flash="28KB", epochs=2, max_attempts=1,
+                                       max_accuracy_drop=100.0), quiet=True)
+    s = res.summary
+    assert s["method"] == method and s["budgets_met"]["flash"]["met"]
+    assert s["verify"]["host"]["bit_exact"] and s["verify"]["qemu-m55"]["bit_exact"]
+    formats = {ly["format"] for ly in s["plan"]["layers"]}
+    assert formats <= ({"dense"} if method == "chip" else {"dense", "pattern"})

@@ -381,3 +381,40 @@ def test_cli_plan_refuses_unreachable_budgets_before_scoring(tmp_path, capsys):
     rc = main(["plan", "--checkpoint", str(tmp_path / "c.pt"), "--data", "digits", "--flash=-3KB",
                "--objective", "min-loss", "--out", str(tmp_path / "p.json")])
     assert rc == 2 and "must be positive" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+@pytest.mark.parametrize("method", ["dtmm", "chip", "l1-filter", "patdnn", "unstructured"])
+def test_every_method_plans_exactly_what_is_generated(method, digits):
+    """Each method's space, ranking and Taylor tables; random plans applied: the generated
+    model's const bytes and arena equal the predictions; the exact solver meets a budget."""
+    from dtmm.schedule.methods import METHOD_SPACES, method_scores, method_space
+
+    x, y = digits
+    torch.manual_seed(0)
+    net = realistic_bn(build_model("resnet8", (1, 8, 8), 10), seed=1).eval()
+    sp = method_space(capture(net, (1, 8, 8)), method)
+    ms = METHOD_SPACES[method]
+    assert (len(sp.betas) > 1) == ms.filters and (len(sp.alphas) > 1) == ms.fine
+    assert {f for ly in sp.layers for f, _ in sp.options(ly)} <= set(ms.formats)
+    cm = CostModel(sp, default_calibration("cortex-m55"), code=default_code_sizes("cortex-m55"))
+    tay = unit_scores(net, sp, "taylor", x, y, batches=2)
+    sel = method_scores(net, sp, method, x, y, taylor=tay, batches=2)
+    cm.loss = taylor_loss(sp, tay, sel)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        s = _random_strategy(cm, rng)
+        c = cm.evaluate(s)
+        masked, _, _ = mask_model(net, sp, s, sel, x)
+        _, _, cg, _ = pruned_graphs(masked, (1, 8, 8), sp, s, x[:64].transpose(0, 2, 3, 1).copy(),
+                                    library=sel.library)
+        p = plan_model(cg, "cortex-m55")
+        assert (p.const_bytes, p.arena.size) == (c.const_bytes, c.arena_bytes), (method, s)
+        if method == "patdnn":
+            pat = [op for op in cg.ops if op.kind == "compressed_conv2d"]
+            assert all(op.fmt.library == sel.library for op in pat)
+    dense = cm.evaluate(cm.dense_strategy())
+    r = solve_exact(cm, Problem("loss", Budgets(flash=int(dense.flash_bytes - 0.4 * dense.const_bytes))))
+    assert r.feasible and r.costs.flash_bytes <= dense.flash_bytes - 0.4 * dense.const_bytes

@@ -39,7 +39,9 @@ from dtmm.errors import DtmmError
 
 __all__ = ["CompressConfig", "CompressResult", "compress_command", "METHODS", "QAT_MODES"]
 
-METHODS = ("dtmm",)
+from dtmm.schedule.methods import METHOD_SPACES
+
+METHODS = tuple(METHOD_SPACES)
 QAT_MODES = ("auto", "always", "never")
 #: Safety margin under the flash budget for the flash estimate (measured error ~0.1 %).
 FLASH_MARGIN = 0.995
@@ -222,11 +224,11 @@ def check_before_work(net, input_shape, config: CompressConfig, budgets) -> None
     from dtmm.schedule.costs import CostModel
     from dtmm.schedule.plan import check_reachable
     from dtmm.schedule.problem import Budgets
-    from dtmm.schedule.space import build_space
+    from dtmm.schedule.methods import method_space
 
     g = capture(net.eval(), tuple(input_shape))
     lat, code = _calibration(config.target, None)
-    cm = CostModel(build_space(g), lat, code=code, target=config.target)
+    cm = CostModel(method_space(g, config.method), lat, code=code, target=config.target)
     flash = int(budgets.flash * FLASH_MARGIN) if budgets.flash else None
     check_reachable(cm, Budgets(flash=flash, ram=budgets.ram))
 
@@ -316,7 +318,7 @@ class _Compress:
         b_plan = Budgets(flash=int(b.flash * FLASH_MARGIN) if b.flash else None, ram=b.ram,
                          max_instructions=b.max_instructions, max_loss=settings.get("max_loss"))
         inp = scheduler_inputs(self.net, self.meta, self.tr, self.va, target=cfg.target,
-                               loss_model=settings["loss_model"], budgets=b_plan,
+                               loss_model=settings["loss_model"], budgets=b_plan, method=cfg.method,
                                cache_dir=self.run_.out / ".dtmm-state" / "cache",
                                progress=self.run_.say)
         self.inp = inp
@@ -325,6 +327,7 @@ class _Compress:
         def plan_step():
             plan = solve(inp.cost_model, Problem(objective, b_plan), solver=cfg.solver, seed=cfg.seed)
             obj = plan.to_json()
+            obj["method"] = cfg.method
             pr = obj["predicted"]
             return ({"plan": obj, "summary": f"{pr['flash_bytes']:,} B flash, {pr['sram_bytes']:,} B "
                                               f"SRAM, {pr['instructions']:,} instructions predicted"},
@@ -439,15 +442,21 @@ class _Compress:
         return res, {f"model{a}.tflite": model_bytes, f"model_dense{a}.tflite": dense_bytes}
 
     def _compress(self, g, qg, plan):
+        """Each compressed layer stored with exactly its kept units (the float graph's
+        non-zero filterlets / weights; int8 rounding may zero a kept weight)."""
         from dtmm.graph.compressed import compress_graph
 
-        formats, masks = {}, {}
+        formats, masks, libraries = {}, {}, {}
         for ly in plan["layers"]:
-            if ly["format"] == "fwcs":
-                op = g.op(ly["name"])
-                formats[ly["name"]] = "fwcs"
-                masks[ly["name"]] = np.asarray(op.weight != 0).any(axis=3)
-        return compress_graph(qg, formats, masks) if formats else qg
+            fmt = ly["format"]
+            if fmt == "dense":
+                continue
+            nz = np.asarray(g.op(ly["name"]).weight != 0)
+            formats[ly["name"]] = fmt
+            masks[ly["name"]] = nz.any(axis=3) if fmt == "fwcs" else nz
+            if fmt == "pattern":
+                libraries[ly["name"]] = self.inp.scores.library
+        return compress_graph(qg, formats, masks, libraries=libraries or None) if formats else qg
 
     def _qat(self, a: int, gm, plan, calib):
         import torch

@@ -78,9 +78,12 @@ def _calibration(target: str, calibration: str | None):
 def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str = "taylor",
                      importance: str | None = None, calibration: str | None = None,
                      alpha_step: float | None = None, beta_step: float | None = None,
-                     beta_max: float | None = None, formats=("dense", "fwcs"),
+                     beta_max: float | None = None, method: str = "dtmm",
                      cache_dir=None, progress=None, budgets=None) -> SchedulerInputs:
     """Capture, space, scores, loss model and cost model of a trained ``net``.
+
+    ``method``: ``dtmm`` or a baseline (:mod:`dtmm.schedule.methods`): its decision space,
+    its unit ranking, the same loss model and cost model.
 
     With ``budgets``, a flash or SRAM budget below what the model can reach is refused
     (:class:`ScheduleError`) before the units are scored.
@@ -88,18 +91,14 @@ def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str = "t
     from dtmm.graph.capture import capture
     from dtmm.schedule import loss as L
     from dtmm.schedule.costs import CostModel
-    from dtmm.schedule.space import (DEFAULT_ALPHA_STEP, DEFAULT_BETA_MAX, DEFAULT_BETA_STEP,
-                                     alpha_grid, beta_grid, build_space)
-
     if loss_model not in LOSS_MODELS:
         raise ScheduleError(f"unknown loss model {loss_model!r}; choose from {', '.join(LOSS_MODELS)}")
     say = progress or (lambda m: None)
     lat, code = _calibration(target, calibration)
     g = capture(net, tuple(meta.input_shape))
-    space = build_space(g, alphas=alpha_grid(alpha_step or DEFAULT_ALPHA_STEP),
-                        betas=beta_grid(beta_step or DEFAULT_BETA_STEP,
-                                        DEFAULT_BETA_MAX if beta_max is None else beta_max),
-                        formats=tuple(formats))
+    from dtmm.schedule.methods import method_scores, method_space
+
+    space = method_space(g, method, alpha_step=alpha_step, beta_step=beta_step, beta_max=beta_max)
     cm = CostModel(space, lat, code=code, target=target)
     if budgets is not None:
         from dtmm.schedule.plan import check_reachable
@@ -108,16 +107,19 @@ def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str = "t
     order = np.random.default_rng(0).permutation(len(train))
     tx, ty = train.x[order], train.y[order]
     t0 = time.time()
+    if method == "dtmm" and loss_model == "taylor" and importance not in (None, "taylor"):
+        raise ScheduleError("the Taylor loss model selects units by their Taylor scores "
+                            "(--importance taylor); use --loss-model sensitivity for l1/l2")
+    taylor = None
     if loss_model == "taylor":
-        imp = importance or "taylor"
-        if imp != "taylor":
-            raise ScheduleError("the Taylor loss model selects units by their Taylor scores "
-                                "(--importance taylor); use --loss-model sensitivity for l1/l2")
-        scores = L.unit_scores(net, space, "taylor", tx, ty, batches=SCORE_BATCHES, batch_size=BATCH)
-        loss = L.taylor_loss(space, scores)
+        taylor = L.unit_scores(net, space, "taylor", tx, ty, batches=SCORE_BATCHES, batch_size=BATCH)
+    scores = method_scores(net, space, method, tx, ty, taylor=taylor,
+                           importance=importance or ("taylor" if loss_model == "taylor" else "l2"),
+                           batches=SCORE_BATCHES, batch_size=BATCH)
+    imp = scores.name
+    if loss_model == "taylor":
+        loss = L.taylor_loss(space, taylor, scores)
     else:
-        imp = importance or "l2"
-        scores = L.unit_scores(net, space, imp, tx, ty, batches=SCORE_BATCHES, batch_size=BATCH)
         loss = L.sensitivity_loss(net, space, scores, tx, val.x, val.y, cache_dir=cache_dir,
                                   progress=say)
     say(f"scored {len(space.layers)} layers with {imp} ({loss_model} loss model, "
@@ -136,7 +138,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                  flash=None, ram=None, max_instructions=None, max_loss: float | None = None,
                  objective: str | None = None, solver: str = "anneal", loss_model: str = "taylor",
                  importance: str | None = None, calibration: str | None = None, seed: int = 0,
-                 iterations: int = 20000, progress=None) -> dict:
+                 iterations: int = 20000, progress=None, method: str = "dtmm") -> dict:
     """``dtmm plan``: solve a plan for a checkpoint under budgets; write it to ``out``."""
     from dtmm.pipeline.data import check_dataset_matches, load_splits
     from dtmm.util.files import check_output_file, write_output_file
@@ -160,13 +162,15 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
     ds, tr, va, _ = load_splits(data)
     check_dataset_matches(ds, meta, data)
     inp = scheduler_inputs(net, meta, tr, va, target=target, loss_model=loss_model,
-                           importance=importance, calibration=calibration,
+                           importance=importance, calibration=calibration, method=method,
                            cache_dir=_default_cache_dir(), progress=progress, budgets=budgets)
     plan = solve(inp.cost_model, problem, solver=solver, seed=seed, iterations=iterations)
+    plan.meta["method"] = method
     plan.meta.update({"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_digest(checkpoint),
                       "model": meta.model_name, "dataset": data,
                       "input_shape": list(meta.input_shape)})
     obj = plan.to_json()
+    obj["method"] = method
     write_output_file(out_path, (json.dumps(obj, indent=2) + "\n").encode())
     return {"plan": str(out_path), **obj, "table": format_plan(obj)}
 
@@ -177,7 +181,8 @@ def apply_plan(inp: SchedulerInputs, plan_obj: dict, calib_nhwc: np.ndarray):
 
     s = plan_strategy(inp.space, plan_obj)
     masked, _, _ = mask_model(inp.net, inp.space, s, inp.scores, inp.train_x)
-    g, qg, cg, rep = pruned_graphs(masked, inp.meta.input_shape, inp.space, s, calib_nhwc)
+    g, qg, cg, rep = pruned_graphs(masked, inp.meta.input_shape, inp.space, s, calib_nhwc,
+                                   library=inp.scores.library)
     return g, qg, cg, rep, s, masked
 
 
@@ -205,7 +210,7 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
     inp = scheduler_inputs(net, meta, tr, va, target=obj["target"], loss_model=obj["loss_model"]
                            if obj["loss_model"] in LOSS_MODELS else "taylor",
                            importance=obj.get("importance"), cache_dir=_default_cache_dir(),
-                           progress=progress)
+                           progress=progress, method=str(obj.get("method", "dtmm")))
     calib = to_nhwc(inp.train_x[:calib_samples])
     g, qg, cg, rep, s, masked = apply_plan(inp, obj, calib)
     costs = inp.cost_model.evaluate(s)

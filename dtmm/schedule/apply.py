@@ -79,7 +79,7 @@ def mask_model(net, space: Space, strategy: Strategy, scores: UnitScores, x_trai
 
 
 def pruned_graphs(masked_net, input_shape, space: Space, strategy: Strategy, calib_nhwc: np.ndarray,
-                  *, calibration: str = "minmax"):
+                  *, calibration: str = "minmax", library=None):
     """``(float graph, int8 graph, compressed int8 graph, dead-channel report)`` of a masked
     model; the channel counts are checked against the strategy."""
     from dtmm.graph.capture import capture
@@ -91,7 +91,7 @@ def pruned_graphs(masked_net, input_shape, space: Space, strategy: Strategy, cal
     g, report = remove_dead_channels(g0)
     kept = [grp.kept(space.betas[b]) if grp.pinned is None else grp.channels
             for grp, b in zip(space.groups, strategy.betas)]
-    formats, masks = {}, {}
+    formats, masks, libraries = {}, {}, {}
     for li, ly in enumerate(space.layers):
         op = g.op(ly.name)
         want = kept[ly.out_group]
@@ -105,11 +105,16 @@ def pruned_graphs(masked_net, input_shape, space: Space, strategy: Strategy, cal
                                     f"supported by the code generator")
             formats[ly.name] = "fwcs"
             masks[ly.name] = np.asarray(op.weight != 0).any(axis=3)
-        elif fmt != "dense":
-            raise ScheduleError(f"layer {ly.name!r}: format {fmt!r} is not applied by this step yet")
+        elif fmt in ("csr", "pattern"):      # exactly the kept weights (int8 may round some to 0)
+            formats[ly.name] = fmt
+            masks[ly.name] = np.asarray(op.weight != 0)
+            if fmt == "pattern":
+                if library is None:
+                    raise ScheduleError(f"layer {ly.name!r}: a pattern layer needs its library")
+                libraries[ly.name] = library
     if len(calib_nhwc) == 0:
         raise ScheduleError("no calibration images")
     qg = quantize_graph(g, [calib_nhwc[i:i + 64] for i in range(0, len(calib_nhwc), 64)],
                         method=calibration)
-    cg = compress_graph(qg, formats, masks) if formats else qg
+    cg = compress_graph(qg, formats, masks, libraries=libraries or None) if formats else qg
     return g, qg, cg, report

@@ -75,17 +75,18 @@ class Costs:
 
 
 def layer_kept_units(space: Space, layer: Layer, fmt: str, alpha: float, c_in: int, c_out: int) -> int:
-    """Kept units of a layer: filterlets (fwcs), weights (csr, dense), kernels (pattern)."""
+    """Kept units of a layer: filterlets (fwcs), weights (csr, dense), kernels (pattern); the
+    share ``alpha`` of them removed, but never a filter's last one."""
     k = layer.kernel[0] * layer.kernel[1]
     if fmt == "fwcs":
         return space.kept_filterlets(layer, c_out, alpha) if layer.kind == "conv" else \
             max(c_out, c_out * -(-c_in // 16) - num_pruned(c_out * -(-c_in // 16), alpha))
-    if fmt == "csr":
+    if fmt == "csr":             # at least one weight per filter (filters leave through beta)
         n = c_out * k * c_in
-        return n - num_pruned(n, alpha)
-    if fmt == "pattern":
+        return max(c_out, n - num_pruned(n, alpha))
+    if fmt == "pattern":         # at least one kernel per filter
         n = c_out * c_in
-        return n - num_pruned(n, alpha)
+        return max(c_out, n - num_pruned(n, alpha))
     return c_out * k * c_in
 
 
