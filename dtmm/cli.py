@@ -12,7 +12,8 @@ import sys
 from dtmm.errors import DtmmError
 from dtmm.util.text import terminal_safe
 
-BENCHES = {"kernels": "conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"}
+BENCHES = {"kernels": "conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)",
+           "paper": "the paper's evaluation (Fig. 11-15): every method compressed at several sizes"}
 EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
 
 
@@ -270,9 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_inspect(sub)
     b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)",
-                       description="dtmm bench kernels [--quick] [--json] ...: conv kernel micro-"
-                                   "benchmarks on QEMU M55/M7 (executed instructions, not cycles); "
-                                   "`dtmm bench kernels --help` lists its options.")
+                       description="dtmm bench kernels|paper [--quick] [--json] ...; "
+                                   "`dtmm bench WHAT --help` lists its options.")
     b.add_argument("bench", choices=list(BENCHES), metavar="WHAT", help=", ".join(BENCHES))
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sub.add_parser("models", help="list the model zoo")
@@ -368,7 +368,10 @@ def _dispatch(args) -> int:
         return 0
     if args.verb == "bench":
         # parsed here, not in build_parser: the benchmarks import torch, --help must not
-        from dtmm.bench.kernels import add_cli_arguments, run_cli
+        import importlib
+
+        mod = importlib.import_module(f"dtmm.bench.{args.bench}")
+        add_cli_arguments, run_cli = mod.add_cli_arguments, mod.run_cli
         p = add_cli_arguments(argparse.ArgumentParser(prog=f"dtmm bench {args.bench}",
                                                       description=BENCHES[args.bench]))
         return run_cli(p.parse_args(args.bench_args), command=f"dtmm bench {args.bench}")

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from dtmm.benchmd import write_section  # noqa: E402
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench_compress"
-EPOCHS = 5
+EPOCHS = 15
 
 
 def _dense_flash(checkpoint: Path) -> tuple[int, int]:

@@ -248,12 +248,14 @@ def _symbol_sizes(elf: Path, names: tuple[str, ...]) -> int:
 
 
 def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
-                   stack_bytes: int = 16 * 1024, profile: bool = False) -> Firmware:
+                   stack_bytes: int = 16 * 1024, profile: bool = False,
+                   defines: dict | None = None) -> Firmware:
     """Generate and build (cached) the QEMU firmware of ``graph`` for a Cortex-M ``target``.
 
     ``target`` is a platform target name or a :class:`~dtmm.codegen.platform.Target`.
     ``profile``: build with ``-DDTMM_PROFILE`` so that each op's kernel call is counted
-    on its own (:attr:`TargetResult.op_instructions`).
+    on its own (:attr:`TargetResult.op_instructions`). ``defines``: extra ``-D`` macros
+    (e.g. a kernel variant of an ablation, ``DTMM_FWCS_VARIANT_NO_ILP``).
     Raises :class:`~dtmm.codegen.platform.RegionOverflowError` when it does not fit.
     """
     from dtmm.codegen.platform import build, get_target
@@ -265,8 +267,11 @@ def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
     proj = cached_project(plan)
     srcs = ([proj / "main.c", proj / "model.c"]
             + [proj / "kernels" / s for s in plan.kernel_sources])
+    defs = dict(defines or {})
+    if profile:
+        defs["DTMM_PROFILE"] = 1
     art = build(t, srcs, include_dirs=[proj, proj / "kernels"], simd=simd, stack_bytes=stack_bytes,
-                defines={"DTMM_PROFILE": 1} if profile else None)
+                defines=defs or None)
     harness = _symbol_sizes(art.path, ("harness_in", "harness_out"))
     return Firmware(plan, proj, art, harness, bool(profile))
 
