@@ -17,9 +17,9 @@ Example:
     >>> conv_scratch("dsp", k=3 * 3 * 4, c_out=8)          # 2 int16 im2col rows
     144
     >>> fwcs_scratch("mve", 4, kh=3, kw=3, c_out=32, size=16)
-    296
+    1288
     >>> fwcs_scratch("mve", 8, kh=3, kw=3, c_out=32, size=16)      # 64-bit host emulation
-    440
+    1432
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ __all__ = ["conv_scratch", "fwcs_scratch", "csr_scratch", "pattern_scratch", "IS
 ISA_PATHS = ("scalar", "dsp", "mve")
 #: ``DTMM_FWCS_REUSE`` default: output pixels per FWCS block (``dtmm_conv_fwcs_s8.c``).
 FWCS_REUSE = 4
+#: ``FWCS_REC_BYTES`` in ``dtmm_conv_fwcs_s8.c``: one per-call record per live filter.
+FWCS_RECORD_BYTES = 32
 #: ``CSR_R`` in ``dtmm_conv_csr_s8.c`` (not part of its scratch formula, kept for reference).
 CSR_BLOCK = 4
 #: ``PAT_CHUNK`` in ``dtmm_conv_pattern_s8.c``: output pixels per accumulator chunk.
@@ -68,16 +70,18 @@ def fwcs_scratch(isa: str, pointer_bytes: int, *, kh: int, kw: int, c_out: int, 
                  reuse: int = FWCS_REUSE) -> int:
     """``dtmm_conv_fwcs_s8_get_buffer_size``.
 
-    Per-filter offsets (int32 x C_out), the in_zp run (``size`` bytes, 4-aligned), 8
-    bytes of alignment slack, the block's pointer table (KH*KW x R pointers); DSP adds
-    the int16 copies of the block's input runs and of the in_zp run.
+    One 32-byte record per filter with filterlets plus a sentinel, the constant-output
+    row and a junk row (C_out bytes each, 4-aligned), the in_zp run (``size`` bytes,
+    4-aligned), 8 bytes of alignment slack, the block's pointer table (KH*KW x R
+    pointers); DSP adds the int16 copies of the block's input runs and of the in_zp run.
 
     >>> fwcs_scratch("dsp", 4, kh=1, kw=1, c_out=8, size=16)
-    232
+    504
     """
     _check_isa(isa)
     kk = int(kh) * int(kw)
-    n = int(pointer_bytes) * int(reuse) * kk + 8 + 4 * int(c_out) + _align4(size)
+    n = (FWCS_RECORD_BYTES * (int(c_out) + 1) + 2 * _align4(c_out) + _align4(size) + 8
+         + int(pointer_bytes) * int(reuse) * kk)
     if isa == "dsp":
         n += _align4(2 * int(size) * (int(reuse) * kk + 1))
     return n

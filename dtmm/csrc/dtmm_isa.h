@@ -125,6 +125,16 @@ DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)a * (int32_t)(int16_t)(b >> 16)));
 }
+/* QADD: saturating a + b.  SMMULR: (a * b + 2^31) >> 32 (64-bit product, rounded). */
+DTMM_INLINE int32_t dtmm_qadd(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a + b;
+    return s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+}
+DTMM_INLINE int32_t dtmm_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
 /* SMLATT: acc + top(a) * top(b). */
 DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -144,6 +154,13 @@ DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+DTMM_INLINE int32_t dtmm_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
+DTMM_INLINE int32_t dtmm_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
 DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x)

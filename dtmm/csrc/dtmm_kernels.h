@@ -101,28 +101,32 @@ typedef struct {
 } dtmm_fwcs;
 
 /* dtmm_conv_fwcs_s8: the DTMM operator.  For each block of DTMM_FWCS_REUSE output
- * pixels (compile-time, 1..8, default 4), for each filter, for each kept filterlet,
- * the filterlet's weights are loaded once and dotted (SIMD) with the C_in contiguous
- * input values of each pixel of the block (paper Fig. 10: one new load per MAC).
- * Nothing is copied into a patch buffer (except on the DSP path of denser layers: the
- * block's input runs widened to int16 once, see the scratch below).  Build switches:
+ * pixels (compile-time, 1..8, default 4), for each filter with kept filterlets, for
+ * each kept filterlet, the filterlet's weights are loaded once and dotted (SIMD) with
+ * the C_in contiguous input values of each pixel of the block (paper Fig. 10: one new
+ * load per MAC).  Nothing is copied into a patch buffer (except on the DSP path of
+ * denser layers: the block's input runs widened to int16 once, see the scratch below).
+ * A filter with no kept filterlet outputs requant(offset[o]) everywhere, computed once
+ * per call.  Build switches:
  *   DTMM_FWCS_VARIANT_FULL   (default) weight reuse across DTMM_FWCS_REUSE pixels
  *   DTMM_FWCS_VARIANT_NO_ILP one pixel at a time (paper Fig. 8, no reuse/reordering)
  *   DTMM_FORCE_SCALAR        plain C MACs (any variant)
- * Input offset: the kernel uses acc = bias - in_zp * sum(kept w) + sum(x * w), where a
- * tap in the padding reads a run of in_zp values; so the result equals the
- * convention above.  The per-filter sums of kept weights are computed by the kernel
- * itself into scratch at each call (nothing to precompute).
- * Scratch (bytes): sizeof(void *) * R * KH * KW + 8 + 4 * C_out + align4(C_in): one
- * int32 offset per filter, a run of C_in in_zp values, and a KH*KW x R table of input
- * pointers rebuilt per block of R pixels (+ 8 bytes to align it); the DSP path
- * adds align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
- * (used when the layer keeps >= 4 * KH * KW filterlets).
- * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, and each cptr entry
- * a multiple of C_in below KH*KW*C_in (validated by the format decoder, not here). */
+ * offset (C_out entries, required) replaces the bias: offset[o] = bias[o] - in_zp *
+ * sum(kept weights of filter o), computed once at code-generation time
+ * (dtmm.quant.arith.input_offset_bias); a tap in the padding reads a run of in_zp
+ * values, so acc = offset + sum(x * w) equals the convention above.
+ * Scratch (bytes): 32 * (C_out + 1) + 2 * align4(C_out) + align4(C_in) + 8
+ *   + P * R * KH * KW: one 32-byte record per filter with filterlets (and a sentinel),
+ *   the row of constant outputs and a junk row (both C_out bytes), a run of C_in in_zp
+ *   values and a KH*KW x R table of input pointers rebuilt per block of R pixels
+ *   (P = sizeof(void *), + alignment); the DSP path adds
+ *   align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
+ *   (used when the layer keeps >= 4 * KH * KW filterlets).
+ * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, fidx[0] == 0, and each
+ * cptr entry a multiple of C_in below KH*KW*C_in (validated by the format decoder). */
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                               const dtmm_dims *in_dims, const int8_t *in,
-                              const dtmm_fwcs *weights, const int32_t *bias,
+                              const dtmm_fwcs *weights, const int32_t *offset,
                               const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *weights);
 /* Which variant and reuse factor this build compiled (for reports): returns R

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from dtmm.errors import BuildError, DtmmError
+from dtmm.quant.offsets import input_offset_bias, row_sums
 
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
@@ -253,7 +254,9 @@ class KernelFrontEnd:
     def conv_fwcs_s8(self, x, arr, cptr, fidx, kernel_hw: tuple[int, int], bias, mult, shift,
                      params: ConvParams) -> np.ndarray:
         """DTMM operator on FWCS weights (``arr`` int8, ``cptr`` uint8/uint16, ``fidx``
-        uint8/uint16/uint32 with C_out + 1 entries)."""
+        uint8/uint16/uint32 with C_out + 1 entries). The kernel takes the per-filter
+        ``bias - in_zp * sum(kept w)`` (:func:`dtmm.quant.offsets.input_offset_bias`),
+        computed here as the code generator does."""
         x = _arr(x, np.int8, "x", 4)
         c_in = x.shape[3]
         arr = _arr(arr, np.int8, "arr", 1)
@@ -261,7 +264,8 @@ class KernelFrontEnd:
         cb = _index_bits(cptr, "cptr", (8, 16))
         fb = _index_bits(fidx, "fidx", (8, 16, 32))
         c_out = fidx.size - 1
-        if c_out < 1 or int(fidx[-1]) != cptr.size or arr.size != cptr.size * c_in:
+        if (c_out < 1 or int(fidx[0]) != 0 or int(fidx[-1]) != cptr.size
+                or arr.size != cptr.size * c_in):
             raise ValueError(f"FWCS arrays inconsistent: {fidx.size} fidx entries, last "
                              f"{int(fidx[-1]) if fidx.size else None}, {cptr.size} cptr entries, "
                              f"{arr.size} weights with C_in={c_in}")
@@ -272,8 +276,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [c_in, kernel_hw[0], kernel_hw[1], c_out, cb, fb])
+        offset = input_offset_bias(bias, row_sums(arr, fidx, c_in), params.in_zp, "fwcs")
         return self._run("dtmm_conv_fwcs_s8", OP_CONV_FWCS, ints,
-                         [x, arr, cptr, fidx, bias, mult, shift], oshape)
+                         [x, arr, cptr, fidx, offset, mult, shift], oshape)
 
     # -- CSR conv
     def conv_csr_s8(self, x, values, col, rowptr, kernel_hw: tuple[int, int], bias, mult, shift,
