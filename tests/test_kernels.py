@@ -642,24 +642,31 @@ def test_qemu_fwcs(name):
         check_conv_fwcs(name, k, case, 0.0, all_index_types=False)
 
 
-# C_in = 16, 32, 64 (the M55 builds' whole-filter asm loop, R = 1, 2, 4, 8: 1, 2, 4 vectors per
-# filterlet), with a partial last block of pixels (H_out * W_out not a multiple of R).
+# The asm filter loops: M55 C_in = 16 << l (R = 1, 2, 4, 8: 1 .. 16 vectors per filterlet),
+# M4/M7 (DSP, R = 4) C_in = 4 << l; with a partial last block of pixels (H_out * W_out not
+# a multiple of R), interior blocks (the table filled without bounds checks), and dead
+# filters (no filterlet left: the constant row) at 90 % sparsity.
 FWCS_SMALL_CIN_CASES = [
     ("small_cin16", 1, 5, 5, 16, 9, 3, 1, (1, 1, 1, 1)),
     ("small_cin32_s2", 2, 6, 5, 32, 6, 3, 2, (1, 0, 1, 1)),
     ("small_cin64_1x1", 1, 3, 3, 64, 5, 1, 1, (0, 0, 0, 0)),
     ("small_cin16_6px", 1, 2, 3, 16, 7, 3, 1, (1, 1, 1, 1)),  # R = 8: 6 live pixels
+    ("cin128_interior", 1, 6, 8, 128, 6, 3, 1, (1, 1, 1, 1)),
+    ("cin256_1x1", 1, 3, 4, 256, 5, 1, 1, (0, 0, 0, 0)),
+    ("cin8_5x5", 1, 7, 6, 8, 6, 5, 1, (2, 2, 2, 2)),
+    ("cin4_s2", 1, 9, 9, 4, 6, 3, 2, (1, 1, 1, 1)),
 ]
 
 
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("name", ["m55", "m55_r2", "m55_r8", "m55_noilp"])
+@pytest.mark.parametrize("name", ["m55", "m55_r2", "m55_r8", "m55_noilp", "m7", "m55_dsp"])
 @pytest.mark.parametrize("case", FWCS_SMALL_CIN_CASES, ids=[c[0] for c in FWCS_SMALL_CIN_CASES])
 def test_qemu_fwcs_small_cin(name, case):
     k = target_kernels(name)
     for sparsity in (0.0, 0.5, 0.9):
-        check_conv_fwcs(name, k, case, sparsity)
+        # every cptr / fidx width on the main build, two combinations on the others
+        check_conv_fwcs(name, k, case, sparsity, all_index_types=name == "m55")
 
 
 @needs_qemu

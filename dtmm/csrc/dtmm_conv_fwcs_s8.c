@@ -81,7 +81,12 @@ typedef struct {
     int32_t neg_right; /* min(shift, 0) */
     int32_t one;       /* 1 when shift < 0 (the rounding fix applies), else 0 */
     int32_t ch;        /* output channel o */
-    int32_t zp;        /* out_zp */
+#if DTMM_USE_DSP
+    int32_t half;      /* 1 << (right - 1) (0 if right = 0) for dtmm_requant_fast_s8, or
+                        * -1 when the channel needs the reference requantization */
+#else
+    int32_t zp;        /* out_zp (MVE: loaded with the requantization record) */
+#endif
 } fwcs_rec;
 #define FWCS_REC_BYTES 32
 
@@ -123,6 +128,54 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     if (FWCS_R - r >= 1) dtmm_mve_dot_1x1(w, x[r], n, &acc[r]);
 #elif DTMM_USE_DSP
     int32_t c = 0;
+#  if !defined(DTMM_EMULATE_DSP) && (FWCS_R == 4 || FWCS_R == 8)
+    if (n >= 4) {
+      DTMM_UNROLL
+      for (int32_t g = 0; g < FWCS_R; g += 4) {
+        /* 4 pixels in registers: per 4 weights LDR + 2 SXTB16, per pixel LDR + 2 SXTB16
+         * + 2 SMLAD (the C loop below keeps the accumulators in memory) */
+        const int8_t *wp = w, *p0 = x[g], *p1 = x[g + 1], *p2 = x[g + 2], *p3 = x[g + 3];
+        int32_t a0 = acc[g], a1 = acc[g + 1], a2 = acc[g + 2], a3 = acc[g + 3];
+        uint32_t cnt = (uint32_t)n >> 2, wl, wh, xl, xh;
+        __asm__ volatile(
+            "1: ldr    %[wh], [%[wp]], #4\n"
+            "   sxtb16 %[wl], %[wh]\n"
+            "   sxtb16 %[wh], %[wh], ror #8\n"
+            "   ldr    %[xh], [%[p0]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a0], %[xl], %[wl], %[a0]\n"
+            "   smlad  %[a0], %[xh], %[wh], %[a0]\n"
+            "   ldr    %[xh], [%[p1]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a1], %[xl], %[wl], %[a1]\n"
+            "   smlad  %[a1], %[xh], %[wh], %[a1]\n"
+            "   ldr    %[xh], [%[p2]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a2], %[xl], %[wl], %[a2]\n"
+            "   smlad  %[a2], %[xh], %[wh], %[a2]\n"
+            "   ldr    %[xh], [%[p3]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a3], %[xl], %[wl], %[a3]\n"
+            "   smlad  %[a3], %[xh], %[wh], %[a3]\n"
+            "   subs   %[cnt], %[cnt], #1\n"
+            "   bne    1b\n"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp),
+              [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [p3] "+r"(p3), [cnt] "+r"(cnt),
+              [wl] "=&r"(wl), [wh] "=&r"(wh), [xl] "=&r"(xl), [xh] "=&r"(xh)
+            :
+            : "cc", "memory");
+        acc[g] = a0;
+        acc[g + 1] = a1;
+        acc[g + 2] = a2;
+        acc[g + 3] = a3;
+      }
+      c = n & ~3;
+    }
+#  endif
     for (; c + 4 <= n; c += 4) {
         const uint32_t wr = dtmm_read_u32(w + c);
         const uint32_t wl = dtmm_sxtb16(wr), wh = dtmm_sxtb16_ror8(wr);
@@ -426,14 +479,6 @@ static __attribute__((noinline)) void fwcs_filters(const fwcs_rec *rec, const dt
 }
 #endif
 
-/* log2(C_in / 16) when C_in is 16, 32, 64, 128 or 256 (the MVE asm loop), else -1. */
-DTMM_INLINE int fwcs_fast_l(int32_t c_in)
-{
-    for (int l = 0; l <= 4; l++)
-        if (c_in == (16 << l)) return l;
-    return -1;
-}
-
 /* ------------------------------------------------------------------ requantization */
 
 /* Store the R requantized accumulators of record rc (pixels 0 .. live-1 of the block,
@@ -457,10 +502,10 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
 #elif DTMM_USE_DSP
     (void)vctx;
     const int32_t s = rc->left + rc->neg_right;
-    if (dtmm_requant_fast_ok(rc->mult, s)) {
+    if (rc->half >= 0) {
         const dtmm_requant_fast f = dtmm_requant_fast_make(rc->mult, s, p->out_zp);
-        for (int32_t r = 0; r < live; r++)
-            o[r * c_out] = dtmm_requant_fast_s8(acc[r], &f, p->act_min, p->act_max);
+        const int32_t lo = p->act_min, hi = p->act_max;
+        for (int32_t r = 0; r < live; r++) o[r * c_out] = dtmm_requant_fast_s8(acc[r], &f, lo, hi);
     } else {
         for (int32_t r = 0; r < live; r++)
             o[r * c_out] = dtmm_requant_s8(acc[r], rc->mult, s, p->out_zp, p->act_min,
@@ -472,6 +517,152 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
     for (int32_t r = 0; r < live; r++)
         o[r * c_out] = dtmm_requant_s8(acc[r], rc->mult, s, p->out_zp, p->act_min, p->act_max);
 #endif
+}
+
+#if DTMM_USE_DSP && !defined(DTMM_EMULATE_DSP) && FWCS_R == 4
+/* DSP, R = 4, C_in = 4 << l (l = 0..6), int8 runs: all n kept filterlets of one filter
+ * in one asm loop.  Per filterlet: its cptr entry (the cptr pointer and the table base
+ * live in stack slots: all 14 registers are taken), the shifted add into the table
+ * row (byte offset k * 16 = cptr * 16 / C_in), 2 LDRD of the 4 run pointers (not an LDM:
+ * it loads in register-number order, and the compiler picks the registers), then per 4
+ * weights LDR + 2 SXTB16 and per pixel LDR + 2 SXTB16 + 2 SMLAD. */
+#  define FWCS_FAST_DSP 1
+/* per pixel: int8 run (LDR + 2 SXTB16 + 2 SMLAD) or int16 run (LDRD + 2 SMLAD) */
+#  define FWCS_PIX8_(P, A)                                                                \
+    "   ldr    %[xh], [%[" #P "]], #4\n"                                                    \
+    "   sxtb16 %[xl], %[xh]\n"                                                             \
+    "   sxtb16 %[xh], %[xh], ror #8\n"                                                     \
+    "   smlad  %[" #A "], %[xl], %[wl], %[" #A "]\n"                                       \
+    "   smlad  %[" #A "], %[xh], %[wh], %[" #A "]\n"
+#  define FWCS_PIX16_(P, A)                                                               \
+    "   ldrd   %[xl], %[xh], [%[" #P "]], #8\n"                                            \
+    "   smlad  %[" #A "], %[xl], %[wl], %[" #A "]\n"                                       \
+    "   smlad  %[" #A "], %[xh], %[wh], %[" #A "]\n"
+#  define FWCS_DSP_ASM_(LDCP, ADDTAB, PIX)                                                     \
+    __asm__ volatile("1: ldr    %[xl], %[cpm]\n"                                           \
+                     "   " LDCP "\n"                                                       \
+                     "   str    %[xl], %[cpm]\n"                                           \
+                     "   ldr    %[wl], %[tabm]\n"                                          \
+                     "   " ADDTAB "\n"                                                     \
+                     "   ldrd   %[p0], %[p1], [%[p3]]\n"                                   \
+                     "   ldrd   %[p2], %[p3], [%[p3], #8]\n"                               \
+                     "   mov    %[cnt], %[chunks]\n"                                       \
+                     "2: ldr    %[wh], [%[wp]], #4\n"                                      \
+                     "   sxtb16 %[wl], %[wh]\n"                                            \
+                     "   sxtb16 %[wh], %[wh], ror #8\n"                                    \
+                     PIX(p0, a0)                                                       \
+                     PIX(p1, a1)                                                       \
+                     PIX(p2, a2)                                                       \
+                     PIX(p3, a3)                                                       \
+                     "   subs   %[cnt], %[cnt], #1\n"                                      \
+                     "   bne    2b\n"                                                      \
+                     "   ldr    %[cnt], %[nm]\n"                                           \
+                     "   subs   %[cnt], %[cnt], #1\n"                                      \
+                     "   str    %[cnt], %[nm]\n"                                           \
+                     "   bne    1b\n"                                                      \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),          \
+                       [wp] "+r"(wp), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),       \
+                       [p3] "=&r"(p3), [cnt] "=&r"(cnt), [wl] "=&r"(wl), [wh] "=&r"(wh),    \
+                       [xl] "=&r"(xl), [xh] "=&r"(xh), [cpm] "+m"(cpv), [nm] "+m"(nv)       \
+                     : [tabm] "m"(tabv), [chunks] "i"(CHUNKS), [sh] "i"(SH)                \
+                     : "cc", "memory")
+
+/* acc[0..3] += the n kept filterlets (n >= 1) of one filter from *wpp / *cpp on. */
+DTMM_INLINE void fwcs_filter_dsp_(const int8_t *const *tab, const int8_t **wpp,
+                                  const uint8_t **cpp, int32_t n, int32_t *acc, const int L,
+                                  const int CBITS, const int W16)
+{
+    const int CHUNKS = 1 << L;          /* C_in / 4 */
+    const int SHS = L + 2 - 4;          /* log2(C_in) - log2(16) */
+    const int SH = SHS >= 0 ? SHS : -SHS;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int8_t *wp = *wpp, *p0, *p1, *p2, *p3;
+    const uint8_t *cpv = *cpp;
+    const int8_t *const *tabv = tab;
+    int32_t nv = n;
+    uint32_t cnt, wl, wh, xl, xh;
+#  define FWCS_DSP_SH_(LDCP, PIX)                                                         \
+    do {                                                                                   \
+        if (SHS > 0)                                                                       \
+            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh], lsr %[sh]", PIX);              \
+        else if (SHS < 0)                                                                  \
+            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh], lsl %[sh]", PIX);              \
+        else                                                                               \
+            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh]", PIX);                         \
+    } while (0)
+    if (CBITS == 8 && W16) FWCS_DSP_SH_("ldrb   %[xh], [%[xl]], #1", FWCS_PIX16_);
+    else if (CBITS == 8) FWCS_DSP_SH_("ldrb   %[xh], [%[xl]], #1", FWCS_PIX8_);
+    else if (W16) FWCS_DSP_SH_("ldrh   %[xh], [%[xl]], #2", FWCS_PIX16_);
+    else FWCS_DSP_SH_("ldrh   %[xh], [%[xl]], #2", FWCS_PIX8_);
+#  undef FWCS_DSP_SH_
+    (void)p0; (void)p1; (void)p2; (void)p3; (void)cnt; (void)wl; (void)wh; (void)xl; (void)xh;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    *wpp = wp;
+    *cpp = cpv;
+}
+
+/* The live filters of one block, C_in = 4 << L, int8 runs. */
+DTMM_INLINE void fwcs_block_dsp4_(const dtmm_conv_params *p, const dtmm_fwcs *fw,
+                                  const fwcs_rec *recs, const int8_t *const *tab, int8_t *o,
+                                  int32_t live, const int L, const int CBITS, const int W16)
+{
+    const int32_t c_out = fw->c_out;
+    const int8_t *w = fw->arr;
+    const uint8_t *cp = (const uint8_t *)fw->cptr;
+    const int32_t lo = p->act_min, hi = p->act_max, zp = p->out_zp;
+    for (const fwcs_rec *rc = recs; rc->n; rc++) {
+        int32_t acc[4] = {rc->init, rc->init, rc->init, rc->init};
+        fwcs_filter_dsp_(tab, &w, &cp, rc->n, acc, L, CBITS, W16);
+        int8_t *oc = o + rc->ch;
+        if (live == 4 && rc->half >= 0) { /* the whole block, fast requantization */
+            const dtmm_requant_fast f = {rc->mult, rc->left, -rc->neg_right, rc->half, rc->one,
+                                         zp};
+            oc[0] = dtmm_requant_fast_s8(acc[0], &f, lo, hi);
+            oc[c_out] = dtmm_requant_fast_s8(acc[1], &f, lo, hi);
+            oc[2 * c_out] = dtmm_requant_fast_s8(acc[2], &f, lo, hi);
+            oc[3 * c_out] = dtmm_requant_fast_s8(acc[3], &f, lo, hi);
+        } else {
+            store_r(acc, live, oc, c_out, rc, p, 0);
+        }
+    }
+}
+
+static __attribute__((noinline)) void fwcs_block_dsp4(const dtmm_conv_params *p,
+                                                      const dtmm_fwcs *fw, const fwcs_rec *recs,
+                                                      const int8_t *const *tab, int8_t *o,
+                                                      int32_t live, int l, int w16)
+{
+#  define FWCS_DSP_CASE_(L)                                                               \
+    case L:                                                                                \
+        if (fw->cptr_bits == 8 && w16) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 8, 1); \
+        else if (fw->cptr_bits == 8) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 8, 0);  \
+        else if (w16) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 16, 1);                \
+        else fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 16, 0);                         \
+        break;
+    switch (l) {
+        FWCS_DSP_CASE_(0)
+        FWCS_DSP_CASE_(1)
+        FWCS_DSP_CASE_(2)
+        FWCS_DSP_CASE_(3)
+        FWCS_DSP_CASE_(4)
+        FWCS_DSP_CASE_(5)
+        default: FWCS_DSP_CASE_(6)
+    }
+#  undef FWCS_DSP_CASE_
+}
+#else
+#  define FWCS_FAST_DSP 0
+#endif
+
+/* log2(C_in / 16) when C_in is 16, 32, 64, 128 or 256 (the MVE asm loop), else -1. */
+DTMM_INLINE int fwcs_fast_l(int32_t c_in)
+{
+    for (int l = 0; l <= 4; l++)
+        if (c_in == (16 << l)) return l;
+    return -1;
 }
 
 /* ------------------------------------------------------------------ pointer table */
@@ -650,7 +841,11 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
         rc->neg_right = s > 0 ? 0 : s;
         rc->one = s < 0;
         rc->ch = f;
+#if DTMM_USE_DSP
+        rc->half = !dtmm_requant_fast_ok(rc->mult, s) ? -1 : s < 0 ? 1 << (-s - 1) : 0;
+#else
         rc->zp = p->out_zp;
+#endif
     }
     memset(&recs[n_live], 0, sizeof(fwcs_rec)); /* sentinel: n = 0 */
     const int has_dead = n_live < c_out;
@@ -660,6 +855,11 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
     const int32x4_t vctx[2] = {vdupq_n_s32(p->act_min), vdupq_n_s32(p->act_max)};
 #else
     const void *vctx = 0;
+#endif
+#if FWCS_FAST_DSP
+    int fast_dsp = -1;
+    for (int l = 0; l <= 6; l++)
+        if (c_in == (4 << l)) fast_dsp = l;
 #endif
 #if FWCS_FAST_MVE
     const int fast_l = fwcs_fast_l(c_in);
@@ -700,6 +900,12 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
                                                        vctp32q((uint32_t)gl));
                     fwcs_filters(recs, fw, tab + g, addr, vctx[0], vctx[1], fast_l);
                 }
+                continue;
+            }
+#endif
+#if FWCS_FAST_DSP
+            if (fast_dsp >= 0) {
+                fwcs_block_dsp4(p, fw, recs, tab, o, live, fast_dsp, use16);
                 continue;
             }
 #endif
