@@ -42,7 +42,7 @@ from dtmm.codegen.arena import ArenaPlan, plan_arena
 from dtmm.errors import BuildError
 from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, FullyConnected, Graph,
                            MaxPool2D, Reshape, Softmax)
-from dtmm.quant import arith
+from dtmm.quant import arith, offsets
 
 __all__ = ["ModelPlan", "Step", "ConstArray", "TensorRef", "Dims", "ConvParamsC", "ConvCall",
            "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall",
@@ -113,7 +113,7 @@ class ConvParamsC:
 
 @dataclass(frozen=True)
 class _Requant:
-    bias: str
+    bias: str            # the bias array, or for the sparse kernels the offset array
     multiplier: str
     shift: str
 
@@ -382,7 +382,10 @@ class _Planner:
         return ConvParamsC(int(stride[0]), int(stride[1]), *(int(p) for p in pads), in_zp, out_zp,
                            int(lo), int(hi))
 
-    def requant(self, cid: str, op, n: int) -> _Requant:
+    def requant(self, cid: str, op, n: int, weight_sums=None) -> _Requant:
+        """The bias / multiplier / shift constants of ``op``. With ``weight_sums`` (the
+        sparse kernels) the first array is ``bias - in_zp * weight_sums`` (``{cid}_offset``,
+        :mod:`dtmm.quant.offsets`) instead of the bias: same bytes, no per-call sums."""
         q = op.quant
         if q is None:
             raise BuildError(f"op {op.name!r} ({op.kind}) has no quantization constants")
@@ -393,7 +396,13 @@ class _Planner:
         bias = np.asarray(op.bias).reshape(-1)
         if bias.dtype.kind not in "iu":
             raise BuildError(f"op {op.name!r}: bias is {bias.dtype}, not int32 (graph not quantized?)")
-        return _Requant(self.const(f"{cid}_bias", bias, np.int32),
+        if weight_sums is not None:
+            _, in_zp = _qp(self.g, op.inputs[0])
+            first = self.const(f"{cid}_offset", offsets.input_offset_bias(
+                bias, weight_sums, in_zp, f"op {op.name!r}"), np.int32)
+        else:
+            first = self.const(f"{cid}_bias", bias, np.int32)
+        return _Requant(first,
                         self.const(f"{cid}_mult", mult, np.int32),
                         self.const(f"{cid}_shift", shift, np.int32))
 
@@ -508,8 +517,16 @@ class _Planner:
         except Exception as e:                                   # FormatError / GraphError
             raise BuildError(f"op {op.name!r}: invalid compressed weights: {e}") from None
         p = self.conv_params(op)
-        rq = self.requant(cid, op, cout)
         name = op.format_name
+        if name == "fwcs":
+            sums = offsets.row_sums(f.arr, f.fidx, int(f.size))
+        elif name == "csr":
+            sums = offsets.row_sums(f.values, f.rowptr)
+        elif name == "pattern":
+            sums = offsets.row_sums(f.values, f.kptr, 4)
+        else:
+            sums = None
+        rq = self.requant(cid, op, cout, sums)
 
         def bits(a, allowed, what):
             b = np.asarray(a).dtype.itemsize * 8

@@ -95,13 +95,14 @@ def band_row_bytes(w: int, c: int, kw: int) -> int:
 def csr_scratch(*, in_h: int, in_w: int, c_in: int, kh: int, kw: int, c_out: int) -> int:
     """``dtmm_conv_csr_s8_get_buffer_size`` (the same on every ISA path).
 
-    Per-filter offsets, the column -> input offset table (KH*KW*C_in int32), the band.
+    The column -> input offset table (KH*KW*C_in int32), the band (the per-filter
+    offsets come precomputed: :mod:`dtmm.quant.offsets`).
 
     >>> csr_scratch(in_h=8, in_w=8, c_in=4, kh=3, kw=3, c_out=8)
-    344
+    312
     """
-    del in_h
-    return (4 * int(c_out) + 4 * int(kh) * int(kw) * int(c_in)
+    del in_h, c_out
+    return (4 * int(kh) * int(kw) * int(c_in)
             + _align4(int(kh) * band_row_bytes(in_w, c_in, kw)))
 
 
@@ -117,7 +118,8 @@ def pattern_scratch(*, in_h: int, in_w: int, c_in: int, c_out: int, n_patterns: 
     """``dtmm_conv_pattern_s8_get_buffer_size`` (3x3 kernels; every ISA path).
 
     >>> pattern_scratch(in_h=8, in_w=8, c_in=4, c_out=8, n_patterns=8)
-    952
+    920
     """
+    del c_out
     band = (3 + pattern_extra_rows(in_h, in_w)) * band_row_bytes(in_w, c_in, 3)
-    return 4 * int(c_out) + 16 * int(n_patterns) + 8 * PATTERN_CHUNK + _align4(band)
+    return 16 * int(n_patterns) + 8 * PATTERN_CHUNK + _align4(band)

@@ -152,17 +152,19 @@ typedef struct {
  * loaded into scratch (no bounds checks after that); per filter and block of 4 output
  * pixels of the row, a sparse dot product over the filter's kept weights: each
  * (column, value) is loaded once and used for the 4 pixels, the column mapped to its
- * input offset through a table built once per call.  acc = bias - in_zp * sum(kept w)
- * + sum(x * w) (the offsets computed once per call).
+ * input offset through a table built once per call.  acc = offset[o] + sum(x * w) with
+ * offset[o] = bias[o] - in_zp * sum(kept w) passed instead of the bias (required; from
+ * dtmm.quant.offsets at code-generation time, as for FWCS); a filter with no kept
+ * weight stores its constant output.
  *   plain C / DSP: 4 accumulators in registers, one LDRSB + MLA per MAC;
  *   MVE: 8 kept weights at a time: their offsets gathered from the table (VLDRH
  *        gather), the values widened to 16 bits, then per pixel one VLDRB gather of
  *        the 8 inputs and one VMLADAVA (band offsets must fit 16 bits, else plain C).
- * Scratch (bytes), every path: 4 * C_out + 4 * K + align4(KH * (W + 2 * KW) * C_in),
+ * Scratch (bytes), every path: 4 * K + align4(KH * (W + 2 * KW) * C_in),
  * K = KH * KW * C_in, W = in_dims->w. */
 dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                              const dtmm_dims *in_dims, const int8_t *in,
-                             const dtmm_csr *weights, const int32_t *bias,
+                             const dtmm_csr *weights, const int32_t *offset,
                              const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_csr_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_csr *weights);
 
@@ -194,16 +196,17 @@ typedef struct {
  * then per filter, per chunk of up to 64 output pixels (whole short rows at once;
  * int32 accumulators in scratch), per kept kernel (channel c, pattern p) the 4 weights
  * are held in registers and applied to every pixel of the chunk at the pattern's 4
- * tap offsets (computed once per call); acc = bias - in_zp * sum(kept w) + sum(x * w).
+ * tap offsets (computed once per call); acc = offset[o] + sum(x * w), offset[o] = bias[o]
+ * - in_zp * sum(kept w) passed instead of the bias (required, as for FWCS and CSR).
  *   plain C / DSP: 4 LDRSB + 4 MLA (DSP: SMLABB/SMLABT) per pixel and kernel;
  *   MVE: 4 pixels per vector (32-bit lanes): per tap a VLDRB gather of the 4 pixels'
  *        inputs (C_in * stride_w apart in NHWC) and a VMLA by the scalar weight.
- * Scratch (bytes), every path: 4 * C_out + 16 * n_patterns + 512
+ * Scratch (bytes), every path: 16 * n_patterns + 512
  *   + align4((3 + E) * (W + 6) * C_in), E = min(16 / W, H - 1) extra band rows,
  *   W = in_dims->w, H = in_dims->h (integer division). */
 dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                  const dtmm_dims *in_dims, const int8_t *in,
-                                 const dtmm_pattern *weights, const int32_t *bias,
+                                 const dtmm_pattern *weights, const int32_t *offset,
                                  const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
                                              const dtmm_pattern *weights);

@@ -299,8 +299,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [kernel_hw[0], kernel_hw[1], c_in, c_out, cb, rb])
+        offset = input_offset_bias(bias, row_sums(values, rowptr), params.in_zp, "csr")
         return self._run("dtmm_conv_csr_s8", OP_CONV_CSR, ints,
-                         [x, values, col, rowptr, bias, mult, shift], oshape)
+                         [x, values, col, rowptr, offset, mult, shift], oshape)
 
     # -- pattern conv
     def conv_pattern_s8(self, x, patterns, kptr, kchan, kpat, values, bias, mult, shift,
@@ -331,8 +332,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, 3, 3, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [patterns.shape[0], c_in, c_out, kpb, kcb])
+        offset = input_offset_bias(bias, row_sums(values, kptr, 4), params.in_zp, "pattern")
         return self._run("dtmm_conv_pattern_s8", OP_CONV_PATTERN, ints,
-                         [x, patterns, kptr, kchan, kpat, values, bias, mult, shift], oshape)
+                         [x, patterns, kptr, kchan, kpat, values, offset, mult, shift], oshape)
 
     # -- depthwise
     def depthwise_conv_s8(self, x, w, bias, mult, shift, params: ConvParams,
