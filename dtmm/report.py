@@ -1,9 +1,10 @@
 """Per-layer storage report of an int8 graph: format, kept share of weights, bytes by category.
 
-Bytes follow :mod:`dtmm.formats` exactly (weights / index / quant / meta, the paper's
-Fig. 13 split): a builtin conv or fully connected layer is counted as a dense
-tensor, a compressed conv by its format's arrays. Layers without weights (pools,
-add, reshape, softmax) store nothing and are listed with zero bytes.
+Bytes are the generated C model's constant bytes, op by op, as
+:mod:`dtmm.formats.footprint` defines them (weights / index / quant / meta, the paper's
+Fig. 13 split): a builtin conv or fully connected layer is a dense tensor, a compressed
+conv its format's arrays; every op adds its C parameter structs (meta), so pools and
+adds show a few bytes of meta too.
 
 Example:
     >>> import numpy as np, torch.nn as nn
@@ -22,35 +23,38 @@ from __future__ import annotations
 import numpy as np
 
 from dtmm import formats
+from dtmm.formats import footprint
 from dtmm.formats.common import ByteCount
-from dtmm.graph.ir import DepthwiseConv2D, Graph
+from dtmm.graph.ir import Graph
 
 CATEGORIES = ("weights", "index", "quant", "meta")
 
 
-def _layer_bytes(op) -> tuple[str, float, ByteCount, int]:
-    """(format, kept ratio, bytes, weight count of the dense layer) of one op."""
+def _layer_bytes(op, pointer_bytes: int) -> tuple[str, float, ByteCount, int]:
+    """(format, kept ratio, bytes in the C model, weight count of the dense layer) of one op."""
+    bc = footprint.op_bytes(op, pointer_bytes=pointer_bytes)
     fmt = getattr(op, "fmt", None)
     if fmt is not None:                                           # CompressedConv2D
         dense_n = int(np.prod(op.weight_shape))
         kept = int(np.count_nonzero(formats.decode(fmt))) if dense_n else 0
-        stored = formats.byte_count(fmt)
-        return op.format_name, (kept / dense_n if dense_n else 0.0), stored, dense_n
+        return op.format_name, (kept / dense_n if dense_n else 0.0), bc, dense_n
     w = getattr(op, "weight", None)
     if w is None:
-        return "-", 0.0, ByteCount(0, 0, 0, 0), 0
-    shape = w.shape if not isinstance(op, DepthwiseConv2D) else (w.shape[3], w.shape[1], w.shape[2], 1)
-    bc = formats.byte_count(formats.encode("dense", np.asarray(w).reshape(shape), name=op.name))
+        return "-", 0.0, bc, 0
     n = int(w.size)
     return "dense", (float(np.count_nonzero(w)) / n if n else 0.0), bc, n
 
 
-def inspect_graph(graph: Graph) -> dict:
-    """A JSON-ready report: ``total_bytes``, ``bytes`` by category, ``layers`` (see module doc)."""
+def inspect_graph(graph: Graph, pointer_bytes: int = footprint.POINTER_BYTES) -> dict:
+    """A JSON-ready report: ``total_bytes``, ``bytes`` by category, ``layers`` (see module doc).
+
+    ``total_bytes`` is the generated C model's constant bytes (:mod:`dtmm.formats.footprint`,
+    number (b)) at ``pointer_bytes``-wide pointers (4: Cortex-M).
+    """
     layers = []
     total = ByteCount(0, 0, 0, 0)
     for op in graph.ops:
-        fmt, kept, bc, n = _layer_bytes(op)
+        fmt, kept, bc, n = _layer_bytes(op, pointer_bytes)
         total = total + bc
         layers.append({"name": op.name, "op": op.kind, "format": fmt, "weights": n,
                        "kept_ratio": round(kept, 6), "bytes": {**bc.as_dict(), "total": bc.total}})

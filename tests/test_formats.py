@@ -201,7 +201,8 @@ def test_csr_and_pattern_index_widths():
 
 # ----------------------------------------------------------------------------- exact bytes
 def test_quant_definition():
-    assert quant_bytes(1) == 4 + 4 + 1 + (4 + 4 + 1 + 1)
+    # bias, requantization multiplier and shift: int32 each, as model.c stores them
+    assert quant_bytes(1) == 4 + 4 + 4
 
 
 def test_fwcs_bytes_by_hand():
@@ -212,9 +213,12 @@ def test_fwcs_bytes_by_hand():
     f = fwcs.encode(w, m)
     assert f.cptr.tolist() == [0, 32, 16] and f.fidx.tolist() == [0, 2, 2, 3]
     assert f.arr.tolist() == w[0, 0, 0].tolist() + w[0, 2, 2].tolist() + w[2, 1, 1].tolist()
-    # weights 3*4; index cptr 3*1 + fidx 4*1; quant 3*9+10; meta 10 header + 2 size
-    assert byte_count(f) == ByteCount(weights=12, index=7, quant=37, meta=12)
-    assert byte_count(f).total == 68
+    # weights 3*4; index cptr 3*1 + fidx 4*1; quant 3 * (bias, mult, shift int32);
+    # meta: dtmm_conv_params 10*4 + dtmm_requant_params 2 pointers + 2 dtmm_dims 16 each
+    # + dtmm_fwcs (3 pointers, 6 int32), 32-bit pointers
+    assert byte_count(f) == ByteCount(weights=12, index=7, quant=36, meta=40 + 8 + 32 + 36)
+    assert byte_count(f).total == 171
+    assert byte_count(f, pointer_bytes=8).meta == 40 + 16 + 32 + 48
 
 
 def test_fwcs_linear_tail_bytes_by_hand():
@@ -224,7 +228,7 @@ def test_fwcs_linear_tail_bytes_by_hand():
     f = fwcs.encode(w, m)
     assert f.size == 16 and f.cptr.tolist() == [0, 32, 16] and len(f.arr) == 16 + 8 + 16
     assert f.arr.tolist() == w[0, :16].tolist() + w[0, 32:].tolist() + w[1, 16:32].tolist()
-    assert byte_count(f) == ByteCount(weights=40, index=3 + 3, quant=28, meta=12)
+    assert byte_count(f) == ByteCount(weights=40, index=3 + 3, quant=24, meta=116)
     assert fwcs.bytes_from_counts((2, 40), 3, n_tail_filterlets=1) == byte_count(f)
     with pytest.raises(FormatError, match="short tail"):
         fwcs.bytes_from_counts((2, 32), 3, n_tail_filterlets=1)
@@ -236,7 +240,7 @@ def test_csr_bytes_by_hand():
     m[0, 0, 0, 1] = m[0, 2, 2, 0] = m[1, 1, 1, 1] = True
     c = csr.encode(w, m)
     assert c.col.tolist() == [1, 16, 9] and c.rowptr.tolist() == [0, 2, 3]
-    assert byte_count(c) == ByteCount(weights=3, index=3 + 3, quant=28, meta=10)
+    assert byte_count(c) == ByteCount(weights=3, index=3 + 3, quant=24, meta=40 + 8 + 32 + 36)
 
 
 def test_pattern_bytes_by_hand():
@@ -244,19 +248,21 @@ def test_pattern_bytes_by_hand():
     kk = np.array([[True, False, True], [False, False, False]])
     p = pattern.encode(w, pattern.pattern_mask(w, kk))
     assert p.kidx.tolist() == [0, 2] and p.kptr.tolist() == [0, 2, 2]
-    # weights 2*4; index pid 2 + kidx 2 + kptr 3; quant 2*9+10; meta 10 + 8 patterns * 2
-    assert byte_count(p) == ByteCount(weights=8, index=7, quant=28, meta=26)
+    # weights 2*4; index pid 2 + kidx 2 + kptr 3; quant 2*12; meta: conv params, requant,
+    # 2 dims, dtmm_pattern (5 pointers, 5 int32) + the 8 x 4 uint8 pattern table
+    assert byte_count(p) == ByteCount(weights=8, index=7, quant=24, meta=40 + 8 + 32 + 40 + 32)
 
 
 def test_dense_and_tflm_bytes_by_hand():
     w = rand_w((3, 3, 3, 2))
     d = dense.encode(dense.shrink(w, out_keep=[0, 2]))
-    assert byte_count(d) == ByteCount(weights=36, index=0, quant=28, meta=10)
+    # meta: conv params, requant, in / out / filter dims
+    assert byte_count(d) == ByteCount(weights=36, index=0, quant=24, meta=40 + 8 + 3 * 16)
     m = np.zeros(w.shape, bool)
     m.flat[[0, 9, 53]] = True          # 54 elements -> 7 bitmask bytes
     t = tflm_prune.encode(w, m)
     assert t.bitmask.tolist() == [0x80, 0x40, 0, 0, 0, 0, 0x04]
-    assert byte_count(t) == ByteCount(weights=3, index=7, quant=37, meta=26)
+    assert byte_count(t) == ByteCount(weights=3, index=7, quant=36, meta=26)
 
 
 # ----------------------------------------------------------------------------- verifiers

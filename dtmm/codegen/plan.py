@@ -40,6 +40,8 @@ import numpy as np
 
 from dtmm.codegen.arena import ArenaPlan, plan_arena
 from dtmm.errors import BuildError
+from dtmm.formats import footprint
+from dtmm.formats.common import ByteCount
 from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, FullyConnected, Graph,
                            MaxPool2D, Reshape, Softmax)
 from dtmm.quant import arith, offsets
@@ -277,7 +279,8 @@ Call = (ConvCall | FwcsCall | CsrCall | PatternCall | DepthwiseCall | FcCall | P
 
 @dataclass(frozen=True)
 class Step:
-    """One op of the model: its typed kernel call and its scratch (offset, bytes) if any."""
+    """One op of the model: its typed kernel call, its scratch (offset, bytes) if any, and
+    its constant bytes in ``model.c`` (arrays and parameter structs, by category)."""
 
     index: int
     op_name: str
@@ -286,6 +289,7 @@ class Step:
     call: Call
     scratch_offset: int | None = None
     scratch_bytes: int = 0
+    const: ByteCount = ByteCount(0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -318,8 +322,18 @@ class ModelPlan:
 
     @property
     def const_bytes(self) -> int:
-        """Bytes of all constant arrays (weights, bias, quantization, format indices)."""
-        return sum(c.nbytes for c in self.consts)
+        """The model's constant bytes, number (b) of :mod:`dtmm.formats.footprint`: every
+        const array (weights, format indices, bias, multipliers, shifts, tables) and every
+        const parameter struct of ``model.c``, at its ``sizeof``, without alignment padding."""
+        return sum(s.const.total for s in self.steps)
+
+    @property
+    def const_breakdown(self) -> ByteCount:
+        """:attr:`const_bytes` split into weights / index / quant / meta."""
+        total = ByteCount(0, 0, 0, 0)
+        for s in self.steps:
+            total = total + s.const
+        return total
 
 
 # ----------------------------------------------------------------------------- planning
@@ -351,6 +365,9 @@ class _Planner:
         self.target = target
         self.simd = simd
         self.arena = plan_arena(graph, target, simd=simd, isa=isa)
+        from dtmm.codegen.platform import get_target
+
+        self.pointer_bytes = get_target(target).pointer_bytes
         self.consts: list[ConstArray] = []
         self.sources: list[str] = []
 
@@ -418,6 +435,22 @@ class _Planner:
 
     # -- per op
     def step(self, i: int, op) -> Step:
+        n0 = len(self.consts)
+        step = self._step(i, op)
+        self._check_bytes(step, self.consts[n0:])
+        return step
+
+    def _check_bytes(self, step: Step, arrays: list[ConstArray]) -> None:
+        """The arrays just planned must be the footprint's array bytes (one truth)."""
+        kind = step.op_kind if step.op_kind != "compressed_conv2d" else self.g.op(step.op_name).format_name
+        structs = sum(footprint.struct_size(n, self.pointer_bytes) for n in footprint.OP_STRUCTS[kind])
+        if sum(a.nbytes for a in arrays) != step.const.total - structs:
+            raise BuildError(f"op {step.op_name!r}: planned const arrays "
+                             f"({sum(a.nbytes for a in arrays)} B) differ from the byte model "
+                             f"({step.const.total - structs} B): dtmm.formats.footprint is out of "
+                             f"date")
+
+    def _step(self, i: int, op) -> Step:
         cid = _cid(i, op.name)
         x = self.ref(op.inputs[0])
         y = self.ref(op.output)
@@ -495,6 +528,7 @@ class _Planner:
                     raise BuildError(f"op {op.name!r} (concat): input {n!r} qparams differ from "
                                      f"the output's")
             chans = tuple(int(t.shape[-1]) for t in xs)
+            self.const(f"{cid}_chans", np.array(chans, np.int32), np.int32)
             call = ConcatCall(xs, y, y.nbytes // int(y.shape[-1]), chans)
         elif isinstance(op, Reshape):
             if x.offset != y.offset or x.nbytes != y.nbytes:
@@ -504,7 +538,8 @@ class _Planner:
             raise BuildError(f"op {op.name!r}: no C kernel for op kind {kind!r}")
         s = self.arena.scratch.get(op.name, 0)
         return Step(i, op.name, kind, cid, call,
-                    self.arena.scratch_offsets.get(op.name) if s else None, s)
+                    self.arena.scratch_offsets.get(op.name) if s else None, s,
+                    footprint.op_bytes(op, self.g, self.pointer_bytes))
 
     def compressed(self, cid: str, op, x: TensorRef, y: TensorRef):
         from dtmm import formats

@@ -54,7 +54,7 @@ def render_const(c: P.ConstArray, per_line: int = 24) -> str:
 
     >>> import numpy as np
     >>> print(render_const(P.ConstArray("w", np.array([1, -2, 3], np.int8))))
-    static const int8_t w[3] __attribute__((aligned(16))) = {
+    static const int8_t w[3] __attribute__((aligned(16), used)) = {
         1, -2, 3,
     };
     """
@@ -67,7 +67,8 @@ def render_const(c: P.ConstArray, per_line: int = 24) -> str:
         items = list(map(str, vals))
     if not items:
         items = ["0"]
-    attrs = "__attribute__((aligned(16)))" + (" DTMM_LARGE_CONST" if c.large else "")
+    # used: kept even where the compiler folds every read (the byte model counts it)
+    attrs = "__attribute__((aligned(16), used))" + (" DTMM_LARGE_CONST" if c.large else "")
     body = ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
     return (f"static const {ctype} {c.cname}[{max(1, c.data.size)}] {attrs} = {{\n"
             f"    {body},\n}};")
@@ -157,8 +158,6 @@ def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
                    f"{c.beta_left_shift}, {c.diff_min}, {_arena(c.y)})", None)
     if isinstance(c, P.ConcatCall):
         ins = ", ".join(_arena(t) for t in c.xs)
-        d.append(f"static const int32_t {cid}_chans[{len(c.xs)}] = "
-                 f"{{{', '.join(map(str, c.channels))}}};")
         return (d, f"concat_s8({_arena(c.y)}, {c.pixels}, {len(c.xs)}, "
                    f"(const int8_t *const[]){{{ins}}}, {cid}_chans)", None)
     if isinstance(c, P.AliasCall):

@@ -25,7 +25,7 @@ Example:
     >>> bool((decode(f) == w).all())
     True
     >>> estimate_bytes("csr", (8, 3, 3, 16), kept=115).total
-    331
+    451
 """
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def verify(fmt, expected_shape) -> None:
     format_module(fmt).verify(fmt, expected_shape)
 
 
-def byte_count(fmt) -> ByteCount:
-    """Exact bytes of any encoded layer."""
-    return format_module(fmt).byte_count(fmt)
+def byte_count(fmt, pointer_bytes: int = 4) -> ByteCount:
+    """Exact bytes of any encoded layer in the generated C model (see :mod:`.footprint`)."""
+    return format_module(fmt).byte_count(fmt, pointer_bytes=pointer_bytes)
 
 
 def estimate_bytes(format_name: str, shape, kept: int | None = None, **kw) -> ByteCount:

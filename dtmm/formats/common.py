@@ -3,7 +3,10 @@
 Byte accounting (the same definitions for every format, so that comparisons are fair)
 ======================================================================================
 
-``ByteCount`` splits a layer's flash bytes the way the DTMM paper's Fig. 13 does:
+``ByteCount`` splits a layer's bytes the way the DTMM paper's Fig. 13 does, and the
+numbers are exactly the constant bytes that layer occupies in the generated C model
+(``model.c``; the definition lives in :mod:`dtmm.formats.footprint`, shared by
+``dtmm inspect``, the code generator and the scheduler):
 
 ``weights``
     int8 weight values actually stored (one byte each, kept *and* explicitly stored
@@ -14,23 +17,19 @@ Byte accounting (the same definitions for every format, so that comparisons are 
     ``pid``; TFLM prune bitmask. Dense has none. Each array counts
     ``len(array) * itemsize`` bytes.
 ``quant``
-    quantization parameters and bias: per stored output channel
-    ``QUANT_BYTES_PER_CHANNEL`` = 9 bytes (bias int32 + requant multiplier int32 +
-    shift int8), plus per layer ``QUANT_BYTES_PER_LAYER`` = 10 bytes (input zero point
-    int32, output zero point int32, activation min int8, activation max int8). Float
-    scales are folded into multiplier/shift at conversion time and never stored.
-    "Stored output channel" means a row of the encoded tensor: an FWCS filter whose
-    filterlets are all pruned still counts (its output is the constant
-    ``requant(bias)``); removing a channel altogether is done by encoding a smaller
-    tensor (as structured pruning does).
+    bias, requantization multiplier and shift, each int32 as the kernels read them:
+    ``QUANT_BYTES_PER_CHANNEL`` = 12 bytes per stored output channel. "Stored output
+    channel" means a row of the encoded tensor: an FWCS filter whose filterlets are all
+    pruned still counts (its output is the constant ``requant(bias)``); removing a
+    channel altogether is done by encoding a smaller tensor (as structured pruning does).
 ``meta``
-    a fixed per-layer header ``HEADER_BYTES`` = 10 bytes (format id uint8,
-    index-width code uint8, four dimensions ``C_out, KH, KW, C_in`` as uint16; a
-    fully connected ``(O, I)`` layer stores ``O, 1, 1, I``) plus the format's own
-    scalars (FWCS ``size`` uint16; pattern library; TFLM decode header).
+    the layer's C parameter structs (convolution parameters with zero points and
+    activation range, dims, the format descriptor; :func:`~dtmm.formats.footprint.meta_bytes`),
+    at the target's pointer width (4 bytes, Cortex-M, unless ``pointer_bytes`` says
+    otherwise), plus the pattern table of a pattern layer.
 
-Not counted, for every format alike: container overhead (flatbuffer tables, tensor
-descriptors) and alignment padding between arrays (at most 1 byte per uint16 array).
+Not counted, for every format alike: alignment padding between arrays (it is part of
+the firmware's flash, not of these bytes) and the ``.tflite`` container.
 
 Index widths: every index array is ``uint8`` when the largest value that array may hold
 *for that layer* fits in 8 bits, otherwise ``uint16``; above 65535 the encoder raises
@@ -43,8 +42,8 @@ One exception: the per-filter pointer arrays of the *baselines* (CSR ``rowptr``,
 computable from counts alone, without encoding.
 
 Example:
-    >>> ByteCount(weights=10, index=3, quant=19, meta=10).total
-    42
+    >>> ByteCount(weights=10, index=3, quant=12, meta=96).total
+    121
     >>> index_dtype(255, layer="conv1", array="cptr")
     dtype('uint8')
     >>> index_dtype(256, layer="conv1", array="cptr")
@@ -59,14 +58,11 @@ import numpy as np
 
 from dtmm.errors import FormatError
 
-QUANT_BYTES_PER_CHANNEL = 4 + 4 + 1
-"""bias int32 + requantization multiplier int32 + shift int8, per stored output channel."""
-
-QUANT_BYTES_PER_LAYER = 4 + 4 + 1 + 1
-"""input zero point int32 + output zero point int32 + activation min/max int8."""
+QUANT_BYTES_PER_CHANNEL = 4 + 4 + 4
+"""bias + requantization multiplier + shift, int32 each, per stored output channel."""
 
 HEADER_BYTES = 1 + 1 + 4 * 2
-"""format id uint8 + index-width code uint8 + (C_out, KH, KW, C_in) as uint16."""
+"""TFLM prune layout only (:mod:`.tflm_prune`): format id, index-width code, 4 dims as uint16."""
 
 INDEX_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 POINTER_DTYPES = INDEX_DTYPES + (np.dtype(np.uint32),)
@@ -105,9 +101,9 @@ def quant_bytes(c_out: int) -> int:
     """Quantization + bias bytes of a layer with ``c_out`` stored output channels.
 
     >>> quant_bytes(32)
-    298
+    384
     """
-    return QUANT_BYTES_PER_CHANNEL * int(c_out) + QUANT_BYTES_PER_LAYER
+    return QUANT_BYTES_PER_CHANNEL * int(c_out)
 
 
 def index_dtype(max_value: int, *, layer: str, array: str, wide_ok: bool = False) -> np.dtype:

@@ -13,7 +13,7 @@ Each filter (output channel) is one row of ``row_len = KH * KW * C_in`` weights
     holding the number of kept weights (uint32 only past 65535, see ``common``).
 
 Bytes: weights = ``len(values)``; index = ``col.nbytes + rowptr.nbytes``;
-quant as every format; meta = header (10).
+quant as every format; meta = the layer's C structs (:mod:`.footprint`).
 
 Example:
     >>> import numpy as np
@@ -22,7 +22,7 @@ Example:
     >>> c.values.tolist(), c.col.tolist(), c.rowptr.tolist()
     ([5, 7, 1], [1, 3, 0], [0, 2, 2, 3])
     >>> bool((decode(c) == w).all()), byte_count(c).total
-    (True, 57)
+    (True, 162)
 """
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmm.errors import FormatError
-from dtmm.formats.common import (HEADER_BYTES, INDEX_DTYPES, POINTER_DTYPES, ByteCount,
+from dtmm.formats.common import (INDEX_DTYPES, POINTER_DTYPES, ByteCount,
                                  bad_value, check_array, check_pointer, check_shape,
                                  check_sorted_within_rows, element_mask, index_dtype,
                                  index_itemsize, quant_bytes, weight_int8)
+from dtmm.formats.footprint import POINTER_BYTES, meta_bytes
 
 FORMAT = "csr"
-META_BYTES = HEADER_BYTES
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,11 +128,12 @@ def decode(fmt: CSR) -> np.ndarray:
     return out.reshape(fmt.shape)
 
 
-def bytes_from_counts(shape, nnz: int, *, name: str = "layer") -> ByteCount:
+def bytes_from_counts(shape, nnz: int, *, name: str = "layer",
+                      pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact :func:`byte_count` from shape and number of kept weights (no arrays).
 
     >>> bytes_from_counts((32, 3, 3, 16), 461).as_dict()
-    {'weights': 461, 'index': 527, 'quant': 298, 'meta': 10, 'total': 1296}
+    {'weights': 461, 'index': 527, 'quant': 384, 'meta': 116, 'total': 1488}
     """
     c_out, row_len = _rows(shape)
     nnz = int(nnz)
@@ -141,11 +142,12 @@ def bytes_from_counts(shape, nnz: int, *, name: str = "layer") -> ByteCount:
                           f"for shape {tuple(shape)}")
     index = (nnz * index_itemsize(row_len - 1, layer=name, array="col")
              + (c_out + 1) * index_itemsize(nnz, layer=name, array="rowptr", wide_ok=True))
-    return ByteCount(weights=nnz, index=index, quant=quant_bytes(c_out), meta=META_BYTES)
+    return ByteCount(weights=nnz, index=index, quant=quant_bytes(c_out),
+                     meta=meta_bytes(FORMAT, pointer_bytes))
 
 
-def byte_count(fmt: CSR) -> ByteCount:
+def byte_count(fmt: CSR, pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of an encoded layer (does not verify)."""
     return ByteCount(weights=int(fmt.values.nbytes),
                      index=int(fmt.col.nbytes + fmt.rowptr.nbytes),
-                     quant=quant_bytes(fmt.shape[0]), meta=META_BYTES)
+                     quant=quant_bytes(fmt.shape[0]), meta=meta_bytes(FORMAT, pointer_bytes))

@@ -6,14 +6,15 @@ is simply a smaller dense layer, so encode the *shrunken* tensor (see :func:`shr
 ``values`` int8 array of the layer's shape, C order (OHWI).
 
 Bytes: weights = ``values.size``; index = 0; quant as every format (per stored output
-channel, i.e. per kept filter); meta = header (10).
+channel, i.e. per kept filter); meta = the layer's C structs (:mod:`.footprint`; a 2-D
+``(O, I)`` tensor is a per-tensor fully connected layer).
 
 Example:
     >>> import numpy as np
     >>> w = np.arange(2 * 3 * 3 * 4, dtype=np.int8).reshape(2, 3, 3, 4)
     >>> d = encode(shrink(w, out_keep=[1]))
     >>> d.shape, byte_count(d).as_dict()
-    ((1, 3, 3, 4), {'weights': 36, 'index': 0, 'quant': 19, 'meta': 10, 'total': 65})
+    ((1, 3, 3, 4), {'weights': 36, 'index': 0, 'quant': 12, 'meta': 96, 'total': 144})
 """
 from __future__ import annotations
 
@@ -23,11 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmm.errors import FormatError
-from dtmm.formats.common import (HEADER_BYTES, ByteCount, check_shape, element_mask,
-                                 quant_bytes, weight_int8)
+from dtmm.formats.common import ByteCount, check_shape, element_mask, quant_bytes, weight_int8
+from dtmm.formats.footprint import POINTER_BYTES, fc_quant_bytes, meta_bytes
 
 FORMAT = "dense"
-META_BYTES = HEADER_BYTES
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,18 +84,27 @@ def decode(fmt: Dense) -> np.ndarray:
     return fmt.values.copy()
 
 
-def bytes_from_counts(shape, kept=None, *, name: str = "layer") -> ByteCount:
+def bytes_from_counts(shape, kept=None, *, name: str = "layer",
+                      pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of a dense layer of ``shape`` (``kept`` is ignored: every weight is stored).
 
     >>> bytes_from_counts((3, 3, 3, 16)).total
-    479
+    564
     """
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
-    return ByteCount(weights=n, index=0, quant=quant_bytes(shape[0]), meta=META_BYTES)
+    return _bytes(shape, n, pointer_bytes)
 
 
-def byte_count(fmt: Dense) -> ByteCount:
+def byte_count(fmt: Dense, pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of an encoded layer (does not verify)."""
-    return ByteCount(weights=int(fmt.values.nbytes), index=0,
-                     quant=quant_bytes(fmt.shape[0]), meta=META_BYTES)
+    return _bytes(fmt.shape, int(fmt.values.nbytes), pointer_bytes)
+
+
+def _bytes(shape, n: int, pointer_bytes: int) -> ByteCount:
+    """A 4-D OHWI tensor is a dense conv2d, a 2-D (O, I) one a per-tensor fully connected."""
+    if len(shape) == 2:
+        return ByteCount(weights=n, index=0, quant=fc_quant_bytes(shape[0], per_channel=False),
+                         meta=meta_bytes("fully_connected", pointer_bytes))
+    return ByteCount(weights=n, index=0, quant=quant_bytes(shape[0]),
+                     meta=meta_bytes("conv2d", pointer_bytes))

@@ -29,8 +29,8 @@ The weight of kept filterlet ``k`` of filter ``o`` at channel ``c`` is
 ``min(size, row_len - cptr[k])`` with ``row_len = KH * KW * C_in`` (or ``I``).
 
 Bytes (see :mod:`dtmm.formats.common`): weights = ``len(arr)``; index =
-``cptr.nbytes + fidx.nbytes``; quant = per stored output channel + per layer;
-meta = header (10) + ``size`` (2).
+``cptr.nbytes + fidx.nbytes``; quant = bias, multiplier, shift per stored output
+channel; meta = the layer's C structs (:mod:`dtmm.formats.footprint`).
 
 Example:
     >>> import numpy as np
@@ -42,7 +42,7 @@ Example:
     >>> int(decode(f)[1, 0, 1, 2]), int(decode(f)[1, 0, 0, 0])
     (12, 0)
     >>> byte_count(f).as_dict()
-    {'weights': 6, 'index': 5, 'quant': 28, 'meta': 12, 'total': 51}
+    {'weights': 6, 'index': 5, 'quant': 24, 'meta': 116, 'total': 151}
     >>> bytes_from_counts((2, 1, 2, 3), 2) == byte_count(f)
     True
 """
@@ -54,15 +54,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmm.errors import FormatError
-from dtmm.formats.common import (HEADER_BYTES, INDEX_DTYPES, ByteCount, bad_value,
+from dtmm.formats.common import (INDEX_DTYPES, ByteCount, bad_value,
                                  check_array, check_pointer, check_shape,
                                  check_sorted_within_rows, element_mask, index_dtype,
                                  index_itemsize, quant_bytes, weight_int8)
+from dtmm.formats.footprint import POINTER_BYTES, meta_bytes
 
 FORMAT = "fwcs"
 LINEAR_FILTERLET = 16
 """Default filterlet length for fully connected layers."""
-META_BYTES = HEADER_BYTES + 2  # header + size (uint16)
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,7 +233,8 @@ def decode(fmt: FWCS) -> np.ndarray:
 
 
 def bytes_from_counts(shape, n_filterlets: int, *, n_tail_filterlets: int = 0,
-                      size: int | None = None, name: str = "layer") -> ByteCount:
+                      size: int | None = None, name: str = "layer",
+                      pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact :func:`byte_count` of an FWCS layer from its shape and kept-filterlet count.
 
     Pure integer arithmetic (no arrays), for the scheduler. ``n_tail_filterlets`` only
@@ -241,7 +242,7 @@ def bytes_from_counts(shape, n_filterlets: int, *, n_tail_filterlets: int = 0,
     the kept filterlets are the short last run of their row.
 
     >>> bytes_from_counts((256, 3, 3, 256), 230).as_dict()
-    {'weights': 58880, 'index': 717, 'quant': 2314, 'meta': 12, 'total': 61923}
+    {'weights': 58880, 'index': 717, 'quant': 3072, 'meta': 116, 'total': 62785}
     """
     c_out, row_len, size, npos = geometry(shape, size)
     n = int(n_filterlets)
@@ -255,14 +256,15 @@ def bytes_from_counts(shape, n_filterlets: int, *, n_tail_filterlets: int = 0,
     weights = n * size - int(n_tail_filterlets) * (size - tail)
     index = (n * index_itemsize((npos - 1) * size, layer=name, array="cptr")
              + (c_out + 1) * index_itemsize(n, layer=name, array="fidx"))
-    return ByteCount(weights=weights, index=index, quant=quant_bytes(c_out), meta=META_BYTES)
+    return ByteCount(weights=weights, index=index, quant=quant_bytes(c_out),
+                     meta=meta_bytes(FORMAT, pointer_bytes))
 
 
-def byte_count(fmt: FWCS) -> ByteCount:
+def byte_count(fmt: FWCS, pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of an encoded layer: the arrays' ``nbytes`` plus quant and header.
 
     Does not verify ``fmt``; see the module docstring for every byte's definition.
     """
     return ByteCount(weights=int(fmt.arr.nbytes),
                      index=int(fmt.cptr.nbytes + fmt.fidx.nbytes),
-                     quant=quant_bytes(fmt.shape[0]), meta=META_BYTES)
+                     quant=quant_bytes(fmt.shape[0]), meta=meta_bytes(FORMAT, pointer_bytes))

@@ -31,8 +31,8 @@ Arrays:
     filter ``o``'s kernels. Width: the smallest holding the number of kept kernels.
 
 Bytes: weights = ``len(values)``; index = ``pid + kidx + kptr`` nbytes; quant as
-every format; meta = header (10) + the pattern library, 8 patterns as uint16 bitmasks
-of the 9 positions (16), counted in every layer.
+every format; meta = the layer's C structs + the pattern table the kernel reads (8 patterns
+x 4 uint8 positions, :mod:`.footprint`), counted in every layer.
 
 Example:
     >>> import numpy as np
@@ -50,10 +50,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmm.errors import FormatError
-from dtmm.formats.common import (HEADER_BYTES, INDEX_DTYPES, POINTER_DTYPES, ByteCount,
+from dtmm.formats.common import (INDEX_DTYPES, POINTER_DTYPES, ByteCount,
                                  bad_value, check_array, check_pointer, check_shape,
                                  check_sorted_within_rows, element_mask, index_dtype,
                                  index_itemsize, quant_bytes, weight_int8)
+from dtmm.formats.footprint import POINTER_BYTES, meta_bytes
 
 FORMAT = "pattern"
 PATTERNS: tuple[tuple[int, int, int, int], ...] = (
@@ -62,7 +63,6 @@ PATTERNS: tuple[tuple[int, int, int, int], ...] = (
 )
 """The pattern library: 4 kept positions (row-major in 3x3) per pattern id."""
 KEPT_PER_KERNEL = 4
-META_BYTES = HEADER_BYTES + 2 * len(PATTERNS)
 
 _POS = np.array(PATTERNS, dtype=np.int64)                      # (n_patterns, 4)
 _CODES = (1 << _POS).sum(axis=1)                               # 9-bit masks
@@ -197,11 +197,12 @@ def decode(fmt: Pattern) -> np.ndarray:
     return out9.reshape(c_out, c_in, 3, 3).transpose(0, 2, 3, 1).copy()
 
 
-def bytes_from_counts(shape, n_kernels: int, *, name: str = "layer") -> ByteCount:
+def bytes_from_counts(shape, n_kernels: int, *, name: str = "layer",
+                      pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact :func:`byte_count` from shape and number of kept kernels (no arrays).
 
     >>> bytes_from_counts((32, 3, 3, 16), 115).as_dict()
-    {'weights': 460, 'index': 263, 'quant': 298, 'meta': 26, 'total': 1047}
+    {'weights': 460, 'index': 263, 'quant': 384, 'meta': 152, 'total': 1259}
     """
     shape = tuple(int(d) for d in shape)
     _check_3x3(shape, name)
@@ -212,11 +213,12 @@ def bytes_from_counts(shape, n_kernels: int, *, name: str = "layer") -> ByteCoun
     index = (n * (1 + index_itemsize(c_in - 1, layer=name, array="kidx"))
              + (c_out + 1) * index_itemsize(n, layer=name, array="kptr", wide_ok=True))
     return ByteCount(weights=KEPT_PER_KERNEL * n, index=index, quant=quant_bytes(c_out),
-                     meta=META_BYTES)
+                     meta=meta_bytes(FORMAT, pointer_bytes, n_patterns=len(PATTERNS)))
 
 
-def byte_count(fmt: Pattern) -> ByteCount:
+def byte_count(fmt: Pattern, pointer_bytes: int = POINTER_BYTES) -> ByteCount:
     """Exact bytes of an encoded layer (does not verify)."""
     return ByteCount(weights=int(fmt.values.nbytes),
                      index=int(fmt.pid.nbytes + fmt.kidx.nbytes + fmt.kptr.nbytes),
-                     quant=quant_bytes(fmt.shape[0]), meta=META_BYTES)
+                     quant=quant_bytes(fmt.shape[0]),
+                     meta=meta_bytes(FORMAT, pointer_bytes, n_patterns=len(PATTERNS)))

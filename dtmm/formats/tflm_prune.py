@@ -27,7 +27,7 @@ Example:
     >>> t.bitmask.tolist(), t.values.tolist(), t.dcm[:2].tolist()
     ([64, 64], [3, 4], [2, 1])
     >>> byte_count(t).as_dict()
-    {'weights': 2, 'index': 2, 'quant': 19, 'meta': 26, 'total': 49}
+    {'weights': 2, 'index': 2, 'quant': 12, 'meta': 26, 'total': 42}
 """
 from __future__ import annotations
 
@@ -119,11 +119,12 @@ def decode(fmt: TFLMPrune) -> np.ndarray:
     return out.reshape(fmt.shape)
 
 
-def bytes_from_counts(shape, nnz: int, *, name: str = "layer") -> ByteCount:
+def bytes_from_counts(shape, nnz: int, *, name: str = "layer", pointer_bytes: int = 4) -> ByteCount:
+    # pointer_bytes: accepted for a uniform signature; TFLM's layout is not a dtmm C-model format
     """Exact :func:`byte_count` from shape and number of kept weights (no arrays).
 
     >>> bytes_from_counts((32, 3, 3, 16), 461).as_dict()
-    {'weights': 461, 'index': 576, 'quant': 298, 'meta': 26, 'total': 1361}
+    {'weights': 461, 'index': 576, 'quant': 384, 'meta': 26, 'total': 1447}
     """
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
@@ -133,7 +134,7 @@ def bytes_from_counts(shape, nnz: int, *, name: str = "layer") -> ByteCount:
     return ByteCount(weights=nnz, index=-(-n // 8), quant=quant_bytes(shape[0]), meta=META_BYTES)
 
 
-def byte_count(fmt: TFLMPrune) -> ByteCount:
+def byte_count(fmt: TFLMPrune, pointer_bytes: int = 4) -> ByteCount:
     """Exact bytes of an encoded layer (does not verify)."""
     return ByteCount(weights=int(fmt.values.nbytes), index=int(fmt.bitmask.nbytes),
                      quant=quant_bytes(fmt.shape[0]), meta=META_BYTES)
