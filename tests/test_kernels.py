@@ -559,11 +559,16 @@ POOLS = [PoolParams((2, 2), (2, 2)), PoolParams((3, 3), (2, 2), (1, 1, 1, 1)),
 
 
 @pytest.mark.parametrize("pp", POOLS, ids=range(len(POOLS)))
-def test_pools(kernels, pp):
+def test_pools(isa_kernels, pp):
+    check_pools(isa_kernels, pp)
+
+
+def check_pools(kernels, pp):
     rng = np.random.default_rng(5)
-    x = rng.integers(-128, 128, (2, 7, 6, 5), dtype=np.int8)
-    assert_same(kernels.max_pool_s8(x, pp), ref_pool(x, pp, "max"), "max pool")
-    assert_same(kernels.avg_pool_s8(x, pp), ref_pool(x, pp, "avg"), "avg pool")
+    for c in (5, 16, 37):        # channel tails of the 4 / 16-lane paths
+        x = rng.integers(-128, 128, (2, 7, 6, c), dtype=np.int8)
+        assert_same(kernels.max_pool_s8(x, pp), ref_pool(x, pp, "max"), f"max pool c={c}")
+        assert_same(kernels.avg_pool_s8(x, pp), ref_pool(x, pp, "avg"), f"avg pool c={c}")
 
 
 def test_avg_pool_empty_window_is_an_error(kernels):
@@ -573,18 +578,29 @@ def test_avg_pool_empty_window_is_an_error(kernels):
 
 
 @pytest.mark.parametrize("scales", [(0.05, 0.02, 0.06), (0.1, 0.1, 0.15), (0.01, 0.08, 0.04)])
-def test_add(plain_kernels, scales):
+def test_add(isa_kernels, scales):
+    check_add(isa_kernels, scales)
+
+
+def check_add(k, scales, shape=(4, 33)):
     rng = np.random.default_rng(9)
-    a = rng.integers(-128, 128, (4, 33), dtype=np.int8)
-    b = rng.integers(-128, 128, (4, 33), dtype=np.int8)
+    a = rng.integers(-128, 128, shape, dtype=np.int8)
+    b = rng.integers(-128, 128, shape, dtype=np.int8)
+    a.reshape(-1)[:4] = [-128, 127, -128, 127]
+    b.reshape(-1)[:4] = [-128, 127, 127, -128]
     ap = add_params(*scales)
-    zp1, zp2, zpo = 5, -12, -3
-    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - zp1) << ap["left_shift"],
+    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - 5) << ap["left_shift"],
                                           ap["in1_multiplier"], ap["in1_shift"])
-    sb = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << ap["left_shift"],
+    sb = multiply_by_quantized_multiplier((b.astype(np.int64) + 12) << ap["left_shift"],
                                           ap["in2_multiplier"], ap["in2_shift"])
-    want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, zpo, 127)
-    assert_same(plain_kernels.add_s8(a, b, zp1, zp2, zpo, ap, act_min=zpo), want, f"add {scales}")
+    for zpo, act_min in ((-3, -3), (40, -128)):
+        want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, act_min, 127)
+        assert_same(k.add_s8(a, b, 5, -12, zpo, ap, act_min=act_min), want,
+                    f"add {scales} {shape} zp={zpo}")
+    # the reference path (constants the fast DSP path does not take): out shift < -21
+    ap2 = dict(ap, out_shift=-25)
+    want = requant_out(sa + sb, ap["out_multiplier"], -25, 0, -128, 127)
+    assert_same(k.add_s8(a, b, 5, -12, 0, ap2), want, f"add {scales} out_shift=-25")
 
 
 def test_conv_rejects_inconsistent_dims(kernels):
@@ -688,9 +704,9 @@ def test_qemu_other_kernels(name):
             check_conv_csr(k, case, 0.5)
         for case in (CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
             check_conv_pattern(k, case, PATTERN_INDEX_TYPES[:2])
-        for pp in POOLS[1:3]:
-            test_pools(k, pp)
-        test_add(k, (0.05, 0.02, 0.06))
+    for pp in POOLS[1:3]:
+        check_pools(k, pp)
+    check_add(k, (0.05, 0.02, 0.06), (3, 37))
 
 
 @needs_qemu

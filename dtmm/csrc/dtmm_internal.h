@@ -132,6 +132,15 @@ DTMM_INLINE void dtmm_mve_requant_store(int32x4_t v, int32_t m, int32_t s, int32
     vstrbq_scatter_offset_p_s32(base, offs, v, pred);
 }
 
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp of 4 lanes (shift s <= 0), bit for bit
+ * dtmm_requantize_lt1 (VQRDMULH, then the rounding fix and VRSHL as above). */
+DTMM_INLINE int32x4_t dtmm_mve_requant_lt1(int32x4_t v, int32_t m, int32_t s)
+{
+    v = vqrdmulhq_n_s32(v, m);
+    const int32x4_t fix = vshrq_n_s32(vandq_s32(v, vdupq_n_s32(s)), 31);
+    return vrshlq_n_s32(vqaddq_s32(v, fix), s);
+}
+
 /* Tail-predicated int8 dot products, n >= 0 elements each (any n: the last vector is
  * predicated), weights loaded once per 16 and reused across the rows:
  *   dtmm_mve_dot_1x{1,2,4}: one weight run w against 1, 2 or 4 input runs x0..x3
