@@ -84,7 +84,15 @@ def fwcs_scratch(isa: str, pointer_bytes: int, *, kh: int, kw: int, c_out: int, 
          + int(pointer_bytes) * int(reuse) * kk)
     if isa == "dsp":
         n += _align4(2 * int(size) * (int(reuse) * kk + 1))
+    if isa == "mve" and fwcs_tail_cin(size):
+        n += _align4(int(c_out) * kk)        # each kept filterlet's kernel position
     return n
+
+
+def fwcs_tail_cin(size: int) -> bool:
+    """``fwcs_tail_cin``: the MVE FWCS kernel's asm loop for C_in < 64 other than 16 / 32
+    (a partial last vector per filterlet) keeps C_out * KH * KW bytes of positions."""
+    return 1 <= int(size) < 64 and int(size) not in (16, 32)
 
 
 def band_row_bytes(w: int, c: int, kw: int) -> int:

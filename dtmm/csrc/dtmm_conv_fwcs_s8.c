@@ -92,6 +92,13 @@ typedef struct {
 
 DTMM_INLINE int32_t align4(int32_t n) { return (n + 3) & ~3; }
 
+/* MVE: C_in that the tail variant of the asm filter loop runs (kernel positions kept
+ * per call in a byte array of C_out * KH * KW entries at the end of the scratch). */
+DTMM_INLINE int fwcs_tail_cin(int32_t c_in)
+{
+    return c_in >= 1 && c_in < 64 && c_in != 16 && c_in != 32;
+}
+
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
@@ -99,6 +106,10 @@ int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_f
      * (8 bytes of slack align it to 8) the block's pointer table: KH*KW x R pointers */
     int32_t n = FWCS_REC_BYTES * (w->c_out + 1) + 2 * align4(w->c_out) + align4(w->size) + 8
                 + (int32_t)sizeof(const int8_t *) * FWCS_R * w->kh * w->kw;
+#if DTMM_USE_MVE
+    /* the kernel position of each kept filterlet (C_in < 64 other than 16, 32) */
+    if (fwcs_tail_cin(w->size)) n += align4(w->c_out * w->kh * w->kw);
+#endif
 #if DTMM_USE_DSP
     /* int16 copies of the block's input windows (R x KH*KW runs) and of the in_zp run */
     n += align4(2 * w->size * (FWCS_R * w->kh * w->kw + 1));
@@ -359,7 +370,37 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
     "   vldrb.8     q0, [%[w]], #16\n"                                                     \
     "   vldrb.8     q1, [r9], #16\n"                                                       \
     "   vmladava.s8 r0, q0, q1\n"
+/* The last, partial vector of a filterlet (T = 1..16 weights, P0 = VCTP.8 T, set per
+ * filter): predicated loads (inactive lanes read nothing and load 0), full MACs. */
+#  define FWCS_T4_                                                                        \
+    "   vpstttt\n"                                                                          \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r1]\n"                                                             \
+    "   vldrbt.8    q2, [r3]\n"                                                             \
+    "   vldrbt.8    q3, [r5]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   vmladava.s8 r2, q0, q2\n"                                                           \
+    "   vmladava.s8 r4, q0, q3\n"                                                           \
+    "   vpst\n"                                                                             \
+    "   vldrbt.8    q1, [r9]\n"                                                             \
+    "   vmladava.s8 r6, q0, q1\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
+#  define FWCS_T2_                                                                        \
+    "   vpsttt\n"                                                                           \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r1]\n"                                                             \
+    "   vldrbt.8    q2, [r9]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   vmladava.s8 r2, q0, q2\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
+#  define FWCS_T1_                                                                        \
+    "   vpstt\n"                                                                            \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r9]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
 #  if FWCS_G == 4
+#    define FWCS_T_ FWCS_T4_
 #    define FWCS_V_ FWCS_V4_
 #    define FWCS_SET_ "   mov r2, r0\n   mov r4, r0\n   mov r6, r0\n"
 #    define FWCS_PTRS_ "   ldm         r9, {r1, r3, r5, r9}\n"
@@ -367,6 +408,7 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
     "   vmov        q3[2], q3[0], r0, r4\n"                                                \
     "   vmov        q3[3], q3[1], r2, r6\n"
 #  elif FWCS_G == 2
+#    define FWCS_T_ FWCS_T2_
 #    define FWCS_V_ FWCS_V2_
 #    define FWCS_SET_ "   mov r2, r0\n"
 #    define FWCS_PTRS_ "   ldm         r9, {r1, r9}\n"
@@ -374,6 +416,7 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
     "   vmov        q3[2], q3[0], r0, r0\n"                                                \
     "   vmov        q3[3], q3[1], r2, r2\n"
 #  else
+#    define FWCS_T_ FWCS_T1_
 #    define FWCS_V_ FWCS_V1_
 #    define FWCS_SET_ ""
 #    define FWCS_PTRS_ "   ldr         r9, [r9]\n"
@@ -424,6 +467,51 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
         else                                                                               \
             FWCS_LOOP_SH_("ldrh        r9, [%[cp]], #2", BODY);                             \
     } while (0)
+
+/* The loop for any C_in < 64 (not 16 or 32): VF full vectors + a tail of T weights per
+ * filterlet; kernel positions k from the per-call byte array kp (k = cptr / C_in), the
+ * table row at tab + k * 4R. */
+#  define FWCS_TLOOP_(BODY)                                                               \
+    __asm__ volatile("0: ldm         %[rec]!, {r0, r1}\n"                                  \
+                     "   cbnz        r1, 3f\n"                                             \
+                     "   b           9f\n"                                                 \
+                     "3:\n" FWCS_SET_                                                      \
+                     "   vctp.8      %[t]\n"                                               \
+                     "   wls         lr, r1, 2f\n"                                         \
+                     "1: ldrb        r9, [%[kp]], #1\n"                                    \
+                     "   add.w       r9, %[tab], r9, lsl #%c[sh]\n" FWCS_PTRS_ BODY         \
+                     "   le          lr, 1b\n"                                             \
+                     "2:\n" FWCS_TOVEC_                                                    \
+                     "   ldm         %[rec]!, {r0, r1, r2, r3, r4, r5}\n"                  \
+                     "   vshl.s32     q3, r1\n"                                            \
+                     "   vqrdmulh.s32 q3, q3, r0\n"                                        \
+                     "   vpt.s32      lt, q3, zr\n"                                        \
+                     "   vqsubt.s32   q3, q3, r3\n"                                        \
+                     "   vrshl.s32    q3, r2\n"                                            \
+                     "   vadd.i32     q3, q3, r5\n"                                        \
+                     "   vmax.s32     q3, q3, %q[lo]\n"                                    \
+                     "   vmin.s32     q3, q3, %q[hi]\n"                                    \
+                     "   vstrb.32     q3, [r4, %q[addr]]\n"                                \
+                     "   b           0b\n"                                                 \
+                     "9:\n"                                                                \
+                     : [rec] "+r"(rec), [w] "+r"(w), [kp] "+r"(kp)                         \
+                     : [tab] "r"(tab), [t] "r"(t), [addr] "w"(addr), [lo] "w"(lo),          \
+                       [hi] "w"(hi), [sh] "i"(2 + FWCS_LOG2R)                               \
+                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r9", "lr", "q0", "q1",    \
+                       "q2", "q3", "memory", "cc")
+
+static __attribute__((noinline)) void fwcs_filters_tail(const fwcs_rec *rec, const int8_t *w,
+                                                        const uint8_t *kp,
+                                                        const int8_t *const *tab, int32_t c_in,
+                                                        uint32x4_t addr, int32x4_t lo,
+                                                        int32x4_t hi)
+{
+    const int32_t vf = (c_in - 1) >> 4, t = c_in - 16 * vf; /* t = 1 .. 16 */
+    if (vf == 0) FWCS_TLOOP_(FWCS_T_);
+    else if (vf == 1) FWCS_TLOOP_(FWCS_V_ FWCS_T_);
+    else if (vf == 2) FWCS_TLOOP_(FWCS_V2X_ FWCS_T_);
+    else FWCS_TLOOP_(FWCS_V2X_ FWCS_V_ FWCS_T_);
+}
 
 /* All live filters (records rec, ending with n = 0) for one group of pixels: table
  * rows at tab (the group's first column), output addresses addr (per lane). */
@@ -864,6 +952,15 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
 #if FWCS_FAST_MVE
     const int fast_l = fwcs_fast_l(c_in);
     const uint32x4_t lane_rows = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+    /* other C_in < 64: each kept filterlet's kernel position as a byte (after the table) */
+    uint8_t *kbuf = (uint8_t *)(void *)(tab + kk * FWCS_R);
+    const int tail = fwcs_tail_cin(c_in) && kk <= 256;
+    if (tail) {
+        const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+        for (int32_t j = 0; j < nk; j++)
+            kbuf[j] = (uint8_t)((fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                                    : ((const uint16_t *)fw->cptr)[j]) / c_in);
+    }
 #endif
     for (int32_t n = 0; n < id->n; n++) {
         const int8_t *in_n = in + n * id->h * id->w * c_in;
@@ -899,6 +996,18 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
                     const uint32x4_t addr = vpselq_u32(rows, vdupq_n_u32((uint32_t)junk),
                                                        vctp32q((uint32_t)gl));
                     fwcs_filters(recs, fw, tab + g, addr, vctx[0], vctx[1], fast_l);
+                }
+                continue;
+            }
+            if (tail) {
+                DTMM_UNROLL
+                for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
+                    if (g > 0 && g >= live) break;
+                    const int32_t gl = live - g < FWCS_G ? live - g : FWCS_G;
+                    const uint32x4_t rows = vaddq_n_u32(lane_rows, (uint32_t)(o + g * c_out));
+                    const uint32x4_t addr = vpselq_u32(rows, vdupq_n_u32((uint32_t)junk),
+                                                       vctp32q((uint32_t)gl));
+                    fwcs_filters_tail(recs, fw->arr, kbuf, tab + g, c_in, addr, vctx[0], vctx[1]);
                 }
                 continue;
             }
