@@ -437,7 +437,8 @@ class TargetKernels(KernelFrontEnd):
 
     One firmware per (target, simd, defines) runs each call; ``last_instructions``
     holds the executed-instruction count of the last kernel call (QEMU counts
-    instructions, not cycles).
+    instructions, not cycles), ``last_classes`` the same by instruction class and
+    ``last_cycles`` the plugin's estimated-cycles model of it (a model, not a measurement).
 
     >>> k = TargetKernels("cortex-m55")                       # doctest: +SKIP
     >>> k.fwcs_config()                                       # doctest: +SKIP
@@ -457,10 +458,16 @@ class TargetKernels(KernelFrontEnd):
         self.artifact = build(target, sources, include_dirs=[CSRC_DIR, DRIVER_DIR], defines=dmap,
                               simd=simd, stack_bytes=16 * 1024)
         self.last_instructions: int | None = None
+        #: executed instructions of the last call by class (runner.INSTRUCTION_CLASSES)
+        self.last_classes: tuple[int, ...] | None = None
+        #: the counting plugin's cycle MODEL of the last call (an estimate, not measured)
+        self.last_cycles: int | None = None
 
     def _invoke(self, op, ints, blobs, out_shape, out_dtype=np.int8):
         (status, out), = self._invoke_many([(op, ints, blobs, out_shape, out_dtype)])
         self.last_instructions = self.last_batch_instructions[0]
+        self.last_classes = self.last_batch_classes[0]
+        self.last_cycles = self.last_batch_cycles[0]
         return status, out
 
     def _invoke_many(self, calls) -> list[tuple[int, np.ndarray]]:
@@ -489,6 +496,8 @@ class TargetKernels(KernelFrontEnd):
                    else np.zeros(out_shape, out_dtype))
             outs.append((status, out))
         self.last_batch_instructions = list(res.instructions or [None] * len(calls))
+        self.last_batch_classes = list(res.instruction_classes or [None] * len(calls))
+        self.last_batch_cycles = list(res.estimated_cycles or [None] * len(calls))
         return outs
 
     def scratch_sizes(self, queries) -> list[int]:
