@@ -553,6 +553,45 @@ def test_fully_connected(isa_kernels, in_f):
     check_fc(isa_kernels, in_f)
 
 
+def check_fc_fwcs(k, in_f, out_f=10, sparsity=0.5, size=16):
+    """FC on FWCS weights (runs of ``size`` inputs, the last one shorter when size does
+    not divide I) against the dense-with-zeros NumPy FC; every cptr / fidx width."""
+    from dtmm.formats import fwcs
+
+    rng = np.random.default_rng(seed(("fcf", in_f, out_f, sparsity, size)))
+    x = rng.integers(-128, 128, (3, in_f), dtype=np.int8)
+    w = rng.integers(-127, 128, (out_f, in_f), dtype=np.int8)
+    npos = -(-in_f // size)
+    keep = rng.random((out_f, npos)) >= sparsity
+    if out_f >= 3:
+        keep[0], keep[1] = False, True       # an output with no run, one with all
+    f = fwcs.encode(w, keep, size=size)
+    wd = fwcs.decode(f).astype(np.int64)
+    bias = rng.integers(-5000, 5000, out_f).astype(np.int32)
+    acc = (x.astype(np.int64) + 17) @ wd.T + bias
+    m1, s1 = quantize_multiplier(1.0 / (40 * 64 * math.sqrt(in_f)))
+    mult, shift = rand_quant(rng, out_f, in_f)
+    for ct in ((np.uint8, np.uint16) if (npos - 1) * size < 256 else (np.uint16,)):
+        for ft in (np.uint8, np.uint16, np.uint32):
+            if f.cptr.size > 255 and ft is np.uint8:
+                continue
+            cp, fi = f.cptr.astype(ct), f.fidx.astype(ft)
+            got = k.fully_connected_fwcs_s8(x, f.arr, cp, fi, size, bias, m1, s1, in_zp=-17, out_zp=3)
+            assert_same(got, requant_out(acc, m1, s1, 3, -128, 127),
+                        f"fc fwcs per-tensor in={in_f} out={out_f} s={sparsity} {ct.__name__}/{ft.__name__}")
+            got = k.fully_connected_fwcs_s8(x, f.arr, cp, fi, size, None, mult, shift, in_zp=-17,
+                                            out_zp=3, act_min=3)
+            assert_same(got, requant_out(acc - bias, mult, shift, 3, 3, 127),
+                        f"fc fwcs per-channel in={in_f} out={out_f} s={sparsity}")
+
+
+@pytest.mark.parametrize("in_f,out_f,size", [(1, 3, 16), (17, 10, 16), (64, 9, 16), (100, 10, 16),
+                                             (40, 7, 8), (33, 5, 5)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_fully_connected_fwcs(isa_kernels, in_f, out_f, size, sparsity):
+    check_fc_fwcs(isa_kernels, in_f, out_f, sparsity, size)
+
+
 POOLS = [PoolParams((2, 2), (2, 2)), PoolParams((3, 3), (2, 2), (1, 1, 1, 1)),
          PoolParams((3, 3), (1, 1), (0, 2, 1, 0), act_min=-10, act_max=50),
          PoolParams((5, 5), (1, 1), (2, 2, 2, 2))]
@@ -699,6 +738,8 @@ def test_qemu_other_kernels(name):
         check_conv_dense(k, case)
     for in_f in (3, 17, 100):
         check_fc(k, in_f)
+    for in_f, size in ((17, 16), (100, 16), (33, 5)):
+        check_fc_fwcs(k, in_f, 10, 0.5, size)
     for case in DW_CASES:
         for dm in (1, 2):
             check_depthwise(k, case, dm)

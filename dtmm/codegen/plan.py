@@ -16,6 +16,7 @@ Op -> kernel:
 ``CompressedConv2D`` pattern ``dtmm_conv_pattern_s8`` (3x3)
 ``DepthwiseConv2D``          ``dtmm_depthwise_conv_s8``
 ``FullyConnected``           ``dtmm_fully_connected_s8``
+``CompressedFullyConnected`` ``dtmm_fully_connected_fwcs_s8`` (FWCS runs of inputs)
 ``MaxPool2D`` / ``AvgPool2D`` ``dtmm_max_pool_s8`` / ``dtmm_avg_pool_s8``
 ``Add``                      ``dtmm_add_s8``
 ``Softmax``                  ``dtmm_softmax_s8`` (TFLite Micro-exact)
@@ -47,7 +48,7 @@ from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, Full
 from dtmm.quant import arith, offsets
 
 __all__ = ["ModelPlan", "Step", "ConstArray", "TensorRef", "Dims", "ConvParamsC", "ConvCall",
-           "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall",
+           "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall", "FwcsFcCall",
            "PoolCall", "AddCall", "SoftmaxCall", "ConcatCall", "AliasCall", "plan_model",
            "KERNEL_HEADERS", "LARGE_THRESHOLD"]
 
@@ -213,6 +214,28 @@ class FcCall:
 
 
 @dataclass(frozen=True)
+class FwcsFcCall:
+    """``dtmm_fully_connected_fwcs_s8``: the ``dtmm_fwcs`` struct's fields (linear layout:
+    ``kh`` 1, ``kw`` runs per row) and ``rq.bias`` = the per-output offsets."""
+
+    x: TensorRef
+    y: TensorRef
+    params: ConvParamsC
+    per_channel: int
+    in_features: int
+    arr: str
+    cptr: str
+    fidx: str
+    size: int
+    kh: int
+    kw: int
+    c_out: int
+    cptr_bits: int
+    fidx_bits: int
+    rq: _Requant
+
+
+@dataclass(frozen=True)
 class PoolCall:
     x: TensorRef
     y: TensorRef
@@ -273,7 +296,8 @@ class AliasCall:
     y: TensorRef
 
 
-Call = (ConvCall | FwcsCall | CsrCall | PatternCall | DepthwiseCall | FcCall | PoolCall | AddCall
+Call = (ConvCall | FwcsCall | CsrCall | PatternCall | DepthwiseCall | FcCall | FwcsFcCall | PoolCall
+        | AddCall
         | SoftmaxCall | ConcatCall | AliasCall)
 
 
@@ -465,6 +489,8 @@ class _Planner:
                             self.const(f"{cid}_w", op.weight, np.int8), self.requant(cid, op, cout))
         elif kind == "compressed_conv2d":
             call = self.compressed(cid, op, x, y)
+        elif kind == "compressed_fully_connected":
+            call = self.compressed_fc(cid, op, x, y)
         elif isinstance(op, DepthwiseConv2D):
             self.check_dilation(op)
             self.check_weight(op)
@@ -540,6 +566,34 @@ class _Planner:
         return Step(i, op.name, kind, cid, call,
                     self.arena.scratch_offsets.get(op.name) if s else None, s,
                     footprint.op_bytes(op, self.g, self.pointer_bytes))
+
+    def compressed_fc(self, cid: str, op, x: TensorRef, y: TensorRef) -> FwcsFcCall:
+        o, n_in = op.weight_shape
+        if x.nbytes != n_in or y.nbytes != o:
+            raise BuildError(f"op {op.name!r}: input {x.shape} / output {y.shape} do not match "
+                             f"weight {op.weight_shape}")
+        try:
+            op.verify(n_in)
+        except Exception as e:                                   # FormatError / GraphError
+            raise BuildError(f"op {op.name!r}: invalid compressed weights: {e}") from None
+        f = op.fmt
+        self.need("dtmm_fully_connected_fwcs_s8.c")
+        cp = f.cptr.astype(np.int64)
+        lens = np.minimum(int(f.size), n_in - cp)
+        rows = np.repeat(np.repeat(np.arange(o), np.diff(f.fidx.astype(np.int64))), lens)
+        sums = np.bincount(rows, weights=f.arr.astype(np.float64), minlength=o)
+        rq = self.requant(cid, op, o, np.rint(sums).astype(np.int64))
+        per_channel = int(np.asarray(op.quant.multiplier).size > 1)
+        cb = f.cptr.dtype.itemsize * 8
+        fb = f.fidx.dtype.itemsize * 8
+        if cb not in (8, 16) or fb not in (8, 16, 32):
+            raise BuildError(f"op {op.name!r}: cptr / fidx dtypes {f.cptr.dtype} / {f.fidx.dtype} "
+                             f"unsupported")
+        return FwcsFcCall(x, y, self.conv_params(op), per_channel, n_in,
+                          self.const(f"{cid}_arr", f.arr, np.int8),
+                          self.const(f"{cid}_cptr", f.cptr, f.cptr.dtype),
+                          self.const(f"{cid}_fidx", f.fidx, f.fidx.dtype),
+                          int(f.size), 1, -(-n_in // int(f.size)), o, cb, fb, rq)
 
     def compressed(self, cid: str, op, x: TensorRef, y: TensorRef):
         from dtmm import formats

@@ -235,6 +235,21 @@ dtmm_status dtmm_fully_connected_s8(const dtmm_conv_params *params, const dtmm_r
                                     int32_t out_features, const int8_t *in, const int8_t *weights,
                                     const int32_t *bias, int8_t *out);
 
+/* dtmm_fully_connected_fwcs_s8: fully connected layer on FWCS weights.  The (O, I)
+ * weight is stored as kept runs of `size` contiguous inputs (dtmm.formats.fwcs linear
+ * layout: fw->size = run length, fw->kh = 1, fw->kw = ceil(I / size) runs per row,
+ * fw->c_out = O; cptr = j * size, the first input of run j; the last run of a row is
+ * I - (kw - 1) * size long and stored at that length).  offset[o] = bias[o] - in_zp *
+ * sum(kept weights of o) (required; dtmm.quant.offsets at code-generation time), so
+ * out[b, o] = clamp(requant(offset[o] + sum over kept runs of dot(w, x)) + out_zp).
+ * per_channel / quant / act_min, act_max / out_zp as dtmm_fully_connected_s8
+ * (params->in_zp is already in offset).  No scratch. */
+dtmm_status dtmm_fully_connected_fwcs_s8(const dtmm_conv_params *params,
+                                         const dtmm_requant_params *quant, int32_t per_channel,
+                                         int32_t batches, int32_t in_features,
+                                         const dtmm_fwcs *weights, const int32_t *offset,
+                                         const int8_t *in, int8_t *out);
+
 /* ------------------------------------------------------------------ pooling */
 typedef struct {
     int32_t filter_h, filter_w;

@@ -67,6 +67,7 @@ OP_STRUCTS: dict[str, tuple[str, ...]] = {
     "pattern": _CONV_HEAD + ("dtmm_pattern",),
     "depthwise_conv2d": _CONV_HEAD + ("dtmm_dims",),
     "fully_connected": ("dtmm_conv_params", "dtmm_requant_params"),
+    "compressed_fully_connected": ("dtmm_conv_params", "dtmm_requant_params", "dtmm_fwcs"),
     "max_pool2d": ("dtmm_pool_params", "dtmm_dims", "dtmm_dims"),
     "avg_pool2d": ("dtmm_pool_params", "dtmm_dims", "dtmm_dims"),
     "add": ("dtmm_add_params",),
@@ -140,7 +141,13 @@ def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
     del graph
     kind = getattr(op, "kind", "")
     fmt = getattr(op, "fmt", None)
-    if fmt is not None:                                             # compressed conv / FC
+    if kind == "compressed_fully_connected":                        # FWCS FC: FC quant
+        o = int(fmt.shape[0])
+        per_channel = op.quant is not None and op.quant.multiplier.size > 1
+        return ByteCount(weights=int(fmt.arr.nbytes), index=int(fmt.cptr.nbytes + fmt.fidx.nbytes),
+                         quant=fc_quant_bytes(o, per_channel=per_channel),
+                         meta=meta_bytes(kind, pointer_bytes))
+    if fmt is not None:                                             # compressed conv
         return formats.byte_count(fmt, pointer_bytes=pointer_bytes)
     if kind == "conv2d":
         return formats.dense.bytes_from_counts(op.weight.shape, pointer_bytes=pointer_bytes)

@@ -92,7 +92,7 @@ def conv_output_hw(h: int, w: int, kh: int, kw: int, stride: Sequence[int],
 _NINTS = 32
 OP_CONV, OP_CONV_FWCS, OP_CONV_CSR, OP_CONV_PATTERN, OP_DEPTHWISE, OP_FC = 1, 2, 3, 4, 5, 6
 OP_MAX_POOL, OP_AVG_POOL, OP_ADD, OP_REQUANT, OP_FWCS_CONFIG = 7, 8, 9, 10, 11
-OP_SCRATCH_SIZE = 12
+OP_SCRATCH_SIZE, OP_FC_FWCS = 12, 13
 _ISA_NAMES = {0: "scalar", 1: "dsp", 2: "mve"}
 DRIVER_DIR = CSRC_DIR / "driver"
 
@@ -360,6 +360,38 @@ class KernelFrontEnd:
         ints = _cp_ints(cp) + [per_channel, x.shape[0], x.shape[1], w.shape[0]]
         return self._run("dtmm_fully_connected_s8", OP_FC, ints, [x, w, bias, mult, shift],
                          (x.shape[0], w.shape[0]))
+
+    # -- compressed fully connected
+    def fully_connected_fwcs_s8(self, x, arr, cptr, fidx, size: int, bias, mult, shift,
+                                in_zp: int, out_zp: int, act_min: int = -128,
+                                act_max: int = 127) -> np.ndarray:
+        """FC on FWCS weights (linear layout, runs of ``size`` inputs): x (B, I) int8;
+        ``fidx`` has O + 1 entries. The kernel takes ``bias - in_zp * sum(kept w)``
+        (:func:`dtmm.quant.offsets.input_offset_bias`), computed here as the code generator
+        does. ``mult``/``shift`` scalars (per-tensor) or (O,)."""
+        x = _arr(x, np.int8, "x", 2)
+        n_in = x.shape[1]
+        arr = _arr(arr, np.int8, "arr", 1)
+        cptr, fidx = np.ascontiguousarray(cptr), np.ascontiguousarray(fidx)
+        cb = _index_bits(cptr, "cptr", (8, 16))
+        fb = _index_bits(fidx, "fidx", (8, 16, 32))
+        o_n, size = fidx.size - 1, int(size)
+        npos = -(-n_in // size) if size > 0 else 0
+        lens = np.minimum(size, n_in - cptr.astype(np.int64))
+        if (o_n < 1 or size < 1 or int(fidx[0]) != 0 or int(fidx[-1]) != cptr.size
+                or np.any(cptr.astype(np.int64) % size) or np.any(lens < 1)
+                or arr.size != int(lens.sum())):
+            raise ValueError("FWCS FC arrays inconsistent")
+        per_channel = int(np.ndim(mult) > 0 and np.size(mult) > 1)
+        mult = _arr(np.atleast_1d(mult), np.int32, "multiplier")
+        shift = _arr(np.atleast_1d(shift), np.int32, "shift")
+        rows = np.repeat(np.arange(o_n), np.diff(fidx.astype(np.int64)))
+        sums = np.bincount(np.repeat(rows, lens), weights=arr.astype(np.float64), minlength=o_n)
+        offset = input_offset_bias(bias, np.rint(sums).astype(np.int64), in_zp, "fwcs fc")
+        cp = ConvParams(in_zp=in_zp, out_zp=out_zp, act_min=act_min, act_max=act_max)
+        ints = _cp_ints(cp) + [per_channel, x.shape[0], n_in, size, 1, npos, o_n, cb, fb]
+        return self._run("dtmm_fully_connected_fwcs_s8", OP_FC_FWCS, ints,
+                         [x, arr, cptr, fidx, offset, mult, shift], (x.shape[0], o_n))
 
     # -- pools
     def _pool(self, name: str, op: int, x, pp: PoolParams) -> np.ndarray:
