@@ -625,6 +625,8 @@ class _Planner:
 
         if name == "fwcs":
             self.need("dtmm_conv_fwcs_s8.c")
+            if _is_host(self.target):            # its host fast path calls the dense kernel
+                self.need("dtmm_conv_s8.c")
             cb = bits(f.cptr, (8, 16), "cptr")
             fb = bits(f.fidx, (8, 16, 32), "fidx")
             return FwcsCall(x, y, _dims(x.shape), _dims(y.shape), p,
@@ -656,6 +658,12 @@ class _Planner:
                                self.const(f"{cid}_values", f.values, np.int8), cin, cout, kb, cb,
                                rq)
         raise BuildError(f"op {op.name!r}: no C kernel for format {name!r}")
+
+
+def _is_host(target) -> bool:
+    from dtmm.codegen.platform import get_target
+
+    return get_target(target).is_host
 
 
 def _has_large_region(target) -> bool:

@@ -865,6 +865,120 @@ DTMM_INLINE void fwcs_block_generic(const dtmm_conv_params *p, const dtmm_fwcs *
     }
 }
 
+#if DTMM_HOST_PATH
+/* Host fast path (DTMM_HOST_FAST, see dtmm_isa.h): the input widened once per image to
+ * an int16 copy padded with in_zp (a stack VLA, no bounds checks after that), its
+ * channels padded to a multiple of 16 (C16) as are the filterlets (a per-call copy of
+ * arr with zero weights there), so every dot product is a whole number of 16-lane
+ * vectors; per row block of 4 output pixels, per filter, per kept filterlet one
+ * dtmm_host_dot_1x4 of its weights with the 4 pixels' int16 runs (gcc -O3 vectorises
+ * it), the run offsets of each filterlet computed once per call (layers keeping more
+ * than a quarter of their filterlets: fwcs_host_dense).  Same bits as every path;
+ * returns 0 (plain path) when the buffers would pass DTMM_HOST_MAX_STACK. */
+/* Dense-enough layers (more than a quarter of the filterlets kept: measured break-even
+ * of the sparse loop below against the dense one on an AVX2 host) and layers with
+ * C_in < 8 (the sparse loop pads runs to 16 lanes) run through the dense
+ * kernel's host path on the weights decoded per call (zeros where pruned) with the
+ * bias restored (offset + in_zp * sum(w)). */
+static int fwcs_host_dense(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                           const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
+                           const int32_t *offset, const dtmm_dims *od, int8_t *out)
+{
+    const int32_t c_in = id->c, kk = fw->kh * fw->kw, c_out = fw->c_out;
+    if ((int64_t)c_out * kk * c_in + 4 * (int64_t)c_out + 64 > DTMM_HOST_MAX_STACK) return 0;
+    int8_t wd[c_out * kk * c_in];
+    int32_t bias[c_out];
+    memset(wd, 0, (size_t)(c_out * kk * c_in));
+    const int8_t *w = fw->arr;
+    int32_t j = 0;
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
+        int32_t sum = 0;
+        for (; j < j1; j++, w += c_in) {
+            const int32_t cp = fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                                  : ((const uint16_t *)fw->cptr)[j];
+            memcpy(wd + f * kk * c_in + cp, w, (size_t)c_in);
+            for (int32_t i = 0; i < c_in; i++) sum += w[i];
+        }
+        bias[f] = (int32_t)((uint32_t)offset[f] + (uint32_t)p->in_zp * (uint32_t)sum);
+    }
+    const dtmm_dims fd = {c_out, fw->kh, fw->kw, c_in};
+    return dtmm_conv_s8(p, q, id, in, &fd, wd, bias, od, out, NULL) == DTMM_OK;
+}
+
+static int fwcs_host(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
+                     const int8_t *in, const dtmm_fwcs *fw, const int32_t *offset,
+                     const dtmm_dims *od, int8_t *out)
+{
+    if ((id->c < 8 || 4 * (int64_t)dtmm_index_at(fw->fidx, fw->fidx_bits, fw->c_out)
+                          > (int64_t)fw->c_out * fw->kh * fw->kw)
+        && fwcs_host_dense(p, q, id, in, fw, offset, od, out))
+        return 1;
+    const int32_t c_in = id->c, kw_n = fw->kw, c_out = fw->c_out;
+    const int32_t c = (c_in + 15) & ~15; /* C16 */
+    const int32_t hp = id->h + p->pad_top + p->pad_bottom, wp = id->w + p->pad_left + p->pad_right;
+    const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+    if ((int64_t)hp * wp * c * 2 + (int64_t)nk * (4 + c) + 64 > DTMM_HOST_MAX_STACK) return 0;
+    int16_t xp[hp * wp * c > 0 ? hp * wp * c : 1];
+    int32_t koff[nk > 0 ? nk : 1];
+    int8_t wpad[nk * c > 0 ? nk * c : 1];
+    for (int32_t j = 0; j < nk; j++) {
+        const int32_t k = (fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                              : ((const uint16_t *)fw->cptr)[j]) / c_in;
+        koff[j] = ((k / kw_n) * wp + k % kw_n) * c;
+        memcpy(wpad + j * c, fw->arr + j * c_in, (size_t)c_in);
+        memset(wpad + j * c + c_in, 0, (size_t)(c - c_in));
+    }
+    const int32_t zp = p->in_zp, sh = p->stride_h, sw = p->stride_w;
+    for (int32_t n = 0; n < id->n; n++) {
+        const int8_t *in_n = in + n * id->h * id->w * c_in;
+        for (int32_t y = 0; y < hp; y++) {
+            const int32_t iy = y - p->pad_top;
+            int16_t *row = xp + y * wp * c;
+            for (int32_t x = 0; x < wp; x++) {
+                const int32_t ix = x - p->pad_left;
+                int16_t *dst = row + x * c;
+                if ((uint32_t)iy < (uint32_t)id->h && (uint32_t)ix < (uint32_t)id->w) {
+                    const int8_t *src = in_n + (iy * id->w + ix) * c_in;
+                    for (int32_t i = 0; i < c_in; i++) dst[i] = src[i];
+                    for (int32_t i = c_in; i < c; i++) dst[i] = (int16_t)zp;
+                } else {
+                    for (int32_t i = 0; i < c; i++) dst[i] = (int16_t)zp;
+                }
+            }
+        }
+        for (int32_t oy = 0; oy < od->h; oy++) {
+            for (int32_t ox0 = 0; ox0 < od->w; ox0 += 4) {
+                const int32_t nb = od->w - ox0 < 4 ? od->w - ox0 : 4;
+                const int16_t *b[4];
+                for (int32_t r = 0; r < 4; r++)
+                    b[r] = xp + (oy * sh * wp + (ox0 + (r < nb ? r : 0)) * sw) * c;
+                int8_t *o = out + ((n * od->h + oy) * od->w + ox0) * c_out;
+                const int8_t *w = wpad;
+                int32_t j = 0;
+                for (int32_t f = 0; f < c_out; f++) {
+                    const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
+                    int32_t a[4] = {offset[f], offset[f], offset[f], offset[f]};
+                    for (; j < j1; j++, w += c) {
+                        int32_t t[4];
+                        const int32_t off = koff[j];
+                        dtmm_host_dot_1x4(w, b[0] + off, b[1] + off, b[2] + off, b[3] + off, c, t);
+                        a[0] += t[0];
+                        a[1] += t[1];
+                        a[2] += t[2];
+                        a[3] += t[3];
+                    }
+                    for (int32_t r = 0; r < nb; r++)
+                        o[r * c_out + f] = dtmm_host_requant(a[r], q->multiplier[f], q->shift[f],
+                                                             p->out_zp, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                               const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
                               const int32_t *offset, const dtmm_dims *od, int8_t *out,
@@ -880,6 +994,9 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
         || (int64_t)(kk - 1) * c_in >= 65536)
         return DTMM_ERR_ARG;
 
+#if DTMM_HOST_PATH
+    if (fwcs_host(p, q, id, in, fw, offset, od, out)) return DTMM_OK;
+#endif
     /* scratch: recs[C_out + 1] | crow[align4(C_out)] | junk[align4(C_out)]
      * | zp_run[align4(C_in)] | (8-aligned) tab[KH*KW*R]
      * | DSP: int16 in_zp run [C_in], int16 windows [R][KH*KW][C_in] */
