@@ -20,7 +20,8 @@ Op -> kernel:
 ``MaxPool2D`` / ``AvgPool2D`` ``dtmm_max_pool_s8`` / ``dtmm_avg_pool_s8``
 ``Add``                      ``dtmm_add_s8``
 ``Softmax``                  ``dtmm_softmax_s8`` (TFLite Micro-exact)
-``Concat`` (channels)        a copy loop inside ``model.c``
+``Concat`` (channels)        a copy loop inside ``model.c``; none for vectors whose inputs
+                             the arena placed side by side (``arena.concat_in_place``)
 ``Reshape``                  nothing: the output aliases the input in the arena
 ===========================  ===========================================
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dtmm.codegen.arena import ArenaPlan, plan_arena
+from dtmm.codegen.arena import ArenaPlan, concat_in_place, plan_arena
 from dtmm.errors import BuildError
 from dtmm.formats import footprint
 from dtmm.formats.common import ByteCount
@@ -554,8 +555,18 @@ class _Planner:
                     raise BuildError(f"op {op.name!r} (concat): input {n!r} qparams differ from "
                                      f"the output's")
             chans = tuple(int(t.shape[-1]) for t in xs)
-            self.const(f"{cid}_chans", np.array(chans, np.int32), np.int32)
-            call = ConcatCall(xs, y, y.nbytes // int(y.shape[-1]), chans)
+            if concat_in_place(self.g, op):
+                # the arena placed the inputs side by side inside the output: no code
+                off = y.offset
+                for t in xs:
+                    if t.offset != off:
+                        raise BuildError(f"op {op.name!r} (concat): planner did not place "
+                                         f"{t.name!r} in place")
+                    off += t.nbytes
+                call = AliasCall(xs[0], y)
+            else:
+                self.const(f"{cid}_chans", np.array(chans, np.int32), np.int32)
+                call = ConcatCall(xs, y, y.nbytes // int(y.shape[-1]), chans)
         elif isinstance(op, Reshape):
             if x.offset != y.offset or x.nbytes != y.nbytes:
                 raise BuildError(f"op {op.name!r} (reshape): planner did not alias its output")

@@ -127,8 +127,9 @@ def fc_quant_bytes(out_features: int, *, per_channel: bool) -> int:
 def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
     """The (b) bytes of one IR op of a quantized graph, as a :class:`~dtmm.formats.ByteCount`.
 
-    ``graph`` is needed for nothing but the op kinds that read tensor shapes (none today);
-    it is accepted so callers pass what they have.
+    ``graph`` is needed by a concat only: one of vectors that runs in place
+    (:func:`dtmm.codegen.arena.concat_in_place`) has no channel table; without ``graph``
+    a concat is counted as a copy.
 
     >>> import numpy as np
     >>> from dtmm.graph.ir import MaxPool2D
@@ -138,7 +139,7 @@ def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
     from dtmm import formats
     from dtmm.formats.common import ByteCount
 
-    del graph
+
     kind = getattr(op, "kind", "")
     fmt = getattr(op, "fmt", None)
     if kind == "compressed_fully_connected":                        # FWCS FC: FC quant
@@ -163,6 +164,10 @@ def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
                          quant=fc_quant_bytes(o, per_channel=per_channel),
                          meta=meta_bytes(kind, pointer_bytes))
     if kind == "concat":
+        if graph is not None:
+            from dtmm.codegen.arena import concat_in_place   # the planner's decision
+            if concat_in_place(graph, op):                   # no code, no channel table
+                return ByteCount(0, 0, 0, 0)
         return ByteCount(0, 0, 0, meta_bytes(kind, pointer_bytes, n_inputs=len(op.inputs)))
     return ByteCount(0, 0, 0, meta_bytes(kind, pointer_bytes))
 
