@@ -59,16 +59,54 @@ def _add_prune(sub) -> None:
                                      ".tflite", epilog=EPILOG)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="dataset spec (importance, calibration, evaluation)")
-    p.add_argument("--granularity", required=True, choices=["filterlet", "filter", "element", "pattern"])
+    p.add_argument("--granularity", choices=["filterlet", "filter", "element", "pattern"],
+                   help="unit of --ratio/--ratios pruning (a plan sets its own)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--ratio", type=float, help="share of units to prune in every conv layer")
     g.add_argument("--ratios", help="JSON file {layer_name: ratio}")
+    g.add_argument("--plan", help="a plan written by dtmm plan (per-layer format, alpha, beta)")
     p.add_argument("--importance", choices=["taylor", "l1", "l2", "chip"], default="l2",
                    help="unit importance (default l2: the most accurate for one-shot pruning in "
                         "BENCHMARKS.md's oneshot table; taylor is the paper's loss-change estimate)")
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--out", required=True, help="output directory (gets model.tflite, summary.json)")
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", help="choose per-layer pruning (format, filter and filterlet ratios) "
+                                    "under flash / SRAM / loss budgets", epilog=EPILOG)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset spec (scores, loss estimates)")
+    p.add_argument("--target", choices=["cortex-m4", "cortex-m7", "cortex-m55"], default="cortex-m55")
+    p.add_argument("--flash", help="firmware flash budget, e.g. 512KB, 0.5MiB, 65536 (K = 1024)")
+    p.add_argument("--ram", help="SRAM budget (arena + static data + 16 KiB stack), e.g. 128KB")
+    p.add_argument("--max-instructions", help="instructions per inference budget, e.g. 3M")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--max-loss-increase", type=float,
+                   help="loss budget (nats); minimises instructions under it (the paper's objective)")
+    g.add_argument("--objective", choices=["min-loss"], help="minimise the loss change instead")
+    p.add_argument("--solver", choices=["anneal", "exact"], default="anneal")
+    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default="taylor")
+    p.add_argument("--importance", choices=["taylor", "l1", "l2"], default=None,
+                   help="unit selection (taylor for the taylor loss model; default l2 with sensitivity)")
+    p.add_argument("--calibration", help="latency calibration JSON (default: the one shipped for "
+                                         "the target; see dtmm calibrate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=20000, help="annealing steps")
+    p.add_argument("--out", required=True, help="plan file to write (plan.json)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="measure layer instruction counts under QEMU and fit the "
+                                         "scheduler's latency model")
+    p.add_argument("--target", choices=["cortex-m4", "cortex-m7", "cortex-m55"], required=True)
+    p.add_argument("--quick", action="store_true", help="a small designed set (about a minute)")
+    p.add_argument("--board-csv", help="fit on a real board's measured cycles instead (see README)")
+    p.add_argument("--out", required=True, help="calibration JSON to write")
+    p.add_argument("--quiet", action="store_true")
 
 
 def _add_inspect(sub) -> None:
@@ -82,6 +120,35 @@ def _add_export(sub) -> None:
     p.add_argument("model", help="an int8 .tflite written by dtmm")
     p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default="host")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _calibrate(args) -> int:
+    from pathlib import Path
+
+    from dtmm import workflows
+    from dtmm.schedule import calibrate as C
+    from dtmm.codegen.arena import isa_path
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise DtmmError(f"--out {args.out}: is a directory; give the calibration file's path")
+    if args.board_csv:
+        model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
+        obj = C.calibration_json(model)
+    else:
+        obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
+    workflows.atomic_write_json(out, obj)
+    ho = obj["meta"].get("held_out") or obj["meta"]["train"]
+    print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
+                      "unit": obj["meta"]["unit"],
+                      "held_out_mean_rel_error" if "held_out" in obj["meta"] else "fit_mean_rel_error":
+                          round(ho["mean_rel_error"], 4),
+                      "samples": ho["samples"]}, indent=2))
+    return 0
 
 
 def _profile_table(rows: list[dict]) -> str:
@@ -103,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     _add_export(sub)
     _add_prune(sub)
+    _add_plan(sub)
+    _add_calibrate(sub)
     _add_inspect(sub)
     b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)")
     bsub = b.add_subparsers(dest="bench", metavar="WHAT")
@@ -152,14 +221,38 @@ def _dispatch(args) -> int:
             if "profile" in res:
                 print(_profile_table(res["profile"]))
         return 0 if res["bit_exact"] else 1
+    if args.verb == "prune" and args.plan:
+        from dtmm.pipeline.planning import prune_with_plan
+        res = prune_with_plan(checkpoint=args.checkpoint, data=args.data, plan=args.plan,
+                              out=args.out, calib_samples=args.calib_samples,
+                              eval_samples=args.eval_samples)
+        print(json.dumps(res, indent=2))
+        return 0
     if args.verb == "prune":
         from dtmm import oneshot
+        if args.granularity is None:
+            raise DtmmError("--granularity is required with --ratio / --ratios")
         res = oneshot.prune_command(checkpoint=args.checkpoint, data=args.data,
                                     granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
                                     importance=args.importance, calib_samples=args.calib_samples,
                                     eval_samples=args.eval_samples, out=args.out)
         print(json.dumps(res, indent=2))
         return 0
+    if args.verb == "plan":
+        from dtmm.pipeline.planning import plan_command
+        res = plan_command(checkpoint=args.checkpoint, data=args.data, out=args.out,
+                           target=args.target, flash=args.flash, ram=args.ram,
+                           max_instructions=args.max_instructions, max_loss=args.max_loss_increase,
+                           objective="loss" if args.objective == "min-loss" else None,
+                           solver=args.solver, loss_model=args.loss_model,
+                           importance=args.importance, calibration=args.calibration,
+                           seed=args.seed, iterations=args.iterations,
+                           progress=None if args.quiet else _say)
+        table = res.pop("table")
+        print(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
+        return 0
+    if args.verb == "calibrate":
+        return _calibrate(args)
     if args.verb == "inspect":
         from dtmm import oneshot
         from dtmm.report import format_report

@@ -123,10 +123,11 @@ def test_fake_quant_matches_int8_rounding_and_passes_gradients():
     fq.train()
     y = fq(x)
     scale, zp = fq.qparams()
-    v = x.detach() / scale
-    q = torch.sign(v) * torch.floor(v.abs() + 0.5) + zp         # half away from zero, as int8
-    assert torch.all(q >= -128) and torch.all(q <= 127)
-    assert torch.allclose(y, (torch.clamp(q, -128, 127) - zp) * scale, atol=1e-6)
+    qp = choose_qparams(-1.0, 3.0)                  # the export's parameters for this range ...
+    assert scale.item() == qp.s and zp.item() == qp.zp
+    q = quantize_input(x.detach().numpy(), qp)      # ... and the export's input quantization
+    np.testing.assert_array_equal(torch.round(y.detach().double() / scale + zp).numpy(), q)
+    assert torch.allclose(y, ((torch.from_numpy(q).double() - zp) * scale).float(), atol=1e-6)
     y.sum().backward()
     assert torch.all(x.grad == 1)                     # straight-through estimator
     w = torch.randn(4, 3, 3, 3)

@@ -104,26 +104,23 @@ def scratch_bytes(op, graph: Graph, isa: str, pointer_bytes: int = 4) -> int:
     >>> scratch_bytes(g.ops[0], g, "dsp"), scratch_bytes(g.ops[0], g, "scalar")
     (144, 0)
     """
-    from dtmm.codegen import scratch as S
+    from dtmm.codegen.scratch import layer_scratch
 
     if isa not in ISA_PATHS:
         raise BuildError(f"isa must be one of {ISA_PATHS}, got {isa!r}")
+    kind = getattr(op, "kind", "")
     if isinstance(op, Conv2D):
         o, kh, kw, cin = (int(d) for d in op.weight.shape)
-        return S.conv_scratch(isa, k=kh * kw * cin, c_out=o)
-    if getattr(op, "kind", "") == "compressed_conv2d":
-        cout, kh, kw, cin = op.weight_shape
-        h, w = (int(d) for d in graph.tensors[op.inputs[0]].shape[:2])
-        name = op.format_name
-        if name == "fwcs":
-            return S.fwcs_scratch(isa, pointer_bytes, kh=kh, kw=kw, c_out=cout, size=int(op.fmt.size))
-        if name == "csr":
-            return S.csr_scratch(in_h=h, in_w=w, c_in=cin, kh=kh, kw=kw, c_out=cout)
-        if name == "pattern":
-            return S.pattern_scratch(in_h=h, in_w=w, c_in=cin, c_out=cout,
-                                     n_patterns=len(_pattern_library()))
-        raise BuildError(f"op {op.name!r}: unknown compressed format {name!r}")
-    return 0                                            # depthwise, FC, pools, add, softmax, ...
+    elif kind == "compressed_conv2d":
+        o, kh, kw, cin = op.weight_shape
+        kind = op.format_name
+        if kind not in ("fwcs", "csr", "pattern"):
+            raise BuildError(f"op {op.name!r}: unknown compressed format {kind!r}")
+    else:
+        return 0                                        # depthwise, FC, pools, add, softmax, ...
+    h, w = (int(d) for d in graph.tensors[op.inputs[0]].shape[:2])
+    return layer_scratch(kind, isa, pointer_bytes, in_h=h, in_w=w, c_in=cin, kh=kh, kw=kw, c_out=o,
+                         n_patterns=len(_pattern_library()))
 
 
 @dataclass(frozen=True)
@@ -168,9 +165,9 @@ class ArenaPlan:
         return sum(b.nbytes for b in self.buffers if b.scratch_of is None)
 
 
-def _tensor_nbytes(graph: Graph, name: str) -> int:
+def _tensor_nbytes(graph: Graph, name: str, any_dtype: bool = False) -> int:
     t = graph.tensors[name]
-    if t.dtype not in ("int8", "uint8"):
+    if not any_dtype and t.dtype not in ("int8", "uint8"):
         raise BuildError(f"tensor {name!r} is {t.dtype}: the arena planner needs an int8 graph")
     return t.size
 
@@ -209,8 +206,11 @@ def _pixels(shape) -> int:
     return n
 
 
-def liveness(graph: Graph) -> list[Buffer]:
+def liveness(graph: Graph, *, any_dtype: bool = False) -> list[Buffer]:
     """Activation buffers with lifetimes (Reshape outputs merged into their input's buffer).
+
+    Sizes are int8 bytes (one per element); ``any_dtype`` accepts a float graph too (its
+    tensors counted as if quantized, for planning before quantization).
 
     >>> from dtmm.runtime.synth import SynthGraph
     >>> sg = SynthGraph((4, 4, 2), seed=0); _ = sg.conv(3, 1); g = sg.finish()
@@ -250,12 +250,13 @@ def liveness(graph: Graph) -> list[Buffer]:
                     sub[op.output][m] = off
                 touch(op.output, first.pop(r))
                 touch(op.output, last.pop(r))
-                off += _tensor_nbytes(graph, t)
+                off += _tensor_nbytes(graph, t, any_dtype)
             root[op.output] = op.output
             touch(op.output, i)
         elif isinstance(op, Reshape) and len(op.inputs) == 1:
             r = root[op.inputs[0]]
-            if _tensor_nbytes(graph, op.output) != _tensor_nbytes(graph, op.inputs[0]):
+            if (_tensor_nbytes(graph, op.output, any_dtype)
+                    != _tensor_nbytes(graph, op.inputs[0], any_dtype)):
                 raise BuildError(f"op {op.name!r} (reshape): {op.inputs[0]!r} and {op.output!r} "
                                  f"differ in size")
             root[op.output] = r
@@ -268,27 +269,51 @@ def liveness(graph: Graph) -> list[Buffer]:
         if name not in root:
             raise BuildError(f"graph output {name!r} is never produced")
         touch(root[name], max(n - 1, 0))
-    return [Buffer(r, _tensor_nbytes(graph, r), first[r], last[r], tuple(members[r]),
+    return [Buffer(r, _tensor_nbytes(graph, r, any_dtype), first[r], last[r], tuple(members[r]),
                    suboffsets=dict(sub.get(r, {})))
             for r in members]
 
 
-def _place(buffers: list[Buffer]) -> dict[str, int]:
-    """Greedy by size (largest first, ties by first use), first fit among time-overlapping ones."""
-    order = sorted(buffers, key=lambda b: (-_align(b.nbytes), b.first, b.name))
-    placed: list[tuple[int, int, Buffer]] = []        # (offset, end, buffer)
-    out: dict[str, int] = {}
-    for b in order:
-        need = _align(b.nbytes)
-        busy = sorted((o, e) for o, e, p in placed if p.first <= b.last and b.first <= p.last)
+def place(sizes, firsts, lasts, names, overlaps=None) -> tuple[list[int], int]:
+    """Greedy-by-size first-fit placement; returns (offset of each buffer, arena end).
+
+    Largest (16-byte aligned) buffer first, ties by first use then name; each goes at the
+    lowest offset where it overlaps no placed buffer that is live at the same time. Plain
+    lists in, so the scheduler can call it thousands of times (the planner calls it too);
+    ``overlaps[i]`` may give, precomputed, the buffers whose lifetimes meet buffer ``i``'s.
+
+    >>> place([32, 16, 16], [0, 0, 1], [0, 1, 1], ["a", "b", "c"])
+    ([0, 32, 0], 48)
+    """
+    n = len(sizes)
+    al = [(int(x) + ALIGN - 1) // ALIGN * ALIGN for x in sizes]
+    if overlaps is None:
+        overlaps = [[j for j in range(n) if j != i and firsts[j] <= lasts[i] and firsts[i] <= lasts[j]]
+                    for i in range(n)]
+    order = sorted(range(n), key=lambda i: (-al[i], firsts[i], names[i]))
+    offs = [0] * n
+    done = [False] * n
+    end = 0
+    for i in order:
+        need = al[i]
+        busy = sorted((offs[j], offs[j] + al[j]) for j in overlaps[i] if done[j])
         off = 0
         for o, e in busy:
             if off + need <= o:
                 break
-            off = max(off, e)
-        placed.append((off, off + need, b))
-        out[b.name] = off
-    return out
+            if e > off:
+                off = e
+        offs[i] = off
+        done[i] = True
+        if off + need > end:
+            end = off + need
+    return offs, end
+
+
+def _place(buffers: list[Buffer]) -> dict[str, int]:
+    offs, _ = place([b.nbytes for b in buffers], [b.first for b in buffers],
+                    [b.last for b in buffers], [b.name for b in buffers])
+    return {b.name: o for b, o in zip(buffers, offs)}
 
 
 def plan_arena(graph: Graph, target: str = "host", *, simd: str = "auto",

@@ -51,8 +51,17 @@ from dtmm.quant import arith, offsets
 __all__ = ["ModelPlan", "Step", "ConstArray", "TensorRef", "Dims", "ConvParamsC", "ConvCall",
            "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall", "FwcsFcCall",
            "PoolCall", "AddCall", "SoftmaxCall", "ConcatCall", "AliasCall", "plan_model",
-           "KERNEL_HEADERS", "LARGE_THRESHOLD"]
+           "KERNEL_HEADERS", "KERNEL_SOURCES", "LARGE_THRESHOLD"]
 
+#: The kernel source each op kind (a compressed conv: its format) links; concat and
+#: reshape run no kernel. One table for the planner and the scheduler's flash model.
+KERNEL_SOURCES = {
+    "conv2d": "dtmm_conv_s8.c", "fwcs": "dtmm_conv_fwcs_s8.c", "csr": "dtmm_conv_csr_s8.c",
+    "pattern": "dtmm_conv_pattern_s8.c", "depthwise_conv2d": "dtmm_depthwise_conv_s8.c",
+    "fully_connected": "dtmm_fully_connected_s8.c", "max_pool2d": "dtmm_max_pool_s8.c",
+    "avg_pool2d": "dtmm_avg_pool_s8.c", "add": "dtmm_add_s8.c", "softmax": "dtmm_softmax_s8.c",
+    "compressed_fully_connected": "dtmm_fully_connected_fwcs_s8.c",
+}
 #: Headers every kernel file includes (copied into each generated project).
 KERNEL_HEADERS = ("dtmm_kernels.h", "dtmm_internal.h", "dtmm_isa.h", "dtmm_requant.h")
 #: On a target with a "large" region (cortex-m55's 4 MiB SRAM), constants are placed there
@@ -469,6 +478,10 @@ class _Planner:
         """The arrays just planned must be the footprint's array bytes (one truth)."""
         kind = step.op_kind if step.op_kind != "compressed_conv2d" else self.g.op(step.op_name).format_name
         structs = sum(footprint.struct_size(n, self.pointer_bytes) for n in footprint.OP_STRUCTS[kind])
+        if len(arrays) != footprint.OP_ARRAYS[kind]:
+            raise BuildError(f"op {step.op_name!r}: {len(arrays)} const arrays planned, the byte "
+                             f"model says {footprint.OP_ARRAYS[kind]}: dtmm.formats.footprint is out "
+                             f"of date")
         if sum(a.nbytes for a in arrays) != step.const.total - structs:
             raise BuildError(f"op {step.op_name!r}: planned const arrays "
                              f"({sum(a.nbytes for a in arrays)} B) differ from the byte model "
@@ -483,7 +496,7 @@ class _Planner:
         if isinstance(op, Conv2D):
             self.check_dilation(op)
             self.check_weight(op)
-            self.need("dtmm_conv_s8.c")
+            self.need(KERNEL_SOURCES["conv2d"])
             cout = int(op.weight.shape[0])
             call = ConvCall(x, y, _dims(x.shape), Dims(*(int(d) for d in op.weight.shape)),
                             _dims(y.shape), self.conv_params(op),
@@ -495,7 +508,7 @@ class _Planner:
         elif isinstance(op, DepthwiseConv2D):
             self.check_dilation(op)
             self.check_weight(op)
-            self.need("dtmm_depthwise_conv_s8.c")
+            self.need(KERNEL_SOURCES["depthwise_conv2d"])
             w = np.asarray(op.weight)
             call = DepthwiseCall(x, y, _dims(x.shape), Dims(1, w.shape[1], w.shape[2], w.shape[3]),
                                  _dims(y.shape), self.conv_params(op), int(op.depth_multiplier),
@@ -503,7 +516,7 @@ class _Planner:
                                  self.requant(cid, op, int(w.shape[3])))
         elif isinstance(op, FullyConnected):
             self.check_weight(op)
-            self.need("dtmm_fully_connected_s8.c")
+            self.need(KERNEL_SOURCES["fully_connected"])
             o, n_in = (int(d) for d in op.weight.shape)
             if x.nbytes != n_in or y.nbytes != o:
                 raise BuildError(f"op {op.name!r}: input {x.shape} / output {y.shape} do not match "
@@ -516,7 +529,7 @@ class _Planner:
             if not self.g.tensors[op.output].qparams.same_as(self.g.tensors[op.inputs[0]].qparams):
                 raise BuildError(f"op {op.name!r} ({op.kind}): input and output qparams differ")
             is_max = isinstance(op, MaxPool2D)
-            self.need("dtmm_max_pool_s8.c" if is_max else "dtmm_avg_pool_s8.c")
+            self.need(KERNEL_SOURCES["max_pool2d" if is_max else "avg_pool2d"])
             call = PoolCall(x, y, is_max, int(op.kernel[0]), int(op.kernel[1]), int(op.stride[0]),
                             int(op.stride[1]), tuple(int(p) for p in op.pads), _dims(x.shape),
                             _dims(y.shape))
@@ -527,7 +540,7 @@ class _Planner:
             if not (x.nbytes == b.nbytes == y.nbytes):
                 raise BuildError(f"op {op.name!r} (add): shapes {x.shape}, {b.shape} -> {y.shape} "
                                  f"(no broadcasting in dtmm_add_s8)")
-            self.need("dtmm_add_s8.c")
+            self.need(KERNEL_SOURCES["add"])
             q = op.quant
             out_s, out_zp = _qp(self.g, op.output)
             lo, hi = arith.activation_range(op.activation, out_s, out_zp)
@@ -541,7 +554,7 @@ class _Planner:
             if out_zp != -128 or np.float32(out_s) != np.float32(1.0 / 256):
                 raise BuildError(f"op {op.name!r} (softmax): output must have scale 1/256 and zero "
                                  f"point -128")
-            self.need("dtmm_softmax_s8.c")
+            self.need(KERNEL_SOURCES["softmax"])
             depth = int(x.shape[-1])
             call = SoftmaxCall(x, y, x.nbytes // depth, depth, op.quant.beta_multiplier,
                                op.quant.beta_left_shift, op.quant.diff_min)
@@ -588,7 +601,7 @@ class _Planner:
         except Exception as e:                                   # FormatError / GraphError
             raise BuildError(f"op {op.name!r}: invalid compressed weights: {e}") from None
         f = op.fmt
-        self.need("dtmm_fully_connected_fwcs_s8.c")
+        self.need(KERNEL_SOURCES["compressed_fully_connected"])
         cp = f.cptr.astype(np.int64)
         lens = np.minimum(int(f.size), n_in - cp)
         rows = np.repeat(np.repeat(np.arange(o), np.diff(f.fidx.astype(np.int64))), lens)
@@ -635,9 +648,9 @@ class _Planner:
             return b
 
         if name == "fwcs":
-            self.need("dtmm_conv_fwcs_s8.c")
+            self.need(KERNEL_SOURCES["fwcs"])
             if _is_host(self.target):            # its host fast path calls the dense kernel
-                self.need("dtmm_conv_s8.c")
+                self.need(KERNEL_SOURCES["conv2d"])
             cb = bits(f.cptr, (8, 16), "cptr")
             fb = bits(f.fidx, (8, 16, 32), "fidx")
             return FwcsCall(x, y, _dims(x.shape), _dims(y.shape), p,
@@ -646,7 +659,7 @@ class _Planner:
                             self.const(f"{cid}_fidx", f.fidx, f.fidx.dtype),
                             int(f.size), kh, kw, cout, cb, fb, rq)
         if name == "csr":
-            self.need("dtmm_conv_csr_s8.c")
+            self.need(KERNEL_SOURCES["csr"])
             cb = bits(f.col, (8, 16), "col")
             rb = bits(f.rowptr, (8, 16, 32), "rowptr")
             return CsrCall(x, y, _dims(x.shape), _dims(y.shape), p,
@@ -657,7 +670,7 @@ class _Planner:
         if name == "pattern":
             if (kh, kw) != (3, 3):
                 raise BuildError(f"op {op.name!r}: pattern kernels are 3x3 only, got {kh}x{kw}")
-            self.need("dtmm_conv_pattern_s8.c")
+            self.need(KERNEL_SOURCES["pattern"])
             table = np.asarray(formats.pattern.PATTERNS, np.uint8)
             kb = bits(f.kptr, (8, 16, 32), "kptr")
             cb = bits(f.kidx, (8, 16), "kidx")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dtmm.errors import BuildError
 
-__all__ = ["conv_scratch", "fwcs_scratch", "csr_scratch", "pattern_scratch", "ISA_PATHS",
+__all__ = ["conv_scratch", "fwcs_scratch", "csr_scratch", "pattern_scratch", "layer_scratch", "ISA_PATHS",
            "FWCS_REUSE", "CSR_BLOCK", "PATTERN_CHUNK"]
 
 #: The kernels' ISA paths (``dtmm_isa.h``).
@@ -131,3 +131,26 @@ def pattern_scratch(*, in_h: int, in_w: int, c_in: int, c_out: int, n_patterns: 
     del c_out
     band = (3 + pattern_extra_rows(in_h, in_w)) * band_row_bytes(in_w, c_in, 3)
     return 16 * int(n_patterns) + 8 * PATTERN_CHUNK + _align4(band)
+
+
+def layer_scratch(kind: str, isa: str, pointer_bytes: int, *, in_h: int, in_w: int, c_in: int,
+                  kh: int, kw: int, c_out: int, n_patterns: int = 8) -> int:
+    """Scratch of one layer by kind: ``"conv2d"`` (dense), ``"fwcs"``, ``"csr"``, ``"pattern"``;
+    every other op kind (depthwise, fully connected, pools, add, softmax, ...) needs none.
+    The one dispatch the arena planner and the scheduler share.
+
+    >>> layer_scratch("fwcs", "mve", 4, in_h=8, in_w=8, c_in=16, kh=3, kw=3, c_out=32)
+    1288
+    >>> layer_scratch("fully_connected", "dsp", 4, in_h=1, in_w=1, c_in=64, kh=1, kw=1, c_out=10)
+    0
+    """
+    if kind == "conv2d":
+        return conv_scratch(isa, k=kh * kw * c_in, c_out=c_out)
+    if kind == "fwcs":
+        return fwcs_scratch(isa, pointer_bytes, kh=kh, kw=kw, c_out=c_out, size=c_in)
+    if kind == "csr":
+        return csr_scratch(in_h=in_h, in_w=in_w, c_in=c_in, kh=kh, kw=kw, c_out=c_out)
+    if kind == "pattern":
+        return pattern_scratch(in_h=in_h, in_w=in_w, c_in=c_in, c_out=c_out, n_patterns=n_patterns)
+    _check_isa(isa)
+    return 0

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dtmm.errors import FormatError
 
-__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "POINTER_BYTES", "struct_size", "meta_bytes",
+__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "POINTER_BYTES", "struct_size", "meta_bytes",
            "conv_quant_bytes", "fc_quant_bytes", "op_bytes", "graph_bytes"]
 
 #: Pointer width of the deployment targets (32-bit Cortex-M); hosts pass their own.
@@ -74,6 +74,14 @@ OP_STRUCTS: dict[str, tuple[str, ...]] = {
     "softmax": (),
     "concat": (),
     "reshape": (),
+}
+
+
+#: How many const arrays ``model.c`` defines for one op of each kind (each is 16-byte
+#: aligned in flash; the flash model counts them).
+OP_ARRAYS: dict[str, int] = {
+    "conv2d": 4, "fwcs": 6, "csr": 6, "pattern": 8, "depthwise_conv2d": 4, "fully_connected": 4,
+    "max_pool2d": 0, "avg_pool2d": 0, "add": 0, "softmax": 0, "concat": 1, "reshape": 0,
 }
 
 

@@ -11,6 +11,8 @@ The pieces, each usable alone:
   dead-filter reporting.
 * :mod:`~dtmm.prune.masks` -- masks on a torch model (parametrizations) that training
   cannot undo; save / load; baking.
+* :mod:`~dtmm.prune.dead` / :mod:`~dtmm.prune.surgery` -- dead (constant) channels leave
+  the IR graph / the torch model itself, their constants folded into consumers.
 
 Example (score, choose, mask, fine-tune, bake):
     >>> import torch
@@ -77,6 +79,7 @@ from dtmm.prune.masks import (
     remove_masks,
     sparsity,
 )
+from dtmm.prune.surgery import ChannelMap, ShrinkResult, dead_filters_of, rebuild_shrunk, shrink_model
 from dtmm.prune.select import check_ratio, load_ratios, num_pruned, select, select_global
 
 __all__ = [
@@ -90,5 +93,6 @@ __all__ = [
     "weight_ohwi", "weight_param",
     "WeightMask", "apply_masks", "get_masks", "load_masked_state_dict", "masks_from_scores",
     "masks_to_ohwi", "masks_to_torch", "remove_masks", "sparsity",
+    "ChannelMap", "ShrinkResult", "dead_filters_of", "rebuild_shrunk", "shrink_model",
     "check_ratio", "load_ratios", "num_pruned", "select", "select_global",
 ]

@@ -132,6 +132,27 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _unparametrize_weight(mod: nn.Module) -> None:
+    """Bake ``mod.weight``'s whole parametrization chain into a plain Parameter.
+
+    Like ``parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)``
+    (the Parameter object is kept, so optimizers stay valid) but safe for deep copies:
+    a ``copy.deepcopy`` of a parametrized module shares its injected class with the
+    original, and torch's removal deletes the ``weight`` property from that shared
+    class, which breaks the original. Here the module just leaves the class.
+    """
+    if len(mod.parametrizations) > 1:                   # other tensors parametrized too: torch's way
+        parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+        return
+    plist = mod.parametrizations["weight"]
+    original = plist.original
+    with torch.no_grad():
+        original.copy_(mod.weight)
+    del mod._modules["parametrizations"]
+    mod.__class__ = type(mod).__bases__[0]
+    mod.register_parameter("weight", original)
+
+
 def remove_masks(model: nn.Module, names: Iterable[str] | None = None) -> nn.Module:
     """Bake masks into plain weights and drop the parametrizations (all, or those in ``names``).
 
@@ -158,7 +179,7 @@ def remove_masks(model: nn.Module, names: Iterable[str] | None = None) -> nn.Mod
             continue
         plist = mod.parametrizations["weight"]
         if len(own) == len(plist):
-            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+            _unparametrize_weight(mod)
             continue
         if any(i != k for k, (i, _) in enumerate(own)):
             raise PruneError(f"remove_masks: module {name!r} has its mask after another parametrization; "

@@ -111,7 +111,13 @@ def calibrate(graph: Graph, batches: Iterable[np.ndarray], method: str = "minmax
 
 
 def assign_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
-    """Activation qparams per tensor, honouring the ops that require shared parameters."""
+    """Activation qparams per tensor, honouring the ops that require shared parameters.
+
+    Tensors that must share parameters (pool / reshape in and out, concat inputs and
+    output) form a group whose range is the union of its members' ranges; a tensor
+    without a range of its own takes its group's. Softmax outputs get the fixed
+    :data:`SOFTMAX_QPARAMS`. A tensor whose group has no range at all is an error.
+    """
     groups = _Groups()
     fixed: dict[str, QParams] = {}
     for op in graph.ops:
@@ -125,24 +131,70 @@ def assign_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict
     span: dict[str, tuple[float, float]] = {}
     for name in graph.tensors:
         if name not in ranges:
-            raise QuantizationError(f"tensor {name!r} was not observed during calibration")
+            continue
         root = groups.find(name)
         lo, hi = ranges[name]
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))
     out = {}
     for name in graph.tensors:
-        out[name] = fixed.get(name) or choose_qparams(*span[groups.find(name)])
+        if name in fixed:
+            out[name] = fixed[name]
+            continue
+        root = groups.find(name)
+        if root not in span:
+            raise QuantizationError(f"tensor {name!r} was not observed during calibration")
+        out[name] = choose_qparams(*span[root])
     return out
 
 
-def quantize_graph(graph: Graph, calibration: Iterable[np.ndarray], method: str = "minmax",
-                   percentile: float = 99.99) -> Graph:
-    """Return an int8 copy of a float graph, calibrated on NHWC float batches."""
+def ranges_by_tensor(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Map ranges keyed by IR op name (or ``"<input>"``) to the op's output tensor name.
+
+    These are the keys :func:`dtmm.quant.fake.learned_ranges` returns. A key that names
+    no op of ``graph`` raises :class:`QuantizationError` (a QAT model and a graph that
+    do not belong together).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from dtmm.graph.capture import capture
+        >>> g = capture(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 4, 4))
+        >>> ranges_by_tensor(g, {"<input>": (0.0, 1.0), "0": (0.0, 2.0)})
+        {'input': (0.0, 1.0), '0': (0.0, 2.0)}
+    """
+    from dtmm.quant.fake import INPUT_KEY
+
+    ops = {op.name: op for op in graph.ops}
+    out = {}
+    for key, (lo, hi) in ranges.items():
+        if key == INPUT_KEY:
+            out[graph.inputs[0]] = (float(lo), float(hi))
+        elif key in ops:
+            out[ops[key].output] = (float(lo), float(hi))
+        else:
+            raise QuantizationError(f"a learned range is keyed {key!r}, which names no op of the graph "
+                                    f"(ops: {', '.join(list(ops)[:8])}{', ...' if len(ops) > 8 else ''})")
+    return out
+
+
+def quantize_graph(graph: Graph, calibration: Iterable[np.ndarray] | None = None, method: str = "minmax",
+                   percentile: float = 99.99, *, ranges: dict[str, tuple[float, float]] | None = None) -> Graph:
+    """Return an int8 copy of a float graph, calibrated on NHWC float batches.
+
+    ``ranges``: activation ranges learned elsewhere (quantization-aware training),
+    keyed by IR op name or ``"<input>"`` as :func:`dtmm.quant.fake.learned_ranges`
+    returns them; they replace the calibrated range of those tensors. With ``ranges``,
+    ``calibration`` may be ``None`` when every tensor is covered by a range or by its
+    parameter-sharing group (pools, reshapes, concat).
+    """
     if graph.is_quantized:
         raise QuantizationError("graph is already quantized")
-    ranges = calibrate(graph, calibration, method, percentile)
-    return apply_qparams(graph, assign_qparams(graph, ranges))
+    if calibration is None and ranges is None:
+        raise QuantizationError("no calibration data and no learned ranges: nothing to quantize with")
+    observed = calibrate(graph, calibration, method, percentile) if calibration is not None else {}
+    if ranges is not None:
+        observed.update(ranges_by_tensor(graph, ranges))
+    return apply_qparams(graph, assign_qparams(graph, observed))
 
 
 def apply_qparams(graph: Graph, qparams: dict[str, QParams]) -> Graph:

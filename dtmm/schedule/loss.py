@@ -1,0 +1,323 @@
+"""Loss-change estimators of a strategy: first-order Taylor (the paper) and measured sensitivity.
+
+Both are tables, so that a strategy's predicted loss change is a sum of look-ups
+(additive over channel groups and layers, like the paper's Eq. 3):
+
+``delta(s) = sum_g G_g[beta_g] + sum_i L_i[beta_out(i), option_i]``
+
+* :func:`taylor_loss` (paper Eq. 2): a pruned unit changes the loss by about
+  ``|sum_unit dL/dw * w|`` (gradient of the training loss, eval mode). ``G_g`` sums it
+  over the filters a group removes (every producer's filter of each removed channel),
+  ``L_i`` over the filterlets the layer's ``alpha`` removes from its surviving filters.
+  Units are chosen by the same Taylor scores (:mod:`dtmm.schedule.select`).
+* :func:`sensitivity_loss`: one-shot Taylor is noisy on a converged model, so this one
+  *measures*: each group alone at each ``beta`` and each layer alone at each ``alpha``
+  (a coarser grid, linearly interpolated) is pruned with the chosen importance scorer,
+  BatchNorm statistics re-estimated on training images, and the validation loss
+  measured; ``G_g`` and ``L_i`` are the increases over the unpruned model (``L_i`` is
+  measured with ``beta = 0`` and used for every ``beta``). Results are cached on disk
+  by a hash of the weights, data and grids, before any plan is solved.
+
+Scores (:func:`unit_scores`) come from :mod:`dtmm.prune.importance` on the torch model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dtmm.schedule.select import UnitScores, group_order, keep_filterlets, removed_channels
+from dtmm.schedule.space import ScheduleError, Space
+
+__all__ = ["TableLoss", "unit_scores", "taylor_loss", "sensitivity_loss", "torch_masks",
+           "LOSS_MODELS", "SENSITIVITY_ALPHAS"]
+
+LOSS_MODELS = ("taylor", "sensitivity")
+#: Filterlet ratios at which :func:`sensitivity_loss` measures each layer.
+SENSITIVITY_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+@dataclass
+class TableLoss:
+    """Additive loss-change tables (see the module docstring).
+
+    ``groups[g]``: one value per ``beta`` of the grid (zeros for a pinned group);
+    ``layers[i]``: ``(n_betas, n_options)`` (row = the output group's beta index).
+    """
+
+    name: str
+    groups: list[np.ndarray]
+    layers: list[np.ndarray]
+    importance: str
+
+    def delta(self, s) -> float:
+        v = 0.0
+        for g, b in zip(self.groups, s.betas):
+            v += g[b]
+        for t, (li, oi) in zip(self.layers, enumerate(s.options)):
+            v += t[self._row(li, s), oi]
+        return float(v)
+
+    def _row(self, li: int, s) -> int:
+        return s.betas[self.out_groups[li]] if self.layers[li].shape[0] > 1 else 0
+
+    def bind(self, space: Space) -> "TableLoss":
+        self.out_groups = [ly.out_group for ly in space.layers]
+        return self
+
+    def layer_delta(self, li: int, s) -> float:
+        return float(self.layers[li][self._row(li, s), s.options[li]])
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "importance": self.importance,
+                "groups": [g.tolist() for g in self.groups],
+                "layers": [t.tolist() for t in self.layers]}
+
+    @staticmethod
+    def from_json(obj: dict, space: Space) -> "TableLoss":
+        t = TableLoss(obj["name"], [np.asarray(g, np.float64) for g in obj["groups"]],
+                      [np.asarray(x, np.float64) for x in obj["layers"]], obj["importance"])
+        if len(t.groups) != len(space.groups) or len(t.layers) != len(space.layers):
+            raise ScheduleError("cached loss tables do not match the model's layers")
+        return t.bind(space)
+
+
+# ------------------------------------------------------------------------ scores
+
+
+def _layer_batches(x: np.ndarray, y: np.ndarray, batch: int, n: int):
+    import torch
+
+    out = []
+    for i in range(0, min(len(x), batch * n), batch):
+        out.append((torch.from_numpy(np.ascontiguousarray(x[i:i + batch])),
+                    torch.from_numpy(np.asarray(y[i:i + batch]))))
+    return out
+
+
+def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
+                y: np.ndarray | None = None, *, batches: int = 8, batch_size: int = 64) -> UnitScores:
+    """Filter and filterlet scores of every layer of ``space`` (torch module names)."""
+    from dtmm import prune
+
+    names = [ly.name for ly in space.layers]
+    mods = dict(net.named_modules())
+    missing = [n for n in names if n not in mods]
+    if missing:
+        raise ScheduleError(f"the model has no module {missing[0]!r} (the captured graph's layer "
+                            f"names must be the torch module names)")
+    fn = prune.get_scorer(scorer)
+    kw = {}
+    if scorer in ("taylor", "chip"):
+        if x is None or len(x) == 0:
+            raise ScheduleError(f"{scorer} importance needs training data")
+        kw = {"data": _layer_batches(x, y, batch_size, batches), "batches": batches}
+    if scorer == "taylor":          # one backward pass set, reduced per filter and per filterlet
+        contrib = prune.taylor_contributions(net, names, **kw)
+        f = {n: np.abs(prune.FILTER.reduce(c, c.shape)) for n, c in contrib.items()}
+        fl = {n: np.abs(prune.FILTERLET.reduce(c, c.shape)) for n, c in contrib.items()}
+    else:
+        f = fn(net, names, "filter", **kw)
+        fl = fn(net, names, "filterlet", **kw) if scorer != "chip" else prune.l2(net, names, "filterlet")
+    filt = {ly.name: np.asarray(f[ly.name], np.float64) for ly in space.layers}
+    flt = {ly.name: np.asarray(fl[ly.name], np.float64).reshape(ly.c_out, ly.positions)
+           for ly in space.layers}
+    return UnitScores(filt, flt, scorer)
+
+
+# ------------------------------------------------------------------------ taylor
+
+
+def taylor_loss(space: Space, scores: UnitScores) -> TableLoss:
+    """Tables of the paper's first-order estimate from Taylor ``scores`` (see module doc)."""
+    if scores.name != "taylor":
+        raise ScheduleError("taylor_loss needs Taylor scores (unit_scores(..., 'taylor'))")
+    order = group_order(space, scores)
+    nb = len(space.betas)
+    groups = []
+    for g in space.groups:
+        t = np.zeros(nb)
+        if g.pinned is None:
+            s = sum(np.asarray(scores.filters[p]) for p in g.producers)
+            for bi, b in enumerate(space.betas):
+                t[bi] = float(s[removed_channels(space, order, g.index, b)].sum())
+        groups.append(t)
+    layers = []
+    for ly in space.layers:
+        opts = space.options(ly)
+        g = space.groups[ly.out_group]
+        rows = nb if g.pinned is None else 1
+        fl = scores.filterlets[ly.name]
+        t = np.zeros((rows, len(opts)))
+        for bi in range(rows):
+            alive = np.ones(ly.c_out, bool)
+            alive[removed_channels(space, order, g.index, space.betas[bi])] = False
+            base = fl[alive].sum()
+            for oi, (fmt, a) in enumerate(opts):
+                if fmt == "fwcs" and a > 0:
+                    kept = space.kept_filterlets(ly, int(alive.sum()), a)
+                    t[bi, oi] = base - fl[keep_filterlets(fl, alive, kept)].sum()
+                elif fmt in ("csr", "pattern"):
+                    raise ScheduleError(f"layer {ly.name!r}: no Taylor table for format {fmt!r} yet")
+        layers.append(t)
+    return TableLoss("taylor", groups, layers, "taylor").bind(space)
+
+
+# ------------------------------------------------------------------------ sensitivity
+
+
+def torch_masks(space: Space, fl_masks: dict[str, np.ndarray], removed: dict[int, np.ndarray],
+                net) -> dict:
+    """Torch-layout (OIHW / OI) bool masks from filterlet masks (C_out, positions)."""
+    import torch
+
+    mods = dict(net.named_modules())
+    out = {}
+    for ly in space.layers:
+        m = np.asarray(fl_masks[ly.name], bool)
+        w = mods[ly.name].weight
+        if ly.kind == "conv":
+            kh, kw = ly.kernel
+            ohwi = np.broadcast_to(m.reshape(ly.c_out, kh, kw, 1), (ly.c_out, kh, kw, ly.c_in))
+            t = torch.from_numpy(np.array(ohwi.transpose(0, 3, 1, 2), dtype=bool, copy=True))
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(np.repeat(m, 16, axis=1)[:, :ly.c_in]))
+        if tuple(t.shape) != tuple(w.shape):
+            raise ScheduleError(f"layer {ly.name!r}: mask {tuple(t.shape)} vs weight {tuple(w.shape)}")
+        out[ly.name] = t
+    del removed
+    return out
+
+
+def _val_loss(net, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    net.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))
+            yb = torch.from_numpy(np.asarray(y[i:i + batch]))
+            tot += float(F.cross_entropy(net(xb), yb, reduction="sum"))
+            n += len(yb)
+    return tot / max(n, 1)
+
+
+def _pruned_loss(net, space, strategy, scores, train_x, val_x, val_y, bn_batches) -> float:
+    import copy
+
+    from dtmm.oneshot import recalibrate_batchnorm
+    from dtmm.prune import apply_masks, remove_masks
+    from dtmm.schedule.select import strategy_masks
+
+    m = copy.deepcopy(net).eval()
+    fl, removed = strategy_masks(space, strategy, scores)
+    apply_masks(m, torch_masks(space, fl, removed, m))
+    remove_masks(m)
+    recalibrate_batchnorm(m, train_x, 64, bn_batches)
+    return _val_loss(m, val_x, val_y)
+
+
+def _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches) -> str:
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    for a in (train_x[:64 * bn_batches], val_x):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps([space.alphas, space.betas, list(alphas), scores.name, bn_batches,
+                         [ly.name for ly in space.layers], [list(space.options(l)) for l in space.layers]]
+                        ).encode())
+    return h.hexdigest()[:24]
+
+
+def sensitivity_loss(net, space: Space, scores: UnitScores, train_x: np.ndarray,
+                     val_x: np.ndarray, val_y: np.ndarray, *, alphas=SENSITIVITY_ALPHAS,
+                     bn_batches: int = 4, cache_dir=None, progress=None) -> TableLoss:
+    """Measured per-group / per-layer loss increases (see the module docstring)."""
+    from dtmm.schedule.costs import Strategy
+
+    say = progress or (lambda msg: None)
+    key = _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches)
+    path = None
+    if cache_dir is not None:
+        from pathlib import Path
+
+        path = Path(cache_dir) / f"sensitivity-{key}.json"
+        if path.is_file():
+            try:
+                return TableLoss.from_json(json.loads(path.read_text()), space)
+            except (ValueError, KeyError, ScheduleError):
+                pass                                        # stale or damaged: measure again
+    base = _val_loss(net.eval(), val_x, val_y)
+    nb = len(space.betas)
+    opts = [space.options(ly) for ly in space.layers]
+    dense = [o.index(("dense", 0.0)) if ("dense", 0.0) in o else 0 for o in opts]
+    zero_b = tuple(0 for _ in space.groups)
+    t0 = time.time()
+    jobs = [("g", g.index, bi) for g in space.groups if g.pinned is None for bi in range(1, nb)]
+    fw_layers = [li for li, o in enumerate(opts) if any(f == "fwcs" and a > 0 for f, a in o)]
+    for li in fw_layers:                    # the measured alphas, snapped to the layer's grid
+        seen = set()
+        for a in alphas:
+            oi = _nearest_option(opts[li], a)
+            if oi not in seen:
+                seen.add(oi)
+                jobs.append(("l", li, oi))
+    groups = [np.zeros(nb) for _ in space.groups]
+    curves: dict[int, dict[float, float]] = {li: {0.0: 0.0} for li in fw_layers}
+    for k, (kind, idx, v) in enumerate(jobs):
+        if kind == "g":
+            b = list(zero_b)
+            b[idx] = v
+            s = Strategy(tuple(b), tuple(dense))
+            groups[idx][v] = _pruned_loss(net, space, s, scores, train_x, val_x, val_y, bn_batches) - base
+        else:
+            o = list(dense)
+            o[idx] = v
+            s = Strategy(zero_b, tuple(o))
+            curves[idx][opts[idx][v][1]] = (_pruned_loss(net, space, s, scores, train_x, val_x, val_y,
+                                                         bn_batches) - base)
+        if (k + 1) % 10 == 0 or k + 1 == len(jobs):
+            say(f"sensitivity: {k + 1}/{len(jobs)} pruned models measured ({time.time() - t0:.0f} s)")
+    layers = []
+    for li, ly in enumerate(space.layers):
+        t = np.zeros((1, len(opts[li])))
+        if li in curves:
+            xs = sorted(curves[li])
+            ys = [curves[li][a] for a in xs]
+            for oi, (fmt, a) in enumerate(opts[li]):
+                if fmt == "fwcs":
+                    t[0, oi] = float(np.interp(a, xs, ys))
+        layers.append(t)
+    out = TableLoss("sensitivity", groups, layers, scores.name).bind(space)
+    if path is not None:
+        _write_json(path, out.to_json())
+    return out
+
+
+def _write_json(path, obj) -> None:
+    """Cache file through a temporary file and a rename (a cache, so a failure is ignored)."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _nearest_option(opts, alpha: float) -> int:
+    best, bi = None, 0
+    for oi, (fmt, a) in enumerate(opts):
+        if fmt == "fwcs" and (best is None or abs(a - alpha) < best):
+            best, bi = abs(a - alpha), oi
+    return bi
