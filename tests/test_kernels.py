@@ -697,8 +697,9 @@ def test_qemu_fwcs(name):
         check_conv_fwcs(name, k, case, 0.0, all_index_types=False)
 
 
-# The asm filter loops: M55 C_in = 16 << l (R = 1, 2, 4, 8: 1 .. 16 vectors per filterlet),
-# M4/M7 (DSP, R = 4) C_in = 4 << l; with a partial last block of pixels (H_out * W_out not
+# The asm filter loops: M55 C_in < 64 or 16, 32, 64 or a multiple of 128 (R = 1, 2, 4, 8:
+# 1, 2, 4 or 8m vectors per filterlet, a partial last one for C_in < 64), M4/M7 (DSP,
+# R = 4) C_in % 4 == 0, other C_in the C loops; with a partial last block of pixels (H_out * W_out not
 # a multiple of R), interior blocks (the table filled without bounds checks), and dead
 # filters (no filterlet left: the constant row) at 90 % sparsity.
 FWCS_SMALL_CIN_CASES = [
@@ -715,6 +716,10 @@ FWCS_SMALL_CIN_CASES = [
     ("cin21_tail", 1, 5, 6, 21, 9, 3, 1, (1, 1, 1, 1)),
     ("cin48_tail_s2", 1, 7, 7, 48, 5, 3, 2, (1, 1, 1, 1)),
     ("cin63_tail", 2, 3, 4, 63, 5, 3, 1, (0, 2, 1, 1)),
+    # DSP asm for any C_in % 4 == 0; M55 C loop for 80; 3 passes of the 8-vector body
+    ("cin12", 1, 5, 5, 12, 6, 3, 1, (1, 1, 1, 1)),
+    ("cin80_generic", 1, 3, 4, 80, 5, 3, 1, (1, 1, 1, 1)),
+    ("cin384_1x1", 1, 2, 3, 384, 4, 1, 1, (0, 0, 0, 0)),
 ]
 
 

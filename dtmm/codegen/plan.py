@@ -478,10 +478,10 @@ class _Planner:
         """The arrays just planned must be the footprint's array bytes (one truth)."""
         kind = step.op_kind if step.op_kind != "compressed_conv2d" else self.g.op(step.op_name).format_name
         structs = sum(footprint.struct_size(n, self.pointer_bytes) for n in footprint.OP_STRUCTS[kind])
-        if len(arrays) != footprint.OP_ARRAYS[kind]:
+        n_arrays = footprint.op_array_count(kind, self.g.op(step.op_name), self.g)
+        if len(arrays) != n_arrays:
             raise BuildError(f"op {step.op_name!r}: {len(arrays)} const arrays planned, the byte "
-                             f"model says {footprint.OP_ARRAYS[kind]}: dtmm.formats.footprint is out "
-                             f"of date")
+                             f"model says {n_arrays}: dtmm.formats.footprint is out of date")
         if sum(a.nbytes for a in arrays) != step.const.total - structs:
             raise BuildError(f"op {step.op_name!r}: planned const arrays "
                              f"({sum(a.nbytes for a in arrays)} B) differ from the byte model "

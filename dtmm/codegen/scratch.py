@@ -17,9 +17,9 @@ Example:
     >>> conv_scratch("dsp", k=3 * 3 * 4, c_out=8)          # 2 int16 im2col rows
     144
     >>> fwcs_scratch("mve", 4, kh=3, kw=3, c_out=32, size=16)
-    1288
+    1576
     >>> fwcs_scratch("mve", 8, kh=3, kw=3, c_out=32, size=16)      # 64-bit host emulation
-    1432
+    1720
 """
 from __future__ import annotations
 
@@ -73,26 +73,22 @@ def fwcs_scratch(isa: str, pointer_bytes: int, *, kh: int, kw: int, c_out: int, 
     One 32-byte record per filter with filterlets plus a sentinel, the constant-output
     row and a junk row (C_out bytes each, 4-aligned), the in_zp run (``size`` bytes,
     4-aligned), 8 bytes of alignment slack, the block's pointer table (KH*KW x R
-    pointers); DSP adds the int16 copies of the block's input runs and of the in_zp run.
+    pointers); MVE and DSP add one byte per possible kept filterlet (its kernel
+    position, C_out * KH * KW, 4-aligned) for the asm loops, DSP also the int16 copies
+    of the block's input runs and of the in_zp run.
 
     >>> fwcs_scratch("dsp", 4, kh=1, kw=1, c_out=8, size=16)
-    504
+    512
     """
     _check_isa(isa)
     kk = int(kh) * int(kw)
     n = (FWCS_RECORD_BYTES * (int(c_out) + 1) + 2 * _align4(c_out) + _align4(size) + 8
          + int(pointer_bytes) * int(reuse) * kk)
+    if isa in ("mve", "dsp"):
+        n += _align4(int(c_out) * kk)        # each kept filterlet's kernel position
     if isa == "dsp":
         n += _align4(2 * int(size) * (int(reuse) * kk + 1))
-    if isa == "mve" and fwcs_tail_cin(size):
-        n += _align4(int(c_out) * kk)        # each kept filterlet's kernel position
     return n
-
-
-def fwcs_tail_cin(size: int) -> bool:
-    """``fwcs_tail_cin``: the MVE FWCS kernel's asm loop for C_in < 64 other than 16 / 32
-    (a partial last vector per filterlet) keeps C_out * KH * KW bytes of positions."""
-    return 1 <= int(size) < 64 and int(size) not in (16, 32)
 
 
 def band_row_bytes(w: int, c: int, kw: int) -> int:
@@ -140,7 +136,7 @@ def layer_scratch(kind: str, isa: str, pointer_bytes: int, *, in_h: int, in_w: i
     The one dispatch the arena planner and the scheduler share.
 
     >>> layer_scratch("fwcs", "mve", 4, in_h=8, in_w=8, c_in=16, kh=3, kw=3, c_out=32)
-    1288
+    1576
     >>> layer_scratch("fully_connected", "dsp", 4, in_h=1, in_w=1, c_in=64, kh=1, kw=1, c_out=10)
     0
     """

@@ -20,23 +20,26 @@
  *     constant row is copied to the block's pixels first; only live filters run.
  *
  * Per live filter and block (the fixed cost per output):
- *   MVE, C_in = 16, 32, 64, 128 or 256: one inline-asm loop over all live filters per
- *     group of G = min(R, 4) pixels: per filter LDM of (offset, n), the G accumulators
- *     set, a WLS/LE loop over its n filterlets (cptr load, shifted add into the table,
- *     LDM of the G run pointers, then per 16 weights VLDRB + G x (VLDRB, VMLADAVA)),
+ *   MVE, C_in < 64 or a multiple of 16 (1, 2, 4 or 8m vectors): one inline-asm loop over
+ *     all live filters per group of G = min(R, 4) pixels: per filter LDM of (offset, n),
+ *     the G accumulators set, a WLS/LE loop over its n filterlets (kernel position load,
+ *     shifted add into the table, LDM of the G run pointers, then per 16 weights VLDRB +
+ *     G x (VLDRB, VMLADAVA), a last partial vector predicated),
  *     then LDM of its requantization record and one vector requantization of the G
  *     outputs (VSHL, VQRDMULH, VPT + VQSUB rounding fix, VRSHL, VADD, VMAX, VMIN) and
  *     one VSTRB scatter to the G pixels (lanes of dead pixels go to a junk row).
  *   MVE, other C_in: tail-predicated dot products (dtmm_mve_dot_1x{1,2,4}), the same
  *     vector requantization from C.
- *   DSP: LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights, or,
+ *   DSP (an asm loop per filter for C_in % 4 == 0 and R = 4, else C):
+ *     LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights, or,
  *     when the layer keeps >= 4 filterlets per kernel position, the block's input runs
  *     widened to int16 first (CMSIS-NN order x0, x2, x1, x3) and then per 4 weights
  *     LDR + 2 SXTB16 + R x (LDRD, 2 SMLAD); requantization per output with QADD +
  *     SMMULR (dtmm_requant_fast, exact for the records it accepts, else the reference).
  *   C:   one weight, R scalar MACs; the reference requantization.
- * A filterlet's kernel position comes from cptr = (kh*KW + kw) * C_in by a shift (MVE
- * fast path, C_in a power of two) or an exact multiply by a 16-bit reciprocal of C_in.
+ * A filterlet's kernel position k = cptr / C_in (cptr = (kh*KW + kw) * C_in) comes from
+ * a per-call byte array (asm loops, KH*KW <= 256) or an exact multiply by a 16-bit
+ * reciprocal of C_in (C loops).
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
  * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
@@ -92,13 +95,6 @@ typedef struct {
 
 DTMM_INLINE int32_t align4(int32_t n) { return (n + 3) & ~3; }
 
-/* MVE: C_in that the tail variant of the asm filter loop runs (kernel positions kept
- * per call in a byte array of C_out * KH * KW entries at the end of the scratch). */
-DTMM_INLINE int fwcs_tail_cin(int32_t c_in)
-{
-    return c_in >= 1 && c_in < 64 && c_in != 16 && c_in != 32;
-}
-
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
@@ -106,9 +102,9 @@ int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_f
      * (8 bytes of slack align it to 8) the block's pointer table: KH*KW x R pointers */
     int32_t n = FWCS_REC_BYTES * (w->c_out + 1) + 2 * align4(w->c_out) + align4(w->size) + 8
                 + (int32_t)sizeof(const int8_t *) * FWCS_R * w->kh * w->kw;
-#if DTMM_USE_MVE
-    /* the kernel position of each kept filterlet (C_in < 64 other than 16, 32) */
-    if (fwcs_tail_cin(w->size)) n += align4(w->c_out * w->kh * w->kw);
+#if DTMM_USE_MVE || DTMM_USE_DSP
+    /* the kernel position of each kept filterlet, a byte each (the asm loops) */
+    n += align4(w->c_out * w->kh * w->kw);
 #endif
 #if DTMM_USE_DSP
     /* int16 copies of the block's input windows (R x KH*KW runs) and of the in_zp run */
@@ -327,16 +323,19 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
 /* ------------------------------------------------------------------ MVE filter loop */
 
 #if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE)
-/* C_in = 16 << l (l = 0..4: 1, 2, 4, 8, 16 vectors per filterlet).  One asm loop runs
- * every live filter of a block for one group of G = min(R, 4) pixels (R = 8: two
- * groups).  Per filter: LDM (init, n), the G accumulators set, a WLS/LE loop over its
- * n kept filterlets (cptr load, add into the table row of its kernel position: byte
- * offset k * 4R = cptr * 4R / C_in, one shifted add; LDM/LDR of the group's run
- * pointers; per 16 weights VLDRB + G x (VLDRB, VMLADAVA)), then LDM of (mult, left,
- * neg_right, one, ch, zp), the requantization of the G accumulators as one vector and
- * a VSTRB scatter at ch + addr[i] (addr: the G pixels' output rows, or the junk row).
- * The record after the last live filter has n = 0.  Accumulators: r0, r2, r4, r6
- * (VMLADAVA accumulates into even registers); run pointers: r1, r3, r5, r9. */
+/* Any C_in with KH*KW <= 256.  One asm loop runs every live filter of a block for one
+ * group of G = min(R, 4) pixels (R = 8: two groups).  Per filter: LDM (init, n), the G
+ * accumulators set, a WLS/LE loop over its n kept filterlets (the filterlet's kernel
+ * position k from the per-call byte array kp, the table row at tab + k * 4R: one LDRB
+ * and one shifted add; LDM/LDR of the group's run pointers; per 16 weights VLDRB +
+ * G x (VLDRB, VMLADAVA), a last partial vector predicated), then LDM of (mult, left,
+ * neg_right, one, ch, zp), the requantization of the G accumulators as one vector and a
+ * VSTRB scatter at ch + addr[i] (addr: the G pixels' output rows, or the junk row).  The
+ * record after the last live filter has n = 0.  Accumulators: r0, r2, r4, r6 (VMLADAVA
+ * accumulates into even registers); run pointers: r1, r3, r5, r9.  Variants by the
+ * number VF of whole vectors per filterlet: 1, 2, 4 unrolled, multiples of 8 as a loop
+ * of 8-vector bodies, and, with a partial last vector, 0 .. 3; any other C_in runs the
+ * generic C loop. */
 #  define FWCS_FAST_MVE 1
 #  define FWCS_G (FWCS_R < 4 ? FWCS_R : 4)
 #  define FWCS_LOG2R (FWCS_R >= 8 ? 3 : FWCS_R >= 4 ? 2 : FWCS_R >= 2 ? 1 : 0)
@@ -425,58 +424,17 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
 #  define FWCS_V2X_ FWCS_V_ FWCS_V_
 #  define FWCS_V4X_ FWCS_V2X_ FWCS_V2X_
 #  define FWCS_V8X_ FWCS_V4X_ FWCS_V4X_
-#  define FWCS_V16X_ FWCS_V8X_ FWCS_V8X_
-#  define FWCS_LOOP_(LDCP, ADDTAB, BODY)                                                  \
+/* VF = 8m whole vectors: m passes of an 8-vector body (the count in a stack slot) */
+#  define FWCS_V8L_                                                                       \
+    "   ldr         %[c], %[m8]\n"                                                         \
+    "4:\n" FWCS_V8X_                                                                      \
+    "   subs        %[c], %[c], #1\n"                                                      \
+    "   bne         4b\n"
+#  define FWCS_KLOOP_(PRE, BODY, REGS, INS)                                                  \
     __asm__ volatile("0: ldm         %[rec]!, {r0, r1}\n"                                  \
                      "   cbnz        r1, 3f\n"                                             \
                      "   b           9f\n"                                                 \
-                     "3:\n" FWCS_SET_                                                      \
-                     "   wls         lr, r1, 2f\n"                                         \
-                     "1: " LDCP "\n"                                                       \
-                     "   " ADDTAB "\n" FWCS_PTRS_ BODY                                     \
-                     "   le          lr, 1b\n"                                             \
-                     "2:\n" FWCS_TOVEC_                                                    \
-                     "   ldm         %[rec]!, {r0, r1, r2, r3, r4, r5}\n"                  \
-                     "   vshl.s32     q3, r1\n"                                            \
-                     "   vqrdmulh.s32 q3, q3, r0\n"                                        \
-                     "   vpt.s32      lt, q3, zr\n"                                        \
-                     "   vqsubt.s32   q3, q3, r3\n"                                        \
-                     "   vrshl.s32    q3, r2\n"                                            \
-                     "   vadd.i32     q3, q3, r5\n"                                        \
-                     "   vmax.s32     q3, q3, %q[lo]\n"                                    \
-                     "   vmin.s32     q3, q3, %q[hi]\n"                                    \
-                     "   vstrb.32     q3, [r4, %q[addr]]\n"                                \
-                     "   b           0b\n"                                                 \
-                     "9:\n"                                                                \
-                     : [rec] "+r"(rec), [w] "+r"(w), [cp] "+r"(cp)                         \
-                     : [tab] "r"(tab), [addr] "w"(addr), [lo] "w"(lo), [hi] "w"(hi),       \
-                       [sh] "i"(SH)                                                        \
-                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r9", "lr", "q0", "q1",    \
-                       "q2", "q3", "memory", "cc")
-#  define FWCS_LOOP_SH_(LDCP, BODY)                                                       \
-    do {                                                                                   \
-        if (SH > 0)                                                                        \
-            FWCS_LOOP_(LDCP, "add.w r9, %[tab], r9, lsr #%c[sh]", BODY);                    \
-        else                                                                               \
-            FWCS_LOOP_(LDCP, "add.w r9, %[tab], r9", BODY);                                 \
-    } while (0)
-#  define FWCS_LOOP_CP_(BODY)                                                             \
-    do {                                                                                   \
-        if (CBITS == 8)                                                                    \
-            FWCS_LOOP_SH_("ldrb        r9, [%[cp]], #1", BODY);                             \
-        else                                                                               \
-            FWCS_LOOP_SH_("ldrh        r9, [%[cp]], #2", BODY);                             \
-    } while (0)
-
-/* The loop for any C_in < 64 (not 16 or 32): VF full vectors + a tail of T weights per
- * filterlet; kernel positions k from the per-call byte array kp (k = cptr / C_in), the
- * table row at tab + k * 4R. */
-#  define FWCS_TLOOP_(BODY)                                                               \
-    __asm__ volatile("0: ldm         %[rec]!, {r0, r1}\n"                                  \
-                     "   cbnz        r1, 3f\n"                                             \
-                     "   b           9f\n"                                                 \
-                     "3:\n" FWCS_SET_                                                      \
-                     "   vctp.8      %[t]\n"                                               \
+                     "3:\n" FWCS_SET_ PRE                                                  \
                      "   wls         lr, r1, 2f\n"                                         \
                      "1: ldrb        r9, [%[kp]], #1\n"                                    \
                      "   add.w       r9, %[tab], r9, lsl #%c[sh]\n" FWCS_PTRS_ BODY         \
@@ -494,76 +452,54 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
                      "   vstrb.32     q3, [r4, %q[addr]]\n"                                \
                      "   b           0b\n"                                                 \
                      "9:\n"                                                                \
-                     : [rec] "+r"(rec), [w] "+r"(w), [kp] "+r"(kp)                         \
-                     : [tab] "r"(tab), [t] "r"(t), [addr] "w"(addr), [lo] "w"(lo),          \
-                       [hi] "w"(hi), [sh] "i"(2 + FWCS_LOG2R)                               \
+                     : [rec] "+r"(rec), [w] "+r"(w), [kp] "+r"(kp) REGS                    \
+                     : [tab] "r"(tab), [addr] "w"(addr), [lo] "w"(lo), [hi] "w"(hi),       \
+                       [sh] "i"(2 + FWCS_LOG2R) INS                                        \
                      : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r9", "lr", "q0", "q1",    \
                        "q2", "q3", "memory", "cc")
 
-static __attribute__((noinline)) void fwcs_filters_tail(const fwcs_rec *rec, const int8_t *w,
-                                                        const uint8_t *kp,
-                                                        const int8_t *const *tab, int32_t c_in,
-                                                        uint32x4_t addr, int32x4_t lo,
-                                                        int32x4_t hi)
+/* VF (whole vectors per filterlet, 0 .. 3 with a partial last one) of the asm loop for
+ * C_in, or -1 (the generic loop). */
+DTMM_INLINE int fwcs_mve_vf(int32_t c_in)
 {
-    const int32_t vf = (c_in - 1) >> 4, t = c_in - 16 * vf; /* t = 1 .. 16 */
-    if (vf == 0) FWCS_TLOOP_(FWCS_T_);
-    else if (vf == 1) FWCS_TLOOP_(FWCS_V_ FWCS_T_);
-    else if (vf == 2) FWCS_TLOOP_(FWCS_V2X_ FWCS_T_);
-    else FWCS_TLOOP_(FWCS_V2X_ FWCS_V_ FWCS_T_);
-}
-
-/* All live filters (records rec, ending with n = 0) for one group of pixels: table
- * rows at tab (the group's first column), output addresses addr (per lane). */
-DTMM_INLINE void fwcs_filters_(const fwcs_rec *rec, const int8_t *w, const void *cpv,
-                               const int8_t *const *tab, uint32x4_t addr, int32x4_t lo,
-                               int32x4_t hi, const int L, const int CBITS)
-{
-    /* byte offset of table row k = cptr * 4R / C_in: shift by log2(C_in) - log2(4R) */
-    const int SHS = L + 4 - 2 - FWCS_LOG2R;
-    const int SH = SHS >= 0 ? SHS : -SHS;
-    const uint8_t *cp = (const uint8_t *)cpv;
-    (void)SH;
-    if (SHS < 0) {
-        /* only R = 8 with C_in = 16: lsl #1 */
-        if (CBITS == 8)
-            FWCS_LOOP_("ldrb        r9, [%[cp]], #1", "add.w r9, %[tab], r9, lsl #%c[sh]",
-                       FWCS_V_);
-        else
-            FWCS_LOOP_("ldrh        r9, [%[cp]], #2", "add.w r9, %[tab], r9, lsl #%c[sh]",
-                       FWCS_V_);
-        return;
+    if ((c_in & 15) == 0) {
+        const int32_t vf = c_in >> 4;
+        return vf == 1 || vf == 2 || vf == 4 || (vf & 7) == 0 ? vf : -1;
     }
-    if (L == 0) FWCS_LOOP_CP_(FWCS_V_);
-    else if (L == 1) FWCS_LOOP_CP_(FWCS_V2X_);
-    else if (L == 2) FWCS_LOOP_CP_(FWCS_V4X_);
-    else if (L == 3) FWCS_LOOP_CP_(FWCS_V8X_);
-    else FWCS_LOOP_CP_(FWCS_V16X_);
+    return c_in < 64 ? c_in >> 4 : -1;
 }
 
-static __attribute__((noinline)) void fwcs_filters(const fwcs_rec *rec, const dtmm_fwcs *fw,
-                                                   const int8_t *const *tab, uint32x4_t addr,
-                                                   int32x4_t lo, int32x4_t hi, int l)
+/* All live filters (records rec, ending with n = 0) for one group of pixels: kernel
+ * positions kp, table rows at tab (the group's first column), output addresses addr
+ * (per lane). */
+static __attribute__((noinline)) void fwcs_filters(const fwcs_rec *rec, const int8_t *w,
+                                                   const uint8_t *kp, const int8_t *const *tab,
+                                                   int32_t c_in, uint32x4_t addr, int32x4_t lo,
+                                                   int32x4_t hi)
 {
-    const int8_t *w = fw->arr;
-    const void *cp = fw->cptr;
-    if (fw->cptr_bits == 8) {
-        switch (l) {
-        case 0: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 0, 8); break;
-        case 1: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 1, 8); break;
-        case 2: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 2, 8); break;
-        case 3: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 3, 8); break;
-        default: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 4, 8); break;
+    const int32_t t = c_in & 15, m8 = c_in >> 7; /* t: the partial vector's weights */
+    uint32_t c;
+#  define FWCS_NO_
+#  define FWCS_C_ , [c] "=&r"(c)
+#  define FWCS_M8_ , [m8] "m"(m8)
+#  define FWCS_T_IN_ , [t] "r"(t)
+#  define FWCS_VCTP_ "   vctp.8      %[t]\n"
+    if (t == 0) {
+        switch (c_in >> 4) {
+        case 1: FWCS_KLOOP_("", FWCS_V_, FWCS_NO_, FWCS_NO_); break;
+        case 2: FWCS_KLOOP_("", FWCS_V2X_, FWCS_NO_, FWCS_NO_); break;
+        case 4: FWCS_KLOOP_("", FWCS_V4X_, FWCS_NO_, FWCS_NO_); break;
+        default: FWCS_KLOOP_("", FWCS_V8L_, FWCS_C_, FWCS_M8_); break;
         }
     } else {
-        switch (l) {
-        case 0: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 0, 16); break;
-        case 1: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 1, 16); break;
-        case 2: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 2, 16); break;
-        case 3: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 3, 16); break;
-        default: fwcs_filters_(rec, w, cp, tab, addr, lo, hi, 4, 16); break;
+        switch (c_in >> 4) {
+        case 0: FWCS_KLOOP_(FWCS_VCTP_, FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        case 1: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        case 2: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V2X_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        default: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V2X_ FWCS_V_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
         }
     }
+    (void)c;
 }
 #endif
 
@@ -608,14 +544,14 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
 }
 
 #if DTMM_USE_DSP && !defined(DTMM_EMULATE_DSP) && FWCS_R == 4
-/* DSP, R = 4, C_in = 4 << l (l = 0..6), int8 runs: all n kept filterlets of one filter
- * in one asm loop.  Per filterlet: its cptr entry (the cptr pointer and the table base
- * live in stack slots: all 14 registers are taken), the shifted add into the table
- * row (byte offset k * 16 = cptr * 16 / C_in), 2 LDRD of the 4 run pointers (not an LDM:
- * it loads in register-number order, and the compiler picks the registers), then per 4
- * weights LDR + 2 SXTB16 and per pixel LDR + 2 SXTB16 + 2 SMLAD. */
+/* DSP, R = 4, C_in % 4 == 0, KH*KW <= 256: all n kept filterlets of one filter in one
+ * asm loop.  Per filterlet: its kernel position k from the per-call byte array (that
+ * array's pointer, the table base and the chunk count C_in / 4 live in stack slots: all
+ * 14 registers are taken), the table row at tab + 16 k, 2 LDRD of the 4 run pointers
+ * (not an LDM: it loads in register-number order, and the compiler picks the
+ * registers), then per 4 weights LDR + 2 SXTB16 and per pixel LDR + 2 SXTB16 + 2 SMLAD
+ * (int8 runs) or LDRD + 2 SMLAD (int16 runs). */
 #  define FWCS_FAST_DSP 1
-/* per pixel: int8 run (LDR + 2 SXTB16 + 2 SMLAD) or int16 run (LDRD + 2 SMLAD) */
 #  define FWCS_PIX8_(P, A)                                                                \
     "   ldr    %[xh], [%[" #P "]], #4\n"                                                    \
     "   sxtb16 %[xl], %[xh]\n"                                                             \
@@ -626,22 +562,22 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
     "   ldrd   %[xl], %[xh], [%[" #P "]], #8\n"                                            \
     "   smlad  %[" #A "], %[xl], %[wl], %[" #A "]\n"                                       \
     "   smlad  %[" #A "], %[xh], %[wh], %[" #A "]\n"
-#  define FWCS_DSP_ASM_(LDCP, ADDTAB, PIX)                                                     \
-    __asm__ volatile("1: ldr    %[xl], %[cpm]\n"                                           \
-                     "   " LDCP "\n"                                                       \
-                     "   str    %[xl], %[cpm]\n"                                           \
+#  define FWCS_DSP_ASM_(PIX)                                                              \
+    __asm__ volatile("1: ldr    %[xl], %[kpm]\n"                                           \
+                     "   ldrb   %[xh], [%[xl]], #1\n"                                      \
+                     "   str    %[xl], %[kpm]\n"                                           \
                      "   ldr    %[wl], %[tabm]\n"                                          \
-                     "   " ADDTAB "\n"                                                     \
+                     "   add    %[p3], %[wl], %[xh], lsl #4\n"                             \
                      "   ldrd   %[p0], %[p1], [%[p3]]\n"                                   \
                      "   ldrd   %[p2], %[p3], [%[p3], #8]\n"                               \
-                     "   mov    %[cnt], %[chunks]\n"                                       \
+                     "   ldr    %[cnt], %[chm]\n"                                          \
                      "2: ldr    %[wh], [%[wp]], #4\n"                                      \
                      "   sxtb16 %[wl], %[wh]\n"                                            \
                      "   sxtb16 %[wh], %[wh], ror #8\n"                                    \
-                     PIX(p0, a0)                                                       \
-                     PIX(p1, a1)                                                       \
-                     PIX(p2, a2)                                                       \
-                     PIX(p3, a3)                                                       \
+                     PIX(p0, a0)                                                           \
+                     PIX(p1, a1)                                                           \
+                     PIX(p2, a2)                                                           \
+                     PIX(p3, a3)                                                           \
                      "   subs   %[cnt], %[cnt], #1\n"                                      \
                      "   bne    2b\n"                                                      \
                      "   ldr    %[cnt], %[nm]\n"                                           \
@@ -651,107 +587,47 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
                      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),          \
                        [wp] "+r"(wp), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),       \
                        [p3] "=&r"(p3), [cnt] "=&r"(cnt), [wl] "=&r"(wl), [wh] "=&r"(wh),    \
-                       [xl] "=&r"(xl), [xh] "=&r"(xh), [cpm] "+m"(cpv), [nm] "+m"(nv)       \
-                     : [tabm] "m"(tabv), [chunks] "i"(CHUNKS), [sh] "i"(SH)                \
+                       [xl] "=&r"(xl), [xh] "=&r"(xh), [kpm] "+m"(kpv), [nm] "+m"(nv)       \
+                     : [tabm] "m"(tabv), [chm] "m"(chunks)                                 \
                      : "cc", "memory")
 
-/* acc[0..3] += the n kept filterlets (n >= 1) of one filter from *wpp / *cpp on. */
-DTMM_INLINE void fwcs_filter_dsp_(const int8_t *const *tab, const int8_t **wpp,
-                                  const uint8_t **cpp, int32_t n, int32_t *acc, const int L,
-                                  const int CBITS, const int W16)
+/* The live filters of one block (C_in % 4 == 0; w16: int16 runs in tab). */
+static __attribute__((noinline)) void fwcs_block_dsp4(const dtmm_conv_params *p,
+                                                      const dtmm_fwcs *fw, const fwcs_rec *recs,
+                                                      const int8_t *const *tab,
+                                                      const uint8_t *kbuf, int8_t *o,
+                                                      int32_t live, int w16)
 {
-    const int CHUNKS = 1 << L;          /* C_in / 4 */
-    const int SHS = L + 2 - 4;          /* log2(C_in) - log2(16) */
-    const int SH = SHS >= 0 ? SHS : -SHS;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int8_t *wp = *wpp, *p0, *p1, *p2, *p3;
-    const uint8_t *cpv = *cpp;
+    const int32_t c_out = fw->c_out, chunks = fw->size >> 2;
+    const int8_t *wp = fw->arr;
+    const uint8_t *kpv = kbuf;
     const int8_t *const *tabv = tab;
-    int32_t nv = n;
-    uint32_t cnt, wl, wh, xl, xh;
-#  define FWCS_DSP_SH_(LDCP, PIX)                                                         \
-    do {                                                                                   \
-        if (SHS > 0)                                                                       \
-            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh], lsr %[sh]", PIX);              \
-        else if (SHS < 0)                                                                  \
-            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh], lsl %[sh]", PIX);              \
-        else                                                                               \
-            FWCS_DSP_ASM_(LDCP, "add    %[p3], %[wl], %[xh]", PIX);                         \
-    } while (0)
-    if (CBITS == 8 && W16) FWCS_DSP_SH_("ldrb   %[xh], [%[xl]], #1", FWCS_PIX16_);
-    else if (CBITS == 8) FWCS_DSP_SH_("ldrb   %[xh], [%[xl]], #1", FWCS_PIX8_);
-    else if (W16) FWCS_DSP_SH_("ldrh   %[xh], [%[xl]], #2", FWCS_PIX16_);
-    else FWCS_DSP_SH_("ldrh   %[xh], [%[xl]], #2", FWCS_PIX8_);
-#  undef FWCS_DSP_SH_
-    (void)p0; (void)p1; (void)p2; (void)p3; (void)cnt; (void)wl; (void)wh; (void)xl; (void)xh;
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-    *wpp = wp;
-    *cpp = cpv;
-}
-
-/* The live filters of one block, C_in = 4 << L, int8 runs. */
-DTMM_INLINE void fwcs_block_dsp4_(const dtmm_conv_params *p, const dtmm_fwcs *fw,
-                                  const fwcs_rec *recs, const int8_t *const *tab, int8_t *o,
-                                  int32_t live, const int L, const int CBITS, const int W16)
-{
-    const int32_t c_out = fw->c_out;
-    const int8_t *w = fw->arr;
-    const uint8_t *cp = (const uint8_t *)fw->cptr;
     const int32_t lo = p->act_min, hi = p->act_max, zp = p->out_zp;
     for (const fwcs_rec *rc = recs; rc->n; rc++) {
-        int32_t acc[4] = {rc->init, rc->init, rc->init, rc->init};
-        fwcs_filter_dsp_(tab, &w, &cp, rc->n, acc, L, CBITS, W16);
+        int32_t a0 = rc->init, a1 = a0, a2 = a0, a3 = a0, nv = rc->n;
+        const int8_t *p0, *p1, *p2, *p3;
+        uint32_t cnt, wl, wh, xl, xh;
+        if (w16) FWCS_DSP_ASM_(FWCS_PIX16_);
+        else FWCS_DSP_ASM_(FWCS_PIX8_);
+        (void)p0; (void)p1; (void)p2; (void)p3; (void)cnt; (void)wl; (void)wh; (void)xl;
+        (void)xh;
         int8_t *oc = o + rc->ch;
         if (live == 4 && rc->half >= 0) { /* the whole block, fast requantization */
             const dtmm_requant_fast f = {rc->mult, rc->left, -rc->neg_right, rc->half, rc->one,
                                          zp};
-            oc[0] = dtmm_requant_fast_s8(acc[0], &f, lo, hi);
-            oc[c_out] = dtmm_requant_fast_s8(acc[1], &f, lo, hi);
-            oc[2 * c_out] = dtmm_requant_fast_s8(acc[2], &f, lo, hi);
-            oc[3 * c_out] = dtmm_requant_fast_s8(acc[3], &f, lo, hi);
+            oc[0] = dtmm_requant_fast_s8(a0, &f, lo, hi);
+            oc[c_out] = dtmm_requant_fast_s8(a1, &f, lo, hi);
+            oc[2 * c_out] = dtmm_requant_fast_s8(a2, &f, lo, hi);
+            oc[3 * c_out] = dtmm_requant_fast_s8(a3, &f, lo, hi);
         } else {
+            const int32_t acc[4] = {a0, a1, a2, a3};
             store_r(acc, live, oc, c_out, rc, p, 0);
         }
     }
 }
-
-static __attribute__((noinline)) void fwcs_block_dsp4(const dtmm_conv_params *p,
-                                                      const dtmm_fwcs *fw, const fwcs_rec *recs,
-                                                      const int8_t *const *tab, int8_t *o,
-                                                      int32_t live, int l, int w16)
-{
-#  define FWCS_DSP_CASE_(L)                                                               \
-    case L:                                                                                \
-        if (fw->cptr_bits == 8 && w16) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 8, 1); \
-        else if (fw->cptr_bits == 8) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 8, 0);  \
-        else if (w16) fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 16, 1);                \
-        else fwcs_block_dsp4_(p, fw, recs, tab, o, live, L, 16, 0);                         \
-        break;
-    switch (l) {
-        FWCS_DSP_CASE_(0)
-        FWCS_DSP_CASE_(1)
-        FWCS_DSP_CASE_(2)
-        FWCS_DSP_CASE_(3)
-        FWCS_DSP_CASE_(4)
-        FWCS_DSP_CASE_(5)
-        default: FWCS_DSP_CASE_(6)
-    }
-#  undef FWCS_DSP_CASE_
-}
 #else
 #  define FWCS_FAST_DSP 0
 #endif
-
-/* log2(C_in / 16) when C_in is 16, 32, 64, 128 or 256 (the MVE asm loop), else -1. */
-DTMM_INLINE int fwcs_fast_l(int32_t c_in)
-{
-    for (int l = 0; l <= 4; l++)
-        if (c_in == (16 << l)) return l;
-    return -1;
-}
 
 /* ------------------------------------------------------------------ pointer table */
 
@@ -999,6 +875,7 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
 #endif
     /* scratch: recs[C_out + 1] | crow[align4(C_out)] | junk[align4(C_out)]
      * | zp_run[align4(C_in)] | (8-aligned) tab[KH*KW*R]
+     * | MVE, DSP: kbuf[align4(C_out*KH*KW)] (kernel position per kept filterlet)
      * | DSP: int16 in_zp run [C_in], int16 windows [R][KH*KW][C_in] */
     fwcs_rec *recs = (fwcs_rec *)scratch;
     int8_t *crow = (int8_t *)(recs + c_out + 1);
@@ -1017,7 +894,8 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
      * (measured break-even: ~3 kept filterlets per kernel position; widen from 4). */
     use16 = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out) >= 4 * kk;
     if (use16) { /* int16 windows after the table; the int16 in_zp run first */
-        wide = (int16_t *)(void *)(tab + kk * FWCS_R);
+        wide = (int16_t *)(void *)((uint8_t *)(void *)(tab + kk * FWCS_R)
+                                   + align4(c_out * kk));
         for (int32_t i = 0; i < c_in; i++) wide[i] = (int16_t)p->in_zp;
         zp_src = (const int8_t *)(void *)wide;
         wide += c_in;
@@ -1061,18 +939,16 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
 #else
     const void *vctx = 0;
 #endif
-#if FWCS_FAST_DSP
-    int fast_dsp = -1;
-    for (int l = 0; l <= 6; l++)
-        if (c_in == (4 << l)) fast_dsp = l;
-#endif
-#if FWCS_FAST_MVE
-    const int fast_l = fwcs_fast_l(c_in);
-    const uint32x4_t lane_rows = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
-    /* other C_in < 64: each kept filterlet's kernel position as a byte (after the table) */
+#if FWCS_FAST_MVE || FWCS_FAST_DSP
+    /* the asm loops: each kept filterlet's kernel position as a byte (after the table) */
     uint8_t *kbuf = (uint8_t *)(void *)(tab + kk * FWCS_R);
-    const int tail = fwcs_tail_cin(c_in) && kk <= 256;
-    if (tail) {
+#  if FWCS_FAST_MVE
+    const int fast = fwcs_mve_vf(c_in) >= 0 && kk <= 256;
+    const uint32x4_t lane_rows = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+#  else
+    const int fast = (c_in & 3) == 0 && kk <= 256;
+#  endif
+    if (fast) {
         const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
         for (int32_t j = 0; j < nk; j++)
             kbuf[j] = (uint8_t)((fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
@@ -1104,7 +980,7 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
                 for (int32_t r = 0; r < live; r++) copy_row(o + r * c_out, crow, c_out);
             if (n_live == 0) continue;
 #if FWCS_FAST_MVE
-            if (fast_l >= 0) {
+            if (fast) {
                 DTMM_UNROLL
                 for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
                     if (g > 0 && g >= live) break;
@@ -1112,26 +988,14 @@ dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_para
                     const uint32x4_t rows = vaddq_n_u32(lane_rows, (uint32_t)(o + g * c_out));
                     const uint32x4_t addr = vpselq_u32(rows, vdupq_n_u32((uint32_t)junk),
                                                        vctp32q((uint32_t)gl));
-                    fwcs_filters(recs, fw, tab + g, addr, vctx[0], vctx[1], fast_l);
-                }
-                continue;
-            }
-            if (tail) {
-                DTMM_UNROLL
-                for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
-                    if (g > 0 && g >= live) break;
-                    const int32_t gl = live - g < FWCS_G ? live - g : FWCS_G;
-                    const uint32x4_t rows = vaddq_n_u32(lane_rows, (uint32_t)(o + g * c_out));
-                    const uint32x4_t addr = vpselq_u32(rows, vdupq_n_u32((uint32_t)junk),
-                                                       vctp32q((uint32_t)gl));
-                    fwcs_filters_tail(recs, fw->arr, kbuf, tab + g, c_in, addr, vctx[0], vctx[1]);
+                    fwcs_filters(recs, fw->arr, kbuf, tab + g, c_in, addr, vctx[0], vctx[1]);
                 }
                 continue;
             }
 #endif
 #if FWCS_FAST_DSP
-            if (fast_dsp >= 0) {
-                fwcs_block_dsp4(p, fw, recs, tab, o, live, fast_dsp, use16);
+            if (fast) {
+                fwcs_block_dsp4(p, fw, recs, tab, kbuf, o, live, use16);
                 continue;
             }
 #endif

@@ -2,10 +2,11 @@
  * dtmm_kernels.h - the public API of dtmm's int8 C kernels.
  *
  * One kernel per file, dtmm_<op>[_variant]_s8.c.  Every kernel has a plain-C path
- * that builds anywhere; conv, FWCS conv, fully connected and depthwise conv also have a
- * Cortex-M DSP path (__smlad / __smlabb), and those four, CSR conv and pattern conv a
- * Helium/MVE path (see
- * dtmm_isa.h for how the path is chosen and for -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
+ * that builds anywhere; conv, FWCS conv, fully connected (dense and FWCS), depthwise
+ * conv, CSR and pattern conv (requantization), max / average pool and add also have a
+ * Cortex-M DSP path (__smlad / __smlabb / SSUB8+SEL / QADD+SMMULR), and all of them but
+ * the softmax a Helium/MVE path (see dtmm_isa.h for how the path is chosen and for
+ * -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
  *
  * Conventions (the same as TFLite int8 and dtmm.graph.ir):
  *   - Activations NHWC int8, contiguous.  Dense conv weights OHWI int8
@@ -119,8 +120,9 @@ typedef struct {
  *   + P * R * KH * KW: one 32-byte record per filter with filterlets (and a sentinel),
  *   the row of constant outputs and a junk row (both C_out bytes), a run of C_in in_zp
  *   values and a KH*KW x R table of input pointers rebuilt per block of R pixels
- *   (P = sizeof(void *), + alignment); the DSP path adds
- *   align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
+ *   (P = sizeof(void *), + alignment); the MVE and DSP paths add align4(C_out * KH * KW)
+ *   (each kept filterlet's kernel position, a byte, for the asm loops), the DSP path
+ *   also align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
  *   (used when the layer keeps >= 4 * KH * KW filterlets).
  * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, fidx[0] == 0, and each
  * cptr entry a multiple of C_in below KH*KW*C_in (validated by the format decoder). */
@@ -217,7 +219,8 @@ int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
  * ic.  Per-channel requant.  Depth multiplier 1: MVE path with 16 channels in vector
  * lanes (VMULLB / VMULLT, per-lane requantization, tail-predicated for C % 16), DSP
  * path with 4 channels per word (SXTAB16 + SMLABB / SMLATT); other multipliers plain
- * C on every target.  No scratch on any path. */
+ * C on every target; the DSP path requantizes with QADD + SMMULR where exact
+ * (dtmm_requant_fast_s8).  No scratch on any path. */
 dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                    int32_t depth_multiplier,
                                    const dtmm_dims *in_dims, const int8_t *in,
@@ -259,12 +262,15 @@ typedef struct {
 } dtmm_pool_params;
 
 /* Max pool (TFLite): max over the taps inside the input (start at -128), clamp.
- * Input and output share scale and zero point.  out_dims as for conv (c = C_in). */
+ * Input and output share scale and zero point.  out_dims as for conv (c = C_in).
+ * MVE: 16 channels per vector (VMAX); DSP: 4 channels per word (SSUB8 + SEL). */
 dtmm_status dtmm_max_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in_dims,
                              const int8_t *in, const dtmm_dims *out_dims, int8_t *out);
 /* Average pool (TFLite): sum over the taps inside the input, count = their number
  * (padding excluded), (sum + count/2) / count if sum > 0 else (sum - count/2) / count
- * (C division, truncating), clamp.  DTMM_ERR_EMPTY_WINDOW if some count is 0. */
+ * (C division, truncating), clamp.  DTMM_ERR_EMPTY_WINDOW if some count is 0.
+ * MVE: 4 channels per vector, the division as an exact multiply-high; DSP: 4 channels
+ * per word summed in int16 pairs (windows of up to 255 taps), SDIV per channel. */
 dtmm_status dtmm_avg_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in_dims,
                              const int8_t *in, const dtmm_dims *out_dims, int8_t *out);
 
@@ -274,7 +280,8 @@ dtmm_status dtmm_avg_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in
  *   a' = lt1((a - in1_zp) << left_shift, in1_mult, in1_shift)
  *   b' = lt1((b - in2_zp) << left_shift, in2_mult, in2_shift)
  *   out = clamp(lt1(a' + b', out_mult, out_shift) + out_zp, act_min, act_max)
- * with lt1 = MultiplyByQuantizedMultiplierSmallerThanOneExp (shifts <= 0). */
+ * with lt1 = MultiplyByQuantizedMultiplierSmallerThanOneExp (shifts <= 0).
+ * MVE: 4 elements per 32-bit vector; DSP: SMMULR high multiplies (exact here). */
 typedef struct {
     int32_t in1_zp, in2_zp, out_zp;
     int32_t left_shift;

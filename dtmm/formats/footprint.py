@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dtmm.errors import FormatError
 
-__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "POINTER_BYTES", "struct_size", "meta_bytes",
+__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "op_array_count", "POINTER_BYTES", "struct_size", "meta_bytes",
            "conv_quant_bytes", "fc_quant_bytes", "op_bytes", "graph_bytes"]
 
 #: Pointer width of the deployment targets (32-bit Cortex-M); hosts pass their own.
@@ -82,7 +82,23 @@ OP_STRUCTS: dict[str, tuple[str, ...]] = {
 OP_ARRAYS: dict[str, int] = {
     "conv2d": 4, "fwcs": 6, "csr": 6, "pattern": 8, "depthwise_conv2d": 4, "fully_connected": 4,
     "max_pool2d": 0, "avg_pool2d": 0, "add": 0, "softmax": 0, "concat": 1, "reshape": 0,
+    "compressed_fully_connected": 6,
 }
+
+
+def op_array_count(kind: str, op=None, graph=None) -> int:
+    """How many const arrays ``model.c`` defines for one op: :data:`OP_ARRAYS` of its kind,
+    except a concat the arena runs in place (:func:`dtmm.codegen.arena.concat_in_place`,
+    needs ``op`` and ``graph``), which has none.
+
+    >>> op_array_count("fwcs"), op_array_count("concat")
+    (6, 1)
+    """
+    if kind == "concat" and op is not None and graph is not None:
+        from dtmm.codegen.arena import concat_in_place   # the planner's decision
+        if concat_in_place(graph, op):
+            return 0
+    return OP_ARRAYS[kind]
 
 
 def struct_size(name: str, pointer_bytes: int = POINTER_BYTES) -> int:
