@@ -20,3 +20,12 @@ The ``dtmm`` command (:mod:`dtmm.cli`) drives all of it.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # dtmm.compress without importing torch at ``import dtmm`` (the CLI's --help stays fast)
+    if name == "compress":
+        from dtmm.pipeline.api import compress
+
+        return compress
+    raise AttributeError(f"module 'dtmm' has no attribute {name!r}")

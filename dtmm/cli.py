@@ -10,6 +10,7 @@ import json
 import sys
 
 from dtmm.errors import DtmmError
+from dtmm.util.text import terminal_safe
 
 EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
 
@@ -99,6 +100,43 @@ def _add_plan(sub) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _add_compress(sub) -> None:
+    p = sub.add_parser("compress", help="budgets in, a pruned, fine-tuned, int8, verified model out",
+                       epilog=EPILOG)
+    p.add_argument("--model", help="zoo model name or path/to/file.py:factory (trained here unless "
+                                   "--checkpoint is given)")
+    p.add_argument("--checkpoint", help="a trained checkpoint to compress")
+    p.add_argument("--data", required=True, help="dataset spec")
+    p.add_argument("--target", default="cortex-m55", help="cortex-m4, cortex-m7 or cortex-m55")
+    p.add_argument("--method", default="dtmm", help="compression method (dtmm)")
+    p.add_argument("--flash", help="firmware flash budget, e.g. 512KB (K = 1024)")
+    p.add_argument("--ram", help="SRAM budget (firmware RAM + stack), e.g. 256KB")
+    p.add_argument("--max-instructions", help="instructions per inference budget, e.g. 3M")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--max-accuracy-drop", type=float, default=None,
+                   help="int8 test accuracy may drop at most this many percentage points "
+                        "(default 0.5)")
+    g.add_argument("--max-loss-increase", type=float,
+                   help="plan with the paper's objective: fewest instructions with the predicted "
+                        "loss change under this budget")
+    p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
+    p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument("--distill", action="store_true", help="distil from the unpruned model")
+    p.add_argument("--qat", choices=["auto", "always", "never"], default="auto",
+                   help="quantization-aware fine-tuning: when post-training quantization misses "
+                        "the accuracy bound (auto), always, or never")
+    p.add_argument("--train-epochs", type=int, default=10, help="dense training epochs (no --checkpoint)")
+    p.add_argument("--solver", choices=["anneal", "exact"], default="exact")
+    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default="taylor")
+    p.add_argument("--max-attempts", type=int, default=3, help="plans tried when the accuracy bound is missed")
+    p.add_argument("--verify-samples", type=int, default=64, help="test images run under QEMU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run's)")
+    p.add_argument("--json", action="store_true", help="print summary.json")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="measure layer instruction counts under QEMU and fit the "
                                          "scheduler's latency model")
@@ -126,6 +164,52 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _compress(args) -> int:
+    from dtmm.pipeline.compress import CompressConfig, compress_command
+
+    cfg = CompressConfig(target=args.target, method=args.method, flash=args.flash, ram=args.ram,
+                         max_instructions=args.max_instructions,
+                         max_accuracy_drop=(None if args.max_loss_increase is not None else
+                                            (0.5 if args.max_accuracy_drop is None else args.max_accuracy_drop)),
+                         max_loss_increase=args.max_loss_increase, solver=args.solver,
+                         loss_model=args.loss_model, epochs=args.epochs, lr=args.lr,
+                         distill=args.distill, qat=args.qat, train_epochs=args.train_epochs,
+                         seed=args.seed, max_attempts=args.max_attempts,
+                         verify_samples=args.verify_samples)
+    res = compress_command(model=args.model, checkpoint=args.checkpoint, data=args.data,
+                           out=args.out, config=cfg, resume=args.resume, quiet=args.quiet)
+    s = res.summary
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print(_compress_table(s, res.files))
+    ok = all(v["met"] for v in s["budgets_met"].values()) and all(
+        v.get("bit_exact", True) for v in s["verify"].values())
+    return 0 if ok else 1
+
+
+def _compress_table(s: dict, files: dict) -> str:
+    acc = s["accuracy"]
+    rows = [("", "dense", "compressed")]
+    rows.append(("float accuracy", f"{acc['float_before']:.4f}", f"{acc['float_after']:.4f}"))
+    rows.append(("int8 accuracy", f"{acc['int8_before']:.4f}", f"{acc['int8_after']:.4f}"))
+    lines = [f"{r[0]:<16}{r[1]:>10}{r[2]:>12}" for r in rows]
+    lines.append(f"(test split, {acc['test_images']} images)")
+    for k, v in s["budgets_met"].items():
+        ok = "  met" if v["met"] else "  NOT MET"
+        if k == "accuracy":
+            lines.append(f"{'int8 accuracy':<16}{v['value']:>10.4f} >= {v['bound']:.4f}{ok}")
+            continue
+        lines.append(f"{k:<16}{v['value']:>10,.0f} of {v['budget']:,.0f}{ok}"
+                     + (" (measured)" if v.get("measured") else " (predicted)"))
+    for k, v in s["verify"].items():
+        lines.append(f"{k:<16}" + (f"skipped: {v['skipped']}" if "skipped" in v else
+                                   f"{'bit-exact' if v['bit_exact'] else 'MISMATCH'} on {v['samples']} "
+                                   f"images, accuracy {v['accuracy']:.4f}"))
+    lines.append(f"report: {files['report.md']}")
+    return "\n".join(lines)
+
+
 def _calibrate(args) -> int:
     from pathlib import Path
 
@@ -136,12 +220,13 @@ def _calibrate(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise DtmmError(f"--out {args.out}: is a directory; give the calibration file's path")
+    workflows.check_output_file(out)                        # before the measurements
     if args.board_csv:
         model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
         obj = C.calibration_json(model)
     else:
         obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
-    workflows.atomic_write_json(out, obj)
+    workflows.write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
     ho = obj["meta"].get("held_out") or obj["meta"]["train"]
     print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
                       "unit": obj["meta"]["unit"],
@@ -171,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_prune(sub)
     _add_plan(sub)
+    _add_compress(sub)
     _add_calibrate(sub)
     _add_inspect(sub)
     b = sub.add_parser("bench", help="benchmarks (results written into BENCHMARKS.md)")
@@ -180,12 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_arguments(bsub.add_parser(
         "kernels", help="conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)"))
     sub.add_parser("models", help="list the model zoo")
-    d = sub.add_parser("demo", help="train, quantize, prune and run a model on host and Cortex-M55 (bundled MNIST)")
+    d = sub.add_parser("demo", help="train ResNet-8 on bundled MNIST, compress it for a Cortex-M55 "
+                                    "budget, verify it bit-exactly on the host and under QEMU")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default="resnet8")
-    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--epochs", type=int, default=12, help="dense training epochs")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true", help="no per-step progress lines")
     return p
+
+
+def _out(text: str) -> None:
+    """Print a verb's result; names from files never carry terminal control codes."""
+    print(terminal_safe(text))
 
 
 def _dispatch(args) -> int:
@@ -196,37 +289,36 @@ def _dispatch(args) -> int:
                                       batch_size=args.batch_size, lr=args.lr,
                                       optimizer=args.optimizer, seed=args.seed, limit=args.limit,
                                       out=args.out, progress=not args.quiet)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "quantize":
         res = workflows.quantize_command(checkpoint=args.checkpoint, data=args.data,
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "export":
         res = workflows.export_command(model=args.model, target=args.target, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":
         res = workflows.verify_command(model=args.model, backend=args.backend, data=args.data,
                                        samples=args.samples, profile=args.profile)
         if args.json:
-            print(json.dumps(res))
+            _out(json.dumps(res))
         else:
-            for k, v in res.items():
-                if k != "profile":
-                    print(f"{k:>12}: {v}")
+            lines = [f"{k:>12}: {v}" for k, v in res.items() if k != "profile"]
             if "profile" in res:
-                print(_profile_table(res["profile"]))
+                lines.append(_profile_table(res["profile"]))
+            _out("\n".join(lines))
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune" and args.plan:
         from dtmm.pipeline.planning import prune_with_plan
         res = prune_with_plan(checkpoint=args.checkpoint, data=args.data, plan=args.plan,
                               out=args.out, calib_samples=args.calib_samples,
                               eval_samples=args.eval_samples)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "prune":
         from dtmm import oneshot
@@ -236,7 +328,7 @@ def _dispatch(args) -> int:
                                     granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
                                     importance=args.importance, calib_samples=args.calib_samples,
                                     eval_samples=args.eval_samples, out=args.out)
-        print(json.dumps(res, indent=2))
+        _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "plan":
         from dtmm.pipeline.planning import plan_command
@@ -249,15 +341,17 @@ def _dispatch(args) -> int:
                            seed=args.seed, iterations=args.iterations,
                            progress=None if args.quiet else _say)
         table = res.pop("table")
-        print(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
+        _out(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
         return 0
     if args.verb == "calibrate":
         return _calibrate(args)
+    if args.verb == "compress":
+        return _compress(args)
     if args.verb == "inspect":
         from dtmm import oneshot
         from dtmm.report import format_report
         res = oneshot.inspect_command(args.model)
-        print(json.dumps(res) if args.json else format_report(res))
+        _out(json.dumps(res) if args.json else format_report(res))
         return 0
     if args.verb == "bench":
         from dtmm.bench.kernels import run_cli
@@ -267,7 +361,9 @@ def _dispatch(args) -> int:
         print("\n".join(MODEL_NAMES))
         return 0
     if args.verb == "demo":
-        return workflows.demo_command(out=args.out, model=args.model, epochs=args.epochs, seed=args.seed)
+        from dtmm.pipeline.demo import demo_command
+        return demo_command(out=args.out, model=args.model, epochs=args.epochs, seed=args.seed,
+                            quiet=args.quiet)
     raise AssertionError(args.verb)
 
 
@@ -276,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except DtmmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_safe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -35,3 +35,8 @@ class FormatError(DtmmError):
 
 class BuildError(DtmmError):
     """A C build or emulator run that failed."""
+
+
+class OutputPathError(DtmmError):
+    """An output path that cannot be used: an existing non-directory, an unwritable or
+    uncreatable folder, or a file there that dtmm did not write (names the path)."""

@@ -37,8 +37,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -50,6 +50,8 @@ from dtmm.graph.capture import capture
 from dtmm.graph.ir import Graph
 from dtmm.quant.quantize import quantize_graph
 
+#: Files ``dtmm prune`` writes into its ``--out`` folder.
+PRUNE_OUTPUTS = ("model.tflite", "summary.json")
 FORMAT_OF = {"filterlet": "fwcs", "element": "csr", "pattern": "pattern", "filter": None}
 IMPORTANCE = ("taylor", "l1", "l2", "chip")
 
@@ -122,6 +124,11 @@ def prune_torch(net: nn.Module, spec: PruneSpec, x: np.ndarray, y: np.ndarray
     scores = scorer(net, list(ratios), spec.granularity, data=data, loss_fn=nn.CrossEntropyLoss(),
                     batches=len(data))
     masks = prune.masks_from_scores(net, scores, spec.granularity, ratios)
+    for name, m in masks.items():
+        if not bool(torch.as_tensor(m).any()):
+            raise DtmmError(f"pruning ratio {ratios.get(name)} removes every unit of layer {name!r} "
+                            f"({spec.granularity} granularity): its output would no longer depend "
+                            f"on its input; use a smaller ratio for it")
     prune.apply_masks(net, masks)
     prune.remove_masks(net)
     recalibrate_batchnorm(net, x, spec.batch_size, spec.batches)
@@ -195,8 +202,14 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
 
     if (ratio is None) == (ratios is None):
         raise DtmmError("give exactly one of --ratio R or --ratios FILE.json")
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise DtmmError(f"--ratio {ratio}: the share of units to prune must be in [0, 1); "
+                        f"{ratio} would remove " + ("every unit of every layer, so the model's output "
+                                                    "would no longer depend on its input"
+                                                    if ratio >= 1.0 else "a negative share"))
+    out_dir = workflows.check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
     net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = workflows.load_splits(data)
+    ds, tr, _, te = workflows.load_splits(data, meta.input_shape)
     workflows.check_dataset_matches(ds, meta, data)
     spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
     order = np.random.default_rng(workflows.SPLIT_SEED).permutation(len(tr))
@@ -218,9 +231,8 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
         "tflite_bytes": len(model_bytes), "total_bytes": rep["total_bytes"], "bytes": rep["bytes"],
         "dense_int8_total_bytes": dense_rep["total_bytes"], "layers": rep["layers"],
     }
-    out_dir = Path(out)
-    workflows.atomic_write_bytes(out_dir / "model.tflite", model_bytes)
-    workflows.atomic_write_json(out_dir / "summary.json", summary)
+    workflows.write_outputs(out_dir, {"model.tflite": model_bytes,
+                                      "summary.json": (json.dumps(summary, indent=2) + "\n").encode()})
     return {"tflite": str(out_dir / "model.tflite"), "summary": str(out_dir / "summary.json"),
             **{k: summary[k] for k in ("float_accuracy_unpruned", "float_accuracy_pruned",
                                        "int8_accuracy", "total_bytes", "dense_int8_total_bytes")}}
@@ -228,12 +240,9 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
 
 def inspect_command(model: str) -> dict:
     """``dtmm inspect``: the storage report of a (compressed) ``.tflite`` file."""
-    from dtmm.errors import ModelFileError
     from dtmm.report import inspect_graph
-    from dtmm.tflite.reader import read_tflite
+    from dtmm.workflows import read_model
 
-    path = Path(model)
-    if not path.is_file():
-        raise ModelFileError(f"{model}: no such file")
-    rep = inspect_graph(read_tflite(path.read_bytes()))
-    return {"model": str(path), "file_bytes": path.stat().st_size, **rep}
+    graph, data = read_model(model)
+    rep = inspect_graph(graph)
+    return {"model": str(model), "file_bytes": len(data), **rep}

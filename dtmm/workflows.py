@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,33 +26,49 @@ TEST_FRACTION = 0.2
 
 
 # ------------------------------------------------------------------ file helpers
+# They live in dtmm.util.files (importable by every stage); re-exported here because
+# callers import them from dtmm.workflows.
+from dtmm.util.files import (atomic_write_bytes, atomic_write_json,  # noqa: E402,F401
+                             check_output_file, check_output_path, record_outputs,
+                             write_output_file, write_outputs)
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+
+def read_model_file(model: str) -> bytes:
+    """The bytes of the ``.tflite`` file ``model``, or a ModelFileError naming it and saying
+    what is wrong (missing, a folder, unreadable)."""
+    path = Path(os.path.expanduser(str(model)))
+    if path.is_dir():
+        raise ModelFileError(f"{model}: is a folder; expected an int8 .tflite file written by dtmm")
+    if not path.exists():
+        raise ModelFileError(f"{model}: no such file; expected an int8 .tflite file written by dtmm")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"{model}: cannot read it ({e.strerror or e}); expected an int8 "
+                             f".tflite file") from None
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def read_model(model: str):
+    """:func:`read_model_file` parsed by :func:`dtmm.tflite.reader.read_tflite` (every field
+    validated); errors name the file."""
+    from dtmm.tflite.reader import read_tflite
+
+    data = read_model_file(model)
+    try:
+        return read_tflite(data), data
+    except ModelFileError as e:
+        raise ModelFileError(f"{model}: {e}") from None
 
 
 # ----------------------------------------------------------------------- data
 
-def load_splits(spec: str):
-    """(dataset, train, val, test) for a dataset spec, split deterministically."""
+def load_splits(spec: str, expect: tuple[int, int, int] | None = None):
+    """(dataset, train, val, test) for a dataset spec, split deterministically.
+
+    ``expect``: the ``(C, H, W)`` input of the model the data is for, if known."""
     from dtmm.data import load_dataset, split
 
-    ds = load_dataset(spec)
+    ds = load_dataset(spec, expect=expect)
     train, val, test = split(ds, val=VAL_FRACTION, test=TEST_FRACTION, seed=SPLIT_SEED)
     return ds, train, val, test
 
@@ -77,6 +92,10 @@ def batches(x: np.ndarray, size: int):
 
 # ---------------------------------------------------------------------- train
 
+#: File names the verbs write into their ``--out`` folder.
+CHECKPOINT_NAME = "checkpoint.pt"
+QUANTIZE_OUTPUTS = ("model_int8.tflite", "summary.json")
+
 def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0,
                   batch_size: int = 64, lr: float | None = None, optimizer: str = "adam",
                   limit: int | None = None, progress: bool = True) -> dict:
@@ -88,6 +107,7 @@ def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0
 
     if epochs < 1:
         raise DtmmError(f"--epochs must be >= 1, got {epochs}")
+    out_dir = check_output_path(out, names=[CHECKPOINT_NAME])     # before any training
     ds, tr, va, te = load_splits(data)
     if limit is not None:  # limit applies to the training split only
         idx = np.random.default_rng(seed).permutation(len(tr))[:limit]
@@ -100,10 +120,12 @@ def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0
     res = train(net, tr, va, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                 weight_decay=5e-4 if optimizer == "sgd" else 0.0, seed=seed, progress=progress)
     acc, loss = evaluate(net, te)
-    path = Path(out) / "checkpoint.pt"
+    check_output_path(out_dir, names=[CHECKPOINT_NAME])     # still ours to write?
+    path = out_dir / CHECKPOINT_NAME
     save_checkpoint(path, net, model_name=model, input_shape=ds.input_shape,
                     num_classes=ds.num_classes, dataset=data,
                     extra={"seed": seed, "epochs": epochs, "test_accuracy": acc})
+    record_outputs(out_dir, [CHECKPOINT_NAME])
     return {"checkpoint": str(path), "model": model, "dataset": data, "epochs": epochs,
             "train_seconds": round(time.time() - t0, 1), "test_accuracy": round(acc, 4),
             "test_loss": round(loss, 4), "steps": res.steps}
@@ -148,11 +170,12 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
     from dtmm.tflite.export import to_tflite_bytes
     from dtmm.train import load_checkpoint
 
-    net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = load_splits(data)
-    check_dataset_matches(ds, meta, data)
     if calib_samples < 1:
         raise DataError("--calib-samples must be >= 1")
+    out_dir = check_output_path(out, names=QUANTIZE_OUTPUTS)    # before any work
+    net, meta = load_checkpoint(checkpoint)
+    ds, tr, _, te = load_splits(data, meta.input_shape)
+    check_dataset_matches(ds, meta, data)
     idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
     g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
     model_bytes = to_tflite_bytes(qg)
@@ -167,9 +190,8 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
         "input": _qp_json(qg.tensors[qg.inputs[0]]), "output": _qp_json(qg.tensors[qg.outputs[0]]),
         "layers": [_layer_json(qg, op) for op in qg.ops],
     }
-    out_dir = Path(out)
-    atomic_write_bytes(out_dir / "model_int8.tflite", model_bytes)
-    atomic_write_json(out_dir / "summary.json", summary)
+    write_outputs(out_dir, {"model_int8.tflite": model_bytes,
+                            "summary.json": (json.dumps(summary, indent=2) + "\n").encode()})
     return {"tflite": str(out_dir / "model_int8.tflite"), "summary": str(out_dir / "summary.json"),
             **{k: summary[k] for k in ("float_accuracy", "int8_accuracy", "tflite_bytes")}}
 
@@ -199,7 +221,6 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
     """
     from dtmm.quant.quantize import quantize_input
     from dtmm.runtime.reference import run_reference
-    from dtmm.tflite.reader import read_tflite
 
     if samples < 1:
         raise DataError("--samples must be >= 1")
@@ -207,12 +228,16 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
         raise DtmmError(f"--profile needs a QEMU backend ({', '.join(CODEGEN_BACKENDS[1:])}), "
                         f"not {backend!r}: only the emulator counts instructions")
     path = Path(model)
-    if not path.is_file():
-        raise ModelFileError(f"{model}: no such file")
-    model_bytes = path.read_bytes()
-    qg = read_tflite(model_bytes)
-    ds, _, _, te = load_splits(data)
+    qg, model_bytes = read_model(model)
+    if len(qg.inputs) != 1 or len(qg.tensors[qg.inputs[0]].shape) != 3:
+        raise ModelFileError(f"{model}: verify needs one (H, W, C) image input, the model has "
+                             f"{[list(qg.tensors[n].shape) for n in qg.inputs]}")
     want = qg.tensors[qg.inputs[0]].shape
+    ds, _, _, te = load_splits(data, (want[2], want[0], want[1]))
+    if len(te) == 0:
+        raise DataError(f"dataset {data!r} ({len(ds)} images, {ds.num_classes} classes) leaves no "
+                        f"test images after the {TEST_FRACTION:.0%} stratified split; use more "
+                        f"images per class")
     got = tuple(to_nhwc(te.x[:1]).shape[1:])
     if tuple(want) != got:
         raise DataError(f"model {path.name} expects NHWC inputs {tuple(want)} but dataset {data!r} "
@@ -311,22 +336,21 @@ def export_command(*, model: str, target: str, out: str) -> dict:
     platform support files it needs (see :mod:`dtmm.codegen.emit`); it is written to a
     temporary directory and renamed into place.
     """
-    from dtmm.codegen.emit import write_project
+    from dtmm.codegen.emit import project_files, write_project
     from dtmm.codegen.plan import plan_model
-    from dtmm.tflite.reader import read_tflite
 
     if target not in EXPORT_TARGETS:
         raise DtmmError(f"unknown target {target!r}; known: {', '.join(EXPORT_TARGETS)}")
-    path = Path(model)
-    if not path.is_file():
-        raise ModelFileError(f"{model}: no such file")
-    qg = read_tflite(path.read_bytes())
+    check_output_path(out)
+    qg, _ = read_model(model)
     plan = plan_model(qg, target)
-    dest = write_project(plan, out)
+    files = project_files(plan)
+    check_output_path(out, names=list(files))
+    dest = write_project(plan, out, files=files)
     return {"out": str(dest), "target": plan.target, "isa": plan.arena.isa,
             "ops": len(plan.steps), "arena_bytes": plan.arena.size,
             "arena_lower_bound_bytes": plan.arena.peak_live, "const_bytes": plan.const_bytes,
-            "files": sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())}
+            "files": sorted(files)}
 
 
 # ----------------------------------------------------------------------- demo

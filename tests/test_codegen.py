@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from dtmm.codegen import arena as A
 from dtmm.codegen.backends import build_firmware, build_host_model, run_firmware
-from dtmm.codegen.emit import write_project
+from dtmm.codegen.emit import project_files, write_project
 from dtmm.codegen.plan import plan_model
 from dtmm.codegen.platform import (MemoryRegion, RegionOverflowError, build, get_target,
                                    toolchain_available)
@@ -400,14 +400,22 @@ def test_exported_cortex_m_project_builds_with_make(tmp_path):
     assert (out / "firmware.elf").is_file()
 
 
-def test_write_project_replaces_atomically(tmp_path):
+def test_write_project_replaces_its_own_files_only(tmp_path):
+    """A re-export replaces dtmm's files, removes the ones it no longer needs and keeps the
+    user's (the data-loss bug of issue 12: app.c and dtmm_input.bin were deleted)."""
     _, g = residual_graph()
     out = tmp_path / "p"
+    files = project_files(plan_model(g, "host"))
+    write_project(plan_model(g, "host"), out, files={**files, "kernels/old_kernel.c": b"/* x */"})
+    (out / "app.c").write_text("int app(void) { return 1; }\n")
+    (out / "dtmm_input.bin").write_bytes(b"\x01\x02")
     write_project(plan_model(g, "host"), out)
-    (out / "stale.txt").write_text("old")
-    write_project(plan_model(g, "host"), out)
-    assert not (out / "stale.txt").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["p"]      # no temp dirs left behind
+    assert (out / "app.c").read_text().startswith("int app")
+    assert (out / "dtmm_input.bin").read_bytes() == b"\x01\x02"
+    assert not (out / "kernels" / "old_kernel.c").exists()        # dtmm's, no longer needed
+    assert (out / "model.c").read_bytes() == files["model.c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]     # no temp files left behind
+    assert not [p for p in out.rglob("*.tmp")]
 
 
 # ----------------------------------------------------------------------------- workflows
@@ -430,15 +438,19 @@ def test_verify_and_export_commands(tmp_path, digits):
 
 
 def test_export_never_replaces_a_directory_of_user_files(tmp_path):
+    from dtmm.errors import OutputPathError
+
     sg, g = residual_graph()
     plan = plan_model(g, "host")
     mine = tmp_path / "firmware"
     mine.mkdir()
     (mine / "main.c").write_text("int main(void) { return 0; }\n")
-    with pytest.raises(BuildError, match="refusing to replace"):
+    with pytest.raises(OutputPathError, match="main.c: dtmm did not write it"):
         write_project(plan, mine)
     assert (mine / "main.c").read_text().startswith("int main")
+    assert sorted(p.name for p in mine.iterdir()) == ["main.c"]    # nothing written at all
     out = write_project(plan, tmp_path / "proj")
-    (out / "stale.txt").write_text("old")
-    write_project(plan, out)                                   # an earlier export: replaced
-    assert not (out / "stale.txt").exists() and (out / "model.c").is_file()
+    (out / "model.c").write_text("/* edited by the user */\n")
+    with pytest.raises(OutputPathError, match="model.c: it changed since dtmm wrote it"):
+        write_project(plan, out)
+    assert (out / "model.c").read_text() == "/* edited by the user */\n"

@@ -287,10 +287,22 @@ def test_reader_without_metadata_names_ops_by_builtin():
 # ------------------------------------------------------------------------ export refusals
 
 
-def test_export_refuses_non_same_maxpool_pads():
+def test_non_same_maxpool_pads_export_as_padv2_bit_exact():
     sg = SynthGraph((8, 8, 3), seed=1)
     sg.max_pool(3, 2, pads=1)                                  # PyTorch-style, not SAME at 8x8
-    with pytest.raises(GraphError, match="maxpool1"):
+    g = sg.finish()
+    data = to_tflite_bytes(g)
+    assert [c.builtinCode for c in load_model(data).operatorCodes] == [
+        schema.BuiltinOperator.PADV2, schema.BuiltinOperator.MAX_POOL_2D]
+    assert read_tflite(data).ops[0].pads == (1, 1, 1, 1)
+    x = sg.random_input(6, seed=2)
+    assert (run_tflm(data, x) == run_reference(g, x)).all()
+
+
+def test_export_refuses_non_same_avgpool_pads():
+    sg = SynthGraph((8, 8, 3), seed=1)
+    sg.avg_pool(3, 2, pads=1)
+    with pytest.raises(GraphError, match="avgpool1.*count"):
         to_tflite_bytes(sg.finish())
 
 

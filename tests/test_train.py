@@ -185,7 +185,7 @@ def test_truncated_checkpoint(tmp_path):
 def test_garbage_missing_and_foreign_files(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 100)
-    with pytest.raises(ModelFileError, match="cannot read"):
+    with pytest.raises(ModelFileError, match="junk.pt: not a torch.save file"):
         load_checkpoint(junk)
     with pytest.raises(ModelFileError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")

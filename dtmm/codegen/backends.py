@@ -95,6 +95,9 @@ class HostModel:
 
     @staticmethod
     def _load(path: Path):
+        from dtmm.codegen.platform.toolchain import check_sanitizer_runtime
+
+        check_sanitizer_runtime()
         lib = C.CDLL(str(path))
         lib.dtmm_model_invoke_batch.restype = C.c_int
         lib.dtmm_model_invoke_batch.argtypes = [C.c_void_p, C.c_void_p, C.c_int32]

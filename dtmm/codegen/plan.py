@@ -373,8 +373,10 @@ class ModelPlan:
 # ----------------------------------------------------------------------------- planning
 
 
-def _cid(i: int, name: str) -> str:
-    return f"L{i}_" + (re.sub(r"[^A-Za-z0-9_]", "_", name)[:40] or "op")
+def _cid(i: int, kind: str) -> str:
+    """C identifier prefix of op ``i``'s constants: made by dtmm from the op's index and kind
+    (``L3_conv2d``), never from a name read from a file."""
+    return f"L{i}_" + (re.sub(r"[^a-z0-9_]", "_", kind)[:40] or "op")
 
 
 def _dims(shape) -> Dims:
@@ -444,6 +446,11 @@ class _Planner:
         shift = np.asarray(q.shift).reshape(-1)
         if mult.size not in (1, n) or shift.size != mult.size:
             raise BuildError(f"op {op.name!r}: {mult.size} multipliers for {n} outputs")
+        from dtmm.tflite.validate import SHIFT_MAX, SHIFT_MIN   # the read-time rule, once
+        if shift.size and (shift.min() < SHIFT_MIN or shift.max() > SHIFT_MAX):
+            raise BuildError(f"op {op.name!r}: requantization shift {int(shift.min())}.."
+                             f"{int(shift.max())} outside [{SHIFT_MIN}, {SHIFT_MAX}] (the C "
+                             f"kernels' shifts would be undefined behaviour)")
         bias = np.asarray(op.bias).reshape(-1)
         if bias.dtype.kind not in "iu":
             raise BuildError(f"op {op.name!r}: bias is {bias.dtype}, not int32 (graph not quantized?)")
@@ -459,8 +466,9 @@ class _Planner:
 
     def check_dilation(self, op) -> None:
         if tuple(getattr(op, "dilation", (1, 1))) != (1, 1):
-            raise BuildError(f"op {op.name!r} ({op.kind}): dilation {op.dilation} is not supported "
-                             f"by the C kernels")
+            raise BuildError(f"op {op.name!r} ({op.kind}): dilation {tuple(op.dilation)} runs on "
+                             f"the reference and TFLite Micro only; dtmm's C kernels (host, "
+                             f"Cortex-M, export) support dilation 1")
 
     def check_weight(self, op) -> None:
         if np.asarray(op.weight).dtype != np.int8:
@@ -489,7 +497,7 @@ class _Planner:
                              f"date")
 
     def _step(self, i: int, op) -> Step:
-        cid = _cid(i, op.name)
+        cid = _cid(i, getattr(op, "kind", "op"))
         x = self.ref(op.inputs[0])
         y = self.ref(op.output)
         kind = getattr(op, "kind", type(op).__name__)

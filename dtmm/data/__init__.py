@@ -36,14 +36,17 @@ _WITH_PATH = {"cifar10": load_cifar10, "folder": load_folder, "npz": load_npz}
 DATASET_NAMES: tuple[str, ...] = tuple(_BUILTIN) + tuple(_WITH_PATH)
 
 
-def load_dataset(spec: str, *, seed: int = 0, limit: int | None = None) -> Dataset:
+def load_dataset(spec: str, *, seed: int = 0, limit: int | None = None,
+                 expect: tuple[int, int, int] | None = None) -> Dataset:
     """Load the dataset named by ``spec`` (see the table in :mod:`dtmm.data`).
 
     ``spec`` is ``NAME`` for the datasets shipped in packages or ``NAME:PATH``
     for a user's local copy (``~`` is expanded). ``limit`` keeps a stratified
     random subset of at most ``limit`` items, drawn with ``seed`` (so the same
     seed keeps the same items); without ``limit`` the loaders are fully
-    deterministic and ``seed`` has no effect.
+    deterministic and ``seed`` has no effect. ``expect`` is the ``(C, H, W)``
+    input shape of the model the data is for, when known: ``npz:`` files use it to
+    tell NHWC from NCHW for any channel count (see :func:`~dtmm.data.files.load_npz`).
 
     Raises :class:`~dtmm.errors.DataError` for an unknown name (listing the
     valid ones), a missing path, an empty dataset or malformed files.
@@ -67,7 +70,8 @@ def load_dataset(spec: str, *, seed: int = 0, limit: int | None = None) -> Datas
     elif name in _WITH_PATH:
         if not path.strip():
             raise DataError(f"dataset {name!r} needs a path: '{name}:/path/to/data'")
-        ds = _WITH_PATH[name](path.strip())
+        ds = (load_npz(path.strip(), expect=expect) if name == "npz"
+              else _WITH_PATH[name](path.strip()))
     else:
         raise DataError(
             f"unknown dataset {name!r}; valid: {', '.join(_BUILTIN)}, "

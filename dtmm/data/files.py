@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ CIFAR10_CLASSES = (
 
 #: File name endings :func:`load_folder` reads (case-insensitive); other files are ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".pbm",
-                    ".tif", ".tiff", ".webp")
+                    ".tif", ".tiff", ".webp", ".npy")
 
 
 def _require_path(path: str | os.PathLike, what: str) -> Path:
@@ -164,9 +163,38 @@ def load_cifar10(path: str | os.PathLike) -> Dataset:
 
 # --------------------------------------------------------------------------- image folders
 
+def _read_npy(path: Path) -> np.ndarray:
+    """One ``.npy`` sample as HWC float32: ``(H, W)`` or ``(H, W, C)`` with any C; uint8 is
+    divided by 255, bool becomes 0/1, floats are kept (they must be finite)."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - decoding an untrusted file
+        raise DataError(f"folder: cannot read array {path} ({type(e).__name__}: {e})") from e
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"folder: {path} is not a .npy array file")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or min(a.shape) < 1:
+        raise DataError(f"folder: {path}: array of shape {a.shape}; expected (H, W) or (H, W, C)")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(255.0)
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise DataError(f"folder: {path}: holds NaN or infinite values")
+        return a
+    raise DataError(f"folder: {path}: array type {a.dtype}; expected uint8, bool or float")
+
+
 def _read_image(path: Path) -> np.ndarray:
-    """Read one image as HWC float32 in [0, 1] with C = 1 (grey) or 3 (colour)."""
+    """Read one image as HWC float32 in [0, 1] with C = 1 (grey) or 3 (colour); a ``.npy``
+    sample keeps its own channel count (see :func:`_read_npy`)."""
     from PIL import Image, UnidentifiedImageError
+
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path)
 
     try:
         with Image.open(path) as im:
@@ -184,6 +212,8 @@ def _read_image(path: Path) -> np.ndarray:
         raise
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"folder: cannot read image {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow decoding an untrusted file
+        raise DataError(f"folder: cannot decode image {path} ({type(e).__name__}: {e})") from e
     return a
 
 
@@ -192,8 +222,10 @@ def load_folder(path: str | os.PathLike) -> Dataset:
 
     Class ``i`` is the ``i``-th subdirectory in sorted name order (all
     subdirectories count, even empty ones, so indices do not shift). Files
-    ending in one of :data:`IMAGE_EXTENSIONS` are read with Pillow (sorted by
-    name); other files and hidden entries are ignored. Images are not resized:
+    ending in one of :data:`IMAGE_EXTENSIONS` are read (sorted by name): pictures
+    with Pillow, ``.npy`` files as ``(H, W)`` / ``(H, W, C)`` arrays with any number of
+    channels (for inputs that are not pictures: sensor windows, audio features);
+    other files and hidden entries are ignored. Images are not resized:
     all must have the same size and all be grey (modes 1/L/LA/I;16) or all be
     colour (RGB/RGBA/P…, alpha dropped), otherwise :class:`DataError` names
     the first file that differs.
@@ -245,16 +277,53 @@ def load_folder(path: str | os.PathLike) -> Dataset:
 
 # --------------------------------------------------------------------------- npz
 
-def load_npz(path: str | os.PathLike) -> Dataset:
+def _to_nchw(x: np.ndarray, p: Path, layout: str | None, expect) -> np.ndarray:
+    """``x`` as NCHW; see :func:`load_npz` for how the layout is decided."""
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    if x.ndim != 4:
+        raise DataError(f"npz: {p}: x has shape {x.shape}; expected (N,H,W), (N,H,W,C) or (N,C,H,W)")
+    if layout is not None:
+        layout = layout.strip().upper()
+        if layout not in ("NHWC", "NCHW"):
+            raise DataError(f"npz: {p}: layout {layout!r} must be 'NHWC' or 'NCHW'")
+        return x.transpose(0, 3, 1, 2) if layout == "NHWC" else x
+    nhwc, nchw = tuple(x.shape[i] for i in (3, 1, 2)), tuple(x.shape[1:])
+    if expect is not None:
+        expect = tuple(int(v) for v in expect)
+        if nhwc == expect:
+            return x.transpose(0, 3, 1, 2)
+        if nchw == expect:
+            return x
+        raise DataError(f"npz: {p}: x has shape {x.shape}, which is neither NHWC nor NCHW of the "
+                        f"expected input (C, H, W) = {expect}")
+    if x.shape[3] in (1, 3):
+        return x.transpose(0, 3, 1, 2)
+    if x.shape[1] in (1, 3):
+        return x
+    if x.shape[3] < min(x.shape[1], x.shape[2]):
+        return x.transpose(0, 3, 1, 2)
+    if x.shape[1] < min(x.shape[2], x.shape[3]):
+        return x
+    raise DataError(f"npz: {p}: cannot tell the layout of x with shape {x.shape}; add an array "
+                    f"layout='NHWC' or 'NCHW' to the file")
+
+
+def load_npz(path: str | os.PathLike, expect: tuple[int, int, int] | None = None) -> Dataset:
     """Load a ``.npz`` holding arrays ``x`` (images) and ``y`` (integer labels).
 
-    Layout of ``x`` is detected from its shape:
+    ``x`` may have any number of channels (sensor and audio-feature models often have
+    2, 5 or 17). Its layout is decided, in this order, by:
 
+    * an optional array ``layout`` in the file: ``"NHWC"`` or ``"NCHW"``;
+    * ``expect``, the ``(C, H, W)`` input shape of the model it is for (``dtmm verify``,
+      ``quantize`` and ``prune`` pass it): the layout that gives that shape;
     * 3-D ``(N, H, W)`` — one grey channel;
-    * 4-D with a last dimension of 1 or 3 — ``(N, H, W, C)`` (NHWC); this
-      rule wins, so a ``(N, 3, 32, 3)`` array is read as NHWC;
-    * 4-D with a second dimension of 1 or 3 — ``(N, C, H, W)`` (NCHW);
-    * anything else raises :class:`DataError`.
+    * 4-D with a last dimension of 1 or 3 — NHWC (this rule wins, so a
+      ``(N, 3, 32, 3)`` array is read as NHWC); with a second dimension of 1 or 3 — NCHW;
+    * otherwise the strictly smallest of the three non-batch dimensions is the channel
+      axis (``(N, 28, 28, 5)`` is NHWC, ``(N, 17, 40, 40)`` NCHW); if none is,
+      :class:`DataError` asks for a ``layout`` array.
 
     Values: ``uint8`` is divided by 255; ``bool`` becomes 0/1; float arrays are
     kept as they are (assumed already normalised) but must be finite. ``y``
@@ -269,6 +338,9 @@ def load_npz(path: str | os.PathLike) -> Dataset:
         >>> ds = load_npz(p)
         >>> ds.input_shape, ds.num_classes
         ((3, 5, 5), 3)
+        >>> np.savez(p, x=np.zeros((3, 9, 9, 5), np.uint8), y=np.array([0, 2, 1]))
+        >>> load_npz(p).input_shape
+        (5, 9, 9)
     """
     p = _require_path(path, "npz")
     if p.is_dir():
@@ -281,20 +353,15 @@ def load_npz(path: str | os.PathLike) -> Dataset:
             x = z["x"]
             y = z["y"]
             names = z["class_names"] if "class_names" in keys else None
+            layout = str(np.asarray(z["layout"]).reshape(-1)[0]) if "layout" in keys and np.asarray(
+                z["layout"]).size else None
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"npz: cannot read {p}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - decoding an untrusted file: zlib, zipfile, numpy ...
+        raise DataError(f"npz: cannot read {p} ({type(e).__name__}: {e}); expected a .npz "
+                        f"written by numpy.savez with arrays 'x' and 'y'") from e
 
-    if x.ndim == 3:
-        x = x[:, None, :, :]
-    elif x.ndim == 4 and x.shape[3] in (1, 3):
-        x = x.transpose(0, 3, 1, 2)
-    elif x.ndim == 4 and x.shape[1] in (1, 3):
-        pass
-    else:
-        raise DataError(f"npz: {p}: cannot tell the layout of x with shape {x.shape}; "
-                        "use (N,H,W), (N,H,W,C) or (N,C,H,W) with C = 1 or 3")
+    x = _to_nchw(x, p, layout, expect)
     if x.shape[0] == 0:
         raise DataError(f"npz: {p} holds no images")
     if x.dtype == np.uint8:

@@ -9,7 +9,8 @@ the fx node, the module path and the op):
 * ``nn.BatchNorm2d`` directly after a conv (folded into its weights and bias);
 * ``nn.ReLU`` / ``nn.ReLU6`` / ``F.relu`` / ``F.relu6`` / ``torch.relu`` fused
   into the producing conv, linear or add;
-* ``nn.MaxPool2d``, ``nn.AvgPool2d`` (no padding), ``nn.AdaptiveAvgPool2d(1)``,
+* ``nn.MaxPool2d`` (any padding: exported as PADV2 with -128 plus a VALID pool when it is
+  not TFLite SAME), ``nn.AvgPool2d`` (no padding), ``nn.AdaptiveAvgPool2d(1)``,
   ``x.mean((2, 3))``;
 * ``nn.Flatten`` / ``torch.flatten`` / ``x.view(N, -1)`` / ``x.reshape``;
 * ``nn.Linear``; residual ``+`` / ``torch.add``; ``torch.cat(dim=1)``;

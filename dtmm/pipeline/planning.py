@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
     out_path = Path(out)
     if out_path.is_dir():
         raise DtmmError(f"--out {out}: is a directory; give the plan file's path (e.g. {out}/plan.json)")
+    workflows.check_output_file(out_path)                  # before any long work
     net, meta = load_checkpoint(checkpoint)
     ds, tr, va, _ = workflows.load_splits(data)
     workflows.check_dataset_matches(ds, meta, data)
@@ -164,7 +166,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                       "model": meta.model_name, "dataset": data,
                       "input_shape": list(meta.input_shape)})
     obj = plan.to_json()
-    workflows.atomic_write_json(out_path, obj)
+    workflows.write_output_file(out_path, (json.dumps(obj, indent=2) + "\n").encode())
     return {"plan": str(out_path), **obj, "table": format_plan(obj)}
 
 
@@ -188,6 +190,7 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
     from dtmm.tflite.export import to_tflite_bytes
     from dtmm.train import load_checkpoint
 
+    out_dir = workflows.check_output_path(out, names=("model.tflite", "summary.json"))
     obj = load_plan(plan)
     digest = obj.get("meta", {}).get("checkpoint_sha256")
     if digest and digest != checkpoint_digest(checkpoint):
@@ -220,9 +223,8 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
         "dead_channels": {k: [int(c) for c in v] for k, v in rep.removed.items()},
         "dead_channel_folding_exact": rep.is_exact, "layers": inspect_graph(cg)["layers"],
     }
-    out_dir = Path(out)
-    workflows.atomic_write_bytes(out_dir / "model.tflite", model_bytes)
-    workflows.atomic_write_json(out_dir / "summary.json", summary)
+    workflows.write_outputs(out_dir, {"model.tflite": model_bytes,
+                                      "summary.json": (json.dumps(summary, indent=2) + "\n").encode()})
     return {"tflite": str(out_dir / "model.tflite"), "summary": str(out_dir / "summary.json"),
             **{k: summary[k] for k in ("float_accuracy_unpruned", "float_accuracy_pruned",
                                        "int8_accuracy", "const_bytes", "arena_bytes",

@@ -123,8 +123,10 @@ def build_host_library(defines: Sequence[str] = (), cc: str = "gcc",
     """
     sources = sorted(CSRC_DIR.glob("*.c")) + [CSRC_DIR / "driver" / "dtmm_kernel_driver.c"]
     headers = sorted(CSRC_DIR.glob("*.h")) + sorted((CSRC_DIR / "driver").glob("*.h"))
+    from dtmm.codegen.platform.toolchain import SANITIZE_FLAGS, sanitize_requested, tool_env
+
     flags = ["-O2", "-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", *extra_flags,
-             *(f"-D{d}" for d in defines)]
+             *(SANITIZE_FLAGS if sanitize_requested() else ()), *(f"-D{d}" for d in defines)]
     h = hashlib.sha256()
     for f in sources + headers:
         h.update(f.name.encode())
@@ -140,7 +142,7 @@ def build_host_library(defines: Sequence[str] = (), cc: str = "gcc",
     os.close(fd)
     cmd = [cc, *flags, "-I", str(CSRC_DIR), "-I", str(CSRC_DIR / "driver"), *map(str, sources), "-o", tmp]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
         if res.returncode != 0:
             raise BuildError(f"kernel build failed ({' '.join(cmd)}):\n{res.stderr}")
         os.replace(tmp, out)  # atomic: concurrent builders agree
@@ -437,6 +439,9 @@ class HostKernels(KernelFrontEnd):
                  build_dir: str | os.PathLike | None = None) -> None:
         self.defines = tuple(defines)
         self.path = build_host_library(self.defines, cc=cc, build_dir=build_dir)
+        from dtmm.codegen.platform.toolchain import check_sanitizer_runtime
+
+        check_sanitizer_runtime()
         self.lib = C.CDLL(str(self.path))
         self.lib.dtmm_driver_call.restype = C.c_int32
         self.lib.dtmm_driver_call.argtypes = [C.c_int32, C.c_void_p, C.c_void_p, C.c_void_p, C.c_void_p]

@@ -128,13 +128,16 @@ def anneal(cm: CostModel, problem: Problem, *, iterations: int = 20000, seed: in
              else max(b.max_loss or 0.0, 0.05))
     evals = 1
 
+    # ties (e.g. many plans with no loss change) go to the fewer instructions
+    tie = 1e-6 / max(dense_c.instructions, 1.0) if problem.objective == "loss" else 0.0
+
     def energy(c: Costs, w: float) -> float:
         v = violations(c, b)
-        return problem.value(c) / scale + w * sum(v.values())
+        return problem.value(c) / scale + tie * c.instructions + w * sum(v.values())
 
-    best: tuple[float, Strategy, Costs] | None = None
+    best: tuple[tuple, Strategy, Costs] | None = None
     if not violations(dense_c, b):
-        best = (problem.value(dense_c), dense, dense_c)
+        best = (problem.key(dense_c), dense, dense_c)
     starts = [start or dense, extreme_strategy(cm, target="flash"), None]
     per_run = max(1, iterations // restarts)
     for r in range(restarts):
@@ -165,8 +168,8 @@ def anneal(cm: CostModel, problem: Problem, *, iterations: int = 20000, seed: in
             cur_e = energy(c, w)
             if e2 <= cur_e or rng.random() < math.exp(-(e2 - cur_e) / temp):
                 s, c = s2, c2
-            if not violations(c, b) and (best is None or problem.value(c) < best[0]):
-                best = (problem.value(c), s, c)
+            if not violations(c, b) and (best is None or problem.key(c) < best[0]):
+                best = (problem.key(c), s, c)
     if best is None:
         # nothing feasible: return the least-violating point seen last
         return AnnealResult(s, c, False, evals, time.perf_counter() - t0)

@@ -232,6 +232,11 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
         c_obj[v] = c
     if problem.objective == "instructions":
         c_obj /= max(1.0, float(np.abs(c_obj).max()))
+    else:                   # ties (plans with the same loss change) go to the fewer instructions
+        ins = np.zeros(B.n)
+        for v, c in terms["ins"].items():
+            ins[v] = c
+        c_obj += 1e-7 * ins / max(1.0, float(ins.sum()))
 
     def flash_row():
         row = dict(terms["bytes"])

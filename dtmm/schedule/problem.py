@@ -112,6 +112,12 @@ class Problem:
     def value(self, c) -> float:
         return c.instructions if self.objective == "instructions" else c.delta_loss
 
+    def key(self, c) -> tuple:
+        """Order of two solutions: the objective, ties broken by the other one, then by flash
+        (so that among equally accurate plans the fastest and smallest wins)."""
+        other = c.delta_loss if self.objective == "instructions" else c.instructions
+        return (round(self.value(c), 12), round(other, 9), c.flash_bytes)
+
 
 def violations(c, b: Budgets) -> dict[str, float]:
     """Relative amounts by which costs ``c`` exceed each budget (only those exceeded)."""

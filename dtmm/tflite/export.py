@@ -11,8 +11,10 @@ Written with the TFLite schema's generated object API (``ModelT``, ``SubGraphT``
   and zero point 0, as TFLite Micro expects;
 * explicit pads become ``SAME`` when they equal TFLite SAME's pads for that
   shape, ``VALID`` when zero, else a PAD op (int8, pad value = zero point)
-  before a ``VALID`` conv. Max/avg pools with non-SAME pads are refused (a
-  PAD op would change what the pool sees);
+  before a ``VALID`` conv, or a PADV2 op with pad value -128 before a ``VALID``
+  max pool (e.g. PyTorch's ``MaxPool2d(3, 2, padding=1)``: a padded tap never
+  wins, as in TFLite's own max pool). Average pools with non-SAME pads are
+  refused (TFLite excludes padding from the count, a PAD op would not);
 * a :class:`~dtmm.graph.compressed.CompressedConv2D` becomes a dtmm custom operator
   (``DTMM_CONV_2D_FWCS`` / ``_CSR`` / ``_PATTERN``) whose format arrays are constant
   tensors and whose parameters are flexbuffers custom options; the exact layout is in
@@ -195,8 +197,10 @@ def _padding_mode(op: Op, graph: Graph, kernel, stride, dilation=(1, 1)):
     return schema.Padding.VALID, pads
 
 
-def _insert_pad(mb: _ModelBuilder, op: Op, pads) -> int:
-    """PAD op (pad value = input zero point) before ``op``; returns the padded tensor index."""
+def _insert_pad(mb: _ModelBuilder, op: Op, pads, value: int | None = None) -> int:
+    """PAD op (pad value = input zero point) before ``op``, or PADV2 with the raw int8 pad
+    ``value`` (-128 before a max pool: padded taps then never win, exactly as TFLite's
+    max pool skips them); returns the padded tensor index."""
     graph = mb.graph
     src = op.inputs[0]
     h, w, c = graph.tensors[src].shape
@@ -208,8 +212,14 @@ def _insert_pad(mb: _ModelBuilder, op: Op, pads) -> int:
     pidx = mb.add_tensor(f"{op.name}/paddings", (4, 2), schema.TensorType.INT32, data=paddings)
     out = mb.add_tensor(f"{op.name}/pad", (1, h + t + b, w + l + r, c), schema.TensorType.INT8,
                         q.scale, q.zero_point)
-    mb.add_operator(schema.BuiltinOperator.PAD, [mb.activation(src), pidx], [out],
-                    schema.BuiltinOptions.PadOptions, schema.PadOptionsT())
+    if value is None:
+        mb.add_operator(schema.BuiltinOperator.PAD, [mb.activation(src), pidx], [out],
+                        schema.BuiltinOptions.PadOptions, schema.PadOptionsT())
+        return out
+    vidx = mb.add_tensor(f"{op.name}/pad_value", (), schema.TensorType.INT8, q.scale, q.zero_point,
+                         data=np.array([value], np.int8))
+    mb.add_operator(schema.BuiltinOperator.PADV2, [mb.activation(src), pidx, vidx], [out],
+                    schema.BuiltinOptions.PadV2Options, schema.PadV2OptionsT())
     return out
 
 
@@ -270,10 +280,13 @@ def _export_pool(mb: _ModelBuilder, op: MaxPool2D | AvgPool2D) -> None:
         raise GraphError(f"op {op.name!r} ({op.kind}): TFLite pools need equal input and output "
                          f"qparams")
     padding, pads = _padding_mode(op, graph, op.kernel, op.stride)
+    x = mb.activation(op.inputs[0])
     if pads is not None:
-        raise GraphError(f"op {op.name!r} ({op.kind}): pads {tuple(op.pads)} are neither zero nor "
-                         f"TFLite SAME for input {graph.tensors[op.inputs[0]].shape[:2]}; a PAD op "
-                         f"would change the pooled values/count, so this cannot be exported")
+        if not isinstance(op, MaxPool2D):
+            raise GraphError(f"op {op.name!r} ({op.kind}): pads {tuple(op.pads)} are neither zero "
+                             f"nor TFLite SAME for input {graph.tensors[op.inputs[0]].shape[:2]}; a "
+                             f"PAD op would change the averaged count, so this cannot be exported")
+        x = _insert_pad(mb, op, pads, value=-128)
     opts = schema.Pool2DOptionsT()
     opts.padding = padding
     opts.strideH, opts.strideW = (int(s) for s in op.stride)
@@ -281,7 +294,7 @@ def _export_pool(mb: _ModelBuilder, op: MaxPool2D | AvgPool2D) -> None:
     opts.fusedActivationFunction = schema.ActivationFunctionType.NONE
     builtin = (schema.BuiltinOperator.MAX_POOL_2D if isinstance(op, MaxPool2D)
                else schema.BuiltinOperator.AVERAGE_POOL_2D)
-    mb.add_operator(builtin, [mb.activation(op.inputs[0])], [mb.activation(op.output)],
+    mb.add_operator(builtin, [x], [mb.activation(op.output)],
                     schema.BuiltinOptions.Pool2DOptions, opts)
 
 

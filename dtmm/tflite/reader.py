@@ -45,13 +45,26 @@ from dtmm.graph.ir import (Activation, Add, AvgPool2D, Concat, Conv2D, ConvQuant
                            FullyConnected, Graph, MaxPool2D, Op, QParams, Reshape, Softmax,
                            TensorSpec)
 from dtmm.tflite._padding import same_pads
-from dtmm.tflite.prepare import tflm_quant
+from dtmm.tflite import validate
 from dtmm.tflite._schema import (BUILTIN_NAMES, FILE_IDENTIFIER, METADATA_NAME,
                                  TENSOR_TYPE_NAMES, schema)
 
 __all__ = ["read_tflite", "load_model"]
 
 BO = schema.BuiltinOperator
+_MAX_NAME = 256          # longest op name / source taken from dtmm's metadata
+#: builtin code -> (options class, whether the options must be present)
+_OPTIONS = {
+    BO.CONV_2D: (schema.Conv2DOptionsT, True),
+    BO.DEPTHWISE_CONV_2D: (schema.DepthwiseConv2DOptionsT, True),
+    BO.FULLY_CONNECTED: (schema.FullyConnectedOptionsT, False),
+    BO.MAX_POOL_2D: (schema.Pool2DOptionsT, True),
+    BO.AVERAGE_POOL_2D: (schema.Pool2DOptionsT, True),
+    BO.ADD: (schema.AddOptionsT, False),
+    BO.CONCATENATION: (schema.ConcatenationOptionsT, True),
+    BO.RESHAPE: (schema.ReshapeOptionsT, False),
+    BO.SOFTMAX: (schema.SoftmaxOptionsT, False),
+}
 _NP_TYPES = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32,
              schema.TensorType.INT64: np.int64, schema.TensorType.UINT8: np.uint8,
              schema.TensorType.INT16: np.int16, schema.TensorType.FLOAT32: np.float32}
@@ -157,7 +170,10 @@ class _Reader:
     def _where(self, idx: int) -> str:
         return f"tensor {idx} ({_name(self.tensors[idx])!r})"
 
-    def qparams(self, idx: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def qparams(self, idx: int, role: str = "activation", channels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Scales, zero points (int64, as stored) and axis of tensor ``idx``, validated for
+        ``role`` (see :func:`dtmm.tflite.validate.check_qparams`)."""
         t = self.tensors[idx]
         q = t.quantization
         if q is None or q.scale is None or len(q.scale) == 0:
@@ -165,8 +181,7 @@ class _Reader:
         scale = np.asarray(q.scale, np.float32)
         zp = (np.asarray(q.zeroPoint, np.int64) if q.zeroPoint is not None
               else np.zeros(scale.size, np.int64))
-        if zp.size != scale.size:
-            raise ModelFileError(f"{self._where(idx)}: {scale.size} scales but {zp.size} zero points")
+        validate.check_qparams(scale, zp, where=self._where(idx), role=role, channels=channels)
         return scale, zp, int(q.quantizedDimension)
 
     def constant(self, idx: int, ttype: int) -> np.ndarray:
@@ -201,9 +216,8 @@ class _Reader:
         if len(shape) < 2 or shape[0] != 1:
             raise ModelFileError(f"{self._where(idx)} has shape {list(shape)}: expected a batch "
                                  f"dimension of 1 first")
+        validate.check_activation_shape(shape[1:], where=self._where(idx))
         scale, zp, _ = self.qparams(idx)
-        if scale.size != 1:
-            raise ModelFileError(f"{self._where(idx)}: activations need per-tensor quantization")
         name = _name(t) or f"t{idx}"
         if name in self.graph.tensors:
             name = f"{name}_{idx}"
@@ -224,9 +238,10 @@ class _Reader:
         if w_idx < 0:
             raise ModelFileError(f"operator {k}: missing weight tensor")
         w = self.constant(w_idx, schema.TensorType.INT8)
-        w_scale, w_zp, w_dim = self.qparams(w_idx)
-        if np.any(w_zp != 0):
-            raise ModelFileError(f"{self._where(w_idx)}: weight zero points must be 0")
+        if not 0 <= qdim < w.ndim:
+            raise ModelFileError(f"{self._where(w_idx)}: weight shape {list(w.shape)} has no axis "
+                                 f"{qdim} (expected {qdim + 1 if qdim else 2}-D or more)")
+        w_scale, w_zp, w_dim = self.qparams(w_idx, "weight", int(w.shape[qdim]))
         if w_scale.size > 1 and (w_dim != qdim or w_scale.size != w.shape[qdim]):
             raise ModelFileError(f"{self._where(w_idx)}: {w_scale.size} per-channel scales along "
                                  f"axis {w_dim}, expected {w.shape[qdim]} along axis {qdim}")
@@ -236,20 +251,43 @@ class _Reader:
             bias = self.constant(b_idx, schema.TensorType.INT32).reshape(-1)
             if bias.size != nout:
                 raise ModelFileError(f"{self._where(b_idx)}: {bias.size} biases for {nout} outputs")
+            bq = self.tensors[b_idx].quantization
+            if bq is not None and bq.scale is not None and len(bq.scale):
+                b_scale, _, _ = self.qparams(b_idx, "bias", nout)
+                in_s = np.float32(self.qparams(in_idx)[0][0])
+                want = (in_s * np.broadcast_to(w_scale, b_scale.shape if b_scale.size > 1
+                                               else w_scale.shape)).astype(np.float64)
+                got = np.broadcast_to(b_scale, want.shape).astype(np.float64)
+                off = np.abs(got - want) > 1e-6 * np.minimum(got, want)
+                if np.any(off):
+                    c = int(np.flatnonzero(off)[0])
+                    raise ModelFileError(f"{self._where(b_idx)}: bias scale[{c}] = {float(got[c])!r} is "
+                                         f"not input scale x weight scale = {float(want[c])!r} "
+                                         f"(TFLite's rule)")
         else:
             bias = np.zeros(nout, np.int32)
         return w, bias, w_scale
 
-    def input_and_pads(self, k: int, in_idx: int, opts, kernel, stride, dilation, allow_pad: bool):
-        """Input tensor name and explicit pads, folding a preceding PAD op into them."""
+    def input_and_pads(self, k: int, in_idx: int, opts, kernel, stride, dilation, pad_ok):
+        """Input tensor name and explicit pads, folding a preceding PAD op into them.
+
+        ``pad_ok(value, zp)`` says whether a PAD with raw pad value ``value`` (the zero
+        point for PAD, the constant for PADV2) may be folded into this op's pads.
+        """
+        for what, v in (("stride", stride), ("kernel", kernel), ("dilation", dilation)):
+            if min(v) < 1 or max(v) > validate.MAX_DIM:
+                raise ModelFileError(f"operator {k}: {what} {tuple(v)} must be in [1, "
+                                     f"{validate.MAX_DIM}]")
         pads = (0, 0, 0, 0)
         if in_idx in self.pending_pads:
-            src, pads = self.pending_pads.pop(in_idx)
-            if not allow_pad:
-                raise ModelFileError(f"operator {k}: a PAD op feeds a pooling op; its pad value "
-                                     f"would be pooled, which dtmm's IR cannot express")
+            src, pads, value = self.pending_pads.pop(in_idx)
+            zp = self.spec(src).qparams.zp
+            if not pad_ok(value, zp):
+                raise ModelFileError(f"operator {k}: a PAD op with pad value {value} (input zero "
+                                     f"point {zp}) feeds it; dtmm can fold a PAD only into a conv "
+                                     f"(pad value = zero point) or a max pool (pad value -128)")
             if opts.padding != schema.Padding.VALID:
-                raise ModelFileError(f"operator {k}: PAD followed by a SAME-padded conv is "
+                raise ModelFileError(f"operator {k}: PAD followed by a SAME-padded op is "
                                      f"not supported")
             in_idx = src
         name = self.activation(in_idx)
@@ -259,23 +297,48 @@ class _Reader:
             raise ModelFileError(f"operator {k}: unknown padding {opts.padding}")
         return name, tuple(int(p) for p in pads)
 
-    def read_pad(self, k: int, op: schema.OperatorT) -> None:
-        in_idx, p_idx, out_idx = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
-        if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
-            raise ModelFileError(f"operator {k} (PAD/PADV2): a constant pad value is not "
-                                 f"supported (dtmm pads with the zero point)")
+    def read_pad(self, k: int, op: schema.OperatorT, code: int) -> None:
+        """PAD (pad value = zero point) or PADV2 (an int8 constant pad value): remembered and
+        folded into the conv / max pool it feeds (see :meth:`input_and_pads`)."""
+        what = f"operator {k} ({BUILTIN_NAMES.get(code, code)})"
+        ins = [int(i) for i in op.inputs]
+        n_in = 3 if code == BO.PADV2 else 2
+        if len(ins) != n_in or min(ins) < 0:
+            raise ModelFileError(f"{what}: expected {n_in} input tensors, got {ins}")
+        in_idx, p_idx, out_idx = ins[0], ins[1], int(op.outputs[0])
         ptype = self.tensors[p_idx].type
         if ptype not in (schema.TensorType.INT32, schema.TensorType.INT64):
-            raise ModelFileError(f"operator {k} (PAD): paddings must be int32 or int64")
+            raise ModelFileError(f"{what}: paddings ({self._where(p_idx)}) must be int32 or int64")
         p = self.constant(p_idx, ptype).astype(np.int64)
-        if p.shape != (4, 2) or np.any(p[0] != 0) or np.any(p[3] != 0) or np.any(p < 0):
-            raise ModelFileError(f"operator {k} (PAD): only non-negative H/W paddings of a 4-D "
+        if p.shape != (4, 2) or np.any(p[0] != 0) or np.any(p[3] != 0) or np.any(p < 0) or np.any(
+                p > validate.MAX_DIM):
+            raise ModelFileError(f"{what}: only H/W paddings in [0, {validate.MAX_DIM}] of a 4-D "
                                  f"tensor are supported, got {p.tolist()}")
-        self.activation(in_idx)
-        if not self.spec(in_idx).qparams.same_as(self.qparams_spec(out_idx)):
-            raise ModelFileError(f"operator {k} (PAD): input and output qparams differ")
-        self.pending_pads[out_idx] = (in_idx, (int(p[1, 0]), int(p[1, 1]),
-                                               int(p[2, 0]), int(p[2, 1])))
+        x = self.spec(in_idx)
+        out_q = self.qparams_spec(out_idx)
+        if not x.qparams.same_as(out_q):
+            raise ModelFileError(f"{what}: input and output quantization differ")
+        value = x.qparams.zp
+        if code == BO.PADV2:
+            v_idx = ins[2]
+            vq = self.tensors[v_idx].quantization
+            v = self.constant(v_idx, schema.TensorType.INT8).reshape(-1)
+            if v.size != 1:
+                raise ModelFileError(f"{what}: constant_values ({self._where(v_idx)}) must hold one "
+                                     f"value, holds {v.size}")
+            if vq is None or vq.scale is None or not self.qparams_spec(v_idx).same_as(out_q):
+                raise ModelFileError(f"{what}: constant_values ({self._where(v_idx)}) must have the "
+                                     f"output's quantization (TFLite's rule)")
+            value = int(v[0])
+        pads = (int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1]))
+        t = self.tensors[out_idx]
+        oshape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        want = [1, x.shape[0] + pads[0] + pads[1], x.shape[1] + pads[2] + pads[3], x.shape[2]] if (
+            len(x.shape) == 3) else None
+        if want is None or oshape != want:
+            raise ModelFileError(f"{what}: output {self._where(out_idx)} has shape {oshape}; input "
+                                 f"{[1, *x.shape]} padded by {p.tolist()} gives {want}")
+        self.pending_pads[out_idx] = (in_idx, pads, value)
 
     def qparams_spec(self, idx: int) -> QParams:
         scale, zp, _ = self.qparams(idx)
@@ -289,8 +352,8 @@ class _Reader:
         if len(outs) != 1 or not ins:
             raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): expected "
                                  f"inputs and exactly one output")
-        if code == BO.PAD:
-            self.read_pad(k, op)
+        if code in (BO.PAD, BO.PADV2):
+            self.read_pad(k, op, code)
             return None
         if code == BO.CUSTOM:
             from dtmm.tflite.custom_ops import read_custom_op    # dtmm's compressed convs
@@ -299,6 +362,21 @@ class _Reader:
             if i in self.pending_pads:
                 raise ModelFileError(f"operator {k}: uses the output of a PAD op in a way dtmm's "
                                      f"IR cannot express")
+        want_opts = _OPTIONS.get(code)
+        if want_opts is not None:
+            cls, required = want_opts
+            if opts is None and required:
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): builtin options are "
+                                     f"missing (expected {cls.__name__[:-1]})")
+            if opts is not None and not isinstance(opts, cls):
+                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): builtin options are "
+                                     f"{type(opts).__name__[:-1]}, expected {cls.__name__[:-1]}")
+        if code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED) and len(ins) < 2:
+            raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): {len(ins)} input tensor(s); "
+                                 f"expected input, weights and optionally bias")
+        if code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED) and len(ins) > 3:
+            raise ModelFileError(f"operator {k} ({BUILTIN_NAMES[code]}): {len(ins)} input tensors; "
+                                 f"expected input, weights and optionally bias")
         out_idx = outs[0]
         common = dict(name=name, source=source)
 
@@ -317,7 +395,8 @@ class _Reader:
             stride = (int(opts.strideH), int(opts.strideW))
             dilation = (int(opts.dilationHFactor), int(opts.dilationWFactor))
             kernel = (w.shape[1], w.shape[2])
-            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, dilation, True)
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, dilation,
+                                          lambda value, zp: value == zp)
             y = self.activation(out_idx)
             nout = w.shape[3] if depthwise else w.shape[0]
             quant = ConvQuant(w_scale=w_scale, multiplier=None, shift=None)   # filled by run()
@@ -325,6 +404,10 @@ class _Reader:
                 cin = self.graph.tensors[x].shape[-1]
                 if nout % cin:
                     raise ModelFileError(f"operator {k}: {nout} depthwise outputs for {cin} inputs")
+                if int(opts.depthMultiplier) != nout // cin:
+                    raise ModelFileError(f"operator {k} (DEPTHWISE_CONV_2D): option depth_multiplier "
+                                         f"= {opts.depthMultiplier}, but the weights map {cin} input "
+                                         f"channels to {nout} ({nout // cin} per channel)")
                 return DepthwiseConv2D(inputs=[x], output=y, weight=w, bias=bias, stride=stride,
                                        pads=pads, dilation=dilation, depth_multiplier=nout // cin,
                                        activation=act(opts), quant=quant, **common)
@@ -335,6 +418,10 @@ class _Reader:
                           dilation=dilation, activation=act(opts), quant=quant, **common)
 
         if code == BO.FULLY_CONNECTED:
+            if opts is not None and (opts.weightsFormat != 0 or opts.keepNumDims):
+                raise ModelFileError(f"operator {k} (FULLY_CONNECTED): weights format "
+                                     f"{opts.weightsFormat} / keep_num_dims {opts.keepNumDims} are not "
+                                     f"supported (expected DEFAULT, false)")
             w, bias, w_scale = self.weights(k, op, 0, ins[0], out_idx)
             if w.ndim != 2:
                 raise ModelFileError(f"operator {k}: FC weight must be 2-D, got {w.shape}")
@@ -349,7 +436,8 @@ class _Reader:
                                      f"pools are not supported")
             kernel = (int(opts.filterHeight), int(opts.filterWidth))
             stride = (int(opts.strideH), int(opts.strideW))
-            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, (1, 1), False)
+            x, pads = self.input_and_pads(k, ins[0], opts, kernel, stride, (1, 1),
+                                          lambda value, zp: code == BO.MAX_POOL_2D and value == -128)
             cls = MaxPool2D if code == BO.MAX_POOL_2D else AvgPool2D
             return cls(inputs=[x], output=self.activation(out_idx), kernel=kernel, stride=stride,
                        pads=pads, **common)
@@ -376,6 +464,21 @@ class _Reader:
 
         if code == BO.RESHAPE:
             x, y = self.activation(ins[0]), self.activation(out_idx)
+            want = [1, *self.graph.tensors[y].shape]
+            given = [[int(v) for v in opts.newShape]] if (
+                opts is not None and opts.newShape is not None and len(opts.newShape)) else []
+            if len(ins) > 1 and ins[1] >= 0:
+                st = self.tensors[ins[1]].type
+                if st not in (schema.TensorType.INT32, schema.TensorType.INT64):
+                    raise ModelFileError(f"operator {k} (RESHAPE): shape input {self._where(ins[1])} "
+                                         f"must be int32")
+                given.append([int(v) for v in self.constant(ins[1], st).reshape(-1)])
+            for g in given:
+                ok = len(g) == len(want) and g.count(-1) <= 1 and all(
+                    a == b or a == -1 for a, b in zip(g, want))
+                if not ok:
+                    raise ModelFileError(f"operator {k} (RESHAPE): new shape {g} does not match the "
+                                         f"output shape {want}")
             return Reshape(inputs=[x], output=y, shape=tuple(self.graph.tensors[y].shape), **common)
 
         if code == BO.SOFTMAX:
@@ -386,18 +489,45 @@ class _Reader:
         raise ModelFileError(f"operator {k}: unsupported builtin op "
                              f"{BUILTIN_NAMES.get(code, 'code ' + str(code))}")
 
+    def locate(self, op_name: str, field: str, index: int | None = None) -> str:
+        """`` [tensor 7 'conv/bias', data at file offset N]`` for a weight or bias of an op."""
+        k = self.op_index.get(op_name)
+        if k is None:
+            return ""
+        ins = self.sub.operators[k].inputs
+        pos = {"weight": 1, "bias": 2}.get(field)
+        if pos is None or ins is None or len(ins) <= pos or int(ins[pos]) < 0:
+            return ""
+        idx = int(ins[pos])
+        from dtmm.tflite.custom_ops import _buffer_file_offset
+        off = _buffer_file_offset(getattr(self, "data", None), self.tensors[idx].buffer)
+        if off is None:
+            return f" [{self._where(idx)}]"
+        if index is not None:
+            return f" [{self._where(idx)}, {field}[{index}] at file offset {off + 4 * index}]"
+        return f" [{self._where(idx)}, data at file offset {off}]"
+
     def run(self) -> Graph:
         ops = self.sub.operators or []
-        meta = _metadata(self.model) or {}
+        meta = _metadata(self.model)
+        meta = meta if isinstance(meta, dict) else {}
         meta_ops = meta.get("ops") if isinstance(meta.get("ops"), list) else None
+        if meta_ops is not None and not all(
+                isinstance(m, dict) and isinstance(m.get("name", ""), str)
+                and isinstance(m.get("source", ""), str)
+                and 0 < len(m.get("name", "x")) <= _MAX_NAME and len(m.get("source", "")) <= _MAX_NAME
+                for m in meta_ops):
+            meta_ops = None                  # malformed metadata: name ops by index instead
+        self.op_index: dict[str, int] = {}
+        op_where: dict[str, str] = {}
         real_codes = [_builtin(self.model.operatorCodes[o.opcodeIndex]) for o in ops]
-        n_real = sum(1 for c in real_codes if c != BO.PAD)
+        n_real = sum(1 for c in real_codes if c not in (BO.PAD, BO.PADV2))
         if meta_ops is not None and len(meta_ops) != n_real:
             meta_ops = None
-        self.graph.inputs = [self.activation(int(i)) for i in self.sub.inputs]
+        self.graph.inputs = [self.activation(int(i)) for i in (self.sub.inputs if self.sub.inputs is not None else [])]
         j = 0
         for k, (op, code) in enumerate(zip(ops, real_codes)):
-            if code == BO.PAD:
+            if code in (BO.PAD, BO.PADV2):
                 self.convert(k, op, "", "")
                 continue
             if meta_ops is not None:
@@ -407,10 +537,13 @@ class _Reader:
                 name, source = f"{BUILTIN_NAMES.get(code, 'op').lower()}_{k}", f"tflite operator {k}"
             j += 1
             ir_op = self.convert(k, op, name, source)
-            try:
-                quant = tflm_quant(self.graph, ir_op)     # as TFLM's Prepare computes them
-            except ValueError as e:
-                raise ModelFileError(f"operator {k} ({BUILTIN_NAMES.get(code, code)}): {e}") from None
+            where = f"operator {k} ({ir_op.name!r}, {BUILTIN_NAMES.get(code, code)})"
+            if ir_op.name in self.op_index:
+                raise ModelFileError(f"{where}: op name {ir_op.name!r} is used twice")
+            self.op_index[ir_op.name] = k
+            op_where[ir_op.name] = where
+            # every field checked, then the constants TFLM's Prepare computes
+            quant = validate.check_op(self.graph, ir_op, where=where, locate=self.locate)
             if quant is not None:
                 ir_op.quant = quant
             self.graph.add_op(ir_op)
@@ -418,69 +551,9 @@ class _Reader:
             k = next(iter(self.pending_pads))
             raise ModelFileError(f"a PAD op (output {self._where(k)}) does not feed a VALID conv; "
                                  f"dtmm's IR has no standalone PAD")
-        self.graph.outputs = [self.activation(int(i)) for i in self.sub.outputs]
-        try:
-            self.graph.validate()
-        except GraphError as e:
-            raise ModelFileError(f"the .tflite graph is inconsistent: {e}") from None
-        _check_geometry(self.graph)
+        self.graph.outputs = [self.activation(int(i)) for i in (self.sub.outputs if self.sub.outputs is not None else [])]
+        validate.check_graph(self.graph, op_where)
         return self.graph
-
-
-def _check_geometry(graph: Graph) -> None:
-    """Shapes and window parameters the executors rely on, checked once after reading.
-
-    Every activation dimension is positive; conv/pool strides, dilations and kernels are
-    >= 1, pads >= 0, and the output shape is the one the input, kernel, stride, pads and
-    dilation give; reshape keeps the element count; concat inputs agree except along
-    the concatenation axis. (A valid file always satisfies these; a corrupted one may not.)
-    """
-    from dtmm.graph.compressed import CompressedConv2D
-
-    for name, t in graph.tensors.items():
-        if not t.shape or min(t.shape) < 1:
-            raise ModelFileError(f"tensor {name!r} has shape {list(t.shape)}: every dimension "
-                                 f"must be positive")
-    for k, op in enumerate(graph.ops):
-        where = f"op {k} ({op.name!r}, {op.kind})"
-        x = graph.tensors[op.inputs[0]].shape
-        y = graph.tensors[op.output].shape
-        if isinstance(op, (Conv2D, DepthwiseConv2D, CompressedConv2D, MaxPool2D, AvgPool2D)):
-            kernel = op.kernel
-            dil = getattr(op, "dilation", (1, 1))
-            if (len(x) != 3 or len(y) != 3 or min(*op.stride, *dil, *kernel) < 1
-                    or min(op.pads) < 0):
-                raise ModelFileError(f"{where}: input {list(x)} / output {list(y)} must be "
-                                     f"(H, W, C); stride {op.stride}, dilation {dil} and kernel "
-                                     f"{kernel} >= 1; pads {op.pads} >= 0")
-            t, b, l, r = op.pads
-            oh = (x[0] + t + b - ((kernel[0] - 1) * dil[0] + 1)) // op.stride[0] + 1
-            ow = (x[1] + l + r - ((kernel[1] - 1) * dil[1] + 1)) // op.stride[1] + 1
-            if (oh, ow) != tuple(y[:2]):
-                raise ModelFileError(f"{where}: output shape {list(y)} does not follow from input "
-                                     f"{list(x)}, kernel {kernel}, stride {op.stride}, pads "
-                                     f"{op.pads}, dilation {dil} (expected {oh}x{ow})")
-            if isinstance(op, (MaxPool2D, AvgPool2D)) and y[2] != x[2]:
-                raise ModelFileError(f"{where}: {x[2]} input channels but {y[2]} output channels")
-        elif isinstance(op, Reshape):
-            if int(np.prod(x)) != int(np.prod(y)):
-                raise ModelFileError(f"{where}: reshape of {list(x)} to {list(y)} changes the size")
-        elif isinstance(op, Concat):
-            shapes = [tuple(graph.tensors[i].shape) for i in op.inputs]
-            ax = op.axis % len(y) if -len(y) <= op.axis < len(y) else None
-
-            def drop(s):
-                return s[:ax] + s[ax + 1:]
-            if ax is None or any(len(s) != len(y) or drop(s) != drop(tuple(y)) for s in shapes) or (
-                    sum(s[ax] for s in shapes) != y[ax]):
-                raise ModelFileError(f"{where}: cannot concatenate {[list(s) for s in shapes]} "
-                                     f"into {list(y)} along axis {op.axis}")
-        elif isinstance(op, (Add, Softmax)) and tuple(x) != tuple(y):
-            raise ModelFileError(f"{where}: output shape {list(y)} != input shape {list(x)}")
-        elif isinstance(op, FullyConnected) and (
-                len(y) != 1 or y[0] != op.weight.shape[0] or int(np.prod(x)) != op.weight.shape[1]):
-            raise ModelFileError(f"{where}: weight {op.weight.shape} does not map input "
-                                 f"{list(x)} to output {list(y)}")
 
 
 def read_tflite(src: str | os.PathLike | bytes | bytearray | memoryview) -> Graph:

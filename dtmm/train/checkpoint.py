@@ -26,6 +26,8 @@ __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointMeta", "CHECKPOINT_F
 CHECKPOINT_FORMAT = "dtmm-checkpoint"
 CHECKPOINT_VERSION = 1
 _MAX_LISTED = 5
+_MAX_INPUT_DIM = 4096        # sanity bounds on a checkpoint's header (it is untrusted input)
+_MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,39 @@ def _check_state(path: Path, name: str, model: nn.Module, state: dict) -> None:
         raise ModelFileError(f"{path}: weights do not fit model {name!r}; " + "; ".join(parts))
 
 
+_EXPECTED = ("expected a dtmm checkpoint (`dtmm train` writes one; for your own model use "
+             "dtmm.train.save_checkpoint)")
+
+
+def _load_failure(p: Path, e: Exception) -> str:
+    """What a failed ``torch.load`` of ``p`` means, in words (no torch text echoed raw)."""
+    import pickle
+    import zipfile
+
+    from dtmm.util.text import terminal_safe
+
+    text = terminal_safe(str(e)).strip()
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        return f"{p}: not a torch.save file (it starts with bytes {head!r}); {_EXPECTED}"
+    if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in text.lower():
+        return (f"{p}: a torch.save file holding Python objects (such as a whole nn.Module saved "
+                f"with torch.save(model)), which dtmm does not unpickle because that would run "
+                f"code from the file; {_EXPECTED}")
+    if isinstance(e, (zipfile.BadZipFile, EOFError, RuntimeError)):
+        return f"{p}: a truncated or corrupt torch.save file; {_EXPECTED}"
+    first = text.splitlines()[0][:160] if text else ""
+    return f"{p}: cannot read this torch.save file ({type(e).__name__}: {first}); {_EXPECTED}"
+
+
 def _read_meta(path: Path, raw: Any) -> CheckpointMeta:
+    if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise ModelFileError(f"{path}: a plain state_dict (tensors only), not a dtmm checkpoint; "
+                             f"{_EXPECTED}")
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{path} is not a dtmm checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+        raise ModelFileError(f"{path} is not a dtmm checkpoint (no '{CHECKPOINT_FORMAT}' header); "
+                             f"{_EXPECTED}")
     version = raw.get("format_version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise ModelFileError(f"{path}: checkpoint format version {version!r} is newer than "
@@ -172,8 +204,11 @@ def _read_meta(path: Path, raw: Any) -> CheckpointMeta:
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: checkpoint header is incomplete or malformed ({e!r})") from None
-    if len(meta.input_shape) != 3:
-        raise ModelFileError(f"{path}: input_shape {meta.input_shape} is not (C, H, W)")
+    if len(meta.input_shape) != 3 or not all(1 <= v <= _MAX_INPUT_DIM for v in meta.input_shape):
+        raise ModelFileError(f"{path}: input_shape {meta.input_shape} is not (C, H, W) with sizes "
+                             f"in [1, {_MAX_INPUT_DIM}]")
+    if not 1 <= meta.num_classes <= _MAX_CLASSES:
+        raise ModelFileError(f"{path}: num_classes {meta.num_classes} is not in [1, {_MAX_CLASSES}]")
     if not isinstance(raw.get("state_dict"), dict) or not all(
         isinstance(v, torch.Tensor) for v in raw["state_dict"].values()
     ):
@@ -213,14 +248,11 @@ def load_checkpoint(
     if not p.exists():
         raise ModelFileError(f"checkpoint not found: {p}")
     if not p.is_file():
-        raise ModelFileError(f"checkpoint path is not a file: {p}")
+        raise ModelFileError(f"{p}: is a folder, not a file; {_EXPECTED}")
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/corrupt files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ModelFileError(
-            f"{p}: cannot read checkpoint (truncated or corrupt?): {type(e).__name__}: {msg[:200]}"
-        ) from e
+        raise ModelFileError(_load_failure(p, e)) from None
     meta = _read_meta(p, raw)
     if expected_model is not None and meta.model_name != expected_model:
         raise ModelFileError(

@@ -41,6 +41,35 @@ _WARN = ("-Wall", "-Wextra", "-Wno-unused-parameter")
 _ARTIFACT_KINDS = ("executable", "shared")
 _SOURCE_SUFFIXES = (".c", ".s", ".S")
 
+#: Flags of a host build under AddressSanitizer + UndefinedBehaviorSanitizer (any finding
+#: aborts the program: nothing is only reported).
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer")
+
+
+def sanitize_requested() -> bool:
+    """True when ``$DTMM_SANITIZE`` is set (to anything but ``0``): host builds (the kernel
+    library of :mod:`dtmm.runtime.kernels_host` and every :func:`build` for the host, so
+    the generated models of ``verify --backend host``) then add :data:`SANITIZE_FLAGS`.
+    Loading such a library into Python needs the ASan runtime preloaded
+    (``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``); ``make test-sanitize`` does it."""
+    return os.environ.get("DTMM_SANITIZE", "0") not in ("", "0")
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for compilers and emulators: this one without ``LD_PRELOAD`` (the ASan
+    runtime preloaded for a sanitized test run would only slow gcc down)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
+def check_sanitizer_runtime() -> None:
+    """Raise BuildError if sanitized host libraries cannot be loaded into this process."""
+    if sanitize_requested() and "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        raise BuildError("DTMM_SANITIZE is set but the ASan runtime is not preloaded: run with "
+                         "LD_PRELOAD=$(gcc -print-file-name=libasan.so) (see `make test-sanitize`)")
+
 
 class RegionOverflowError(BuildError):
     """Code or data do not fit a memory region of the target.
@@ -243,6 +272,8 @@ def build(
     inc_flags = [f"-I{d}" for d in incs] + [f"-I{SUPPORT_DIR}"]
     cc = "gcc" if t.is_host else "arm-none-eabi-gcc"
     common = [opt, "-g", "-ffunction-sections", "-fdata-sections", *_WARN, *t.compile_flags(simd), *extra_cflags]
+    if t.is_host and sanitize_requested():
+        common += SANITIZE_FLAGS
     if t.is_host:
         ext = ".so" if kind == "shared" else ""
         artifact_kind = kind
@@ -282,7 +313,8 @@ def build(
             (tmp / "link.ld").write_text(_linker_script(t, stack_bytes, heap_min_bytes))
         cmd = [_tool(cc), *common, *dflags, *inc_flags, *map(str, srcs), *map(str, support), "-o", name, *link]
         (tmp / "build.cmd").write_text(" ".join(cmd) + "\n")
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False,
+                              env=tool_env())
         (tmp / "build.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             raise _fail(t, "compile/link", proc)
