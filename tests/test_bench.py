@@ -55,8 +55,42 @@ def test_quick_bench_is_repeatable_and_verified():
     assert full.isa == "mve" and a.get("cortex-m55", "dtmm_scalar", lay, ratio).isa == "scalar"
     assert full.instructions < noilp.instructions          # weight reuse saves instructions
     assert full.instructions < dense.instructions          # 90 % pruned beats dense
-    assert abs(full.pruned - ratio) < 0.01 and dense.kept_weights == 3 * 3 * lay[2] * lay[3]
+    assert abs(full.pruned - ratio) < 0.01 and dense.kept_weights == 3 * 3 * lay.c_in * lay.c_out
+    # the class decode adds up to the count; the cycle model is there (and labelled a model)
+    assert sum(full.classes) == full.instructions and full.cycles > 0
     md = kb.render_markdown(a)
     assert "not cycles" in md and "cortex-m55: 90% of weights pruned" in md
-    s = a.summary()["cortex-m55"]
-    assert 0 < s["dtmm_vs_csr"]["mean"] < 1
+    assert "not latency measured" in md and "not rerun" in md
+    s = a.summary()
+    assert 0 < s["cortex-m55"]["dtmm_vs_csr"]["mean"] < 1
+    goals = {g["goal"]: g for g in s["goals"]}
+    g = goals["M55, 90 % pruned, C_in >= 64"]
+    assert g["met"] == (g["x_cmsis"] <= 0.15) and g["instructions"] == full.instructions
+
+
+def test_reference_conv_stride_and_depthwise():
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, (1, 7, 6, 3)).astype(np.int8)
+    p = kb.ConvParams(stride=(2, 2), pads=(2, 2, 2, 2), in_zp=5)
+    for dw in (False, True):
+        w = rng.integers(-127, 128, (1 if dw else 4, 5, 5, 3)).astype(np.int8)
+        bias = np.arange(3 if dw else 4, dtype=np.int32)
+        acc = kb._reference_acc(x, w, bias, p, depthwise=dw)
+        xp = np.pad(x.astype(np.int64) - 5, ((0, 0), (2, 2), (2, 2), (0, 0)))
+        ho, wo = (7 + 4 - 5) // 2 + 1, (6 + 4 - 5) // 2 + 1
+        assert acc.shape == (1, ho, wo, 3 if dw else 4)
+        for oy in range(ho):
+            for ox in range(wo):
+                win = xp[0, 2 * oy:2 * oy + 5, 2 * ox:2 * ox + 5]
+                if dw:
+                    want = (win * w[0]).sum(axis=(0, 1)) + bias
+                else:
+                    want = np.array([(win * w[o]).sum() for o in range(4)]) + bias
+                assert (acc[0, oy, ox] == want).all()
+
+
+def test_layer_names_and_goal_bounds():
+    assert kb.Layer(16, 16, 64, 64, k=1).name == "16x16x64 -> 64 (1x1)"
+    assert len(kb.ANCHOR_LAYERS) == 6 and set(kb.CMSIS_NN_ANCHOR) == set(kb.ANCHOR_LAYERS)
+    assert kb.cmsis_instructions(kb.Layer(32, 32, 16, 32), "cortex-m55") == 32 * 32 * 9 * 16 * 32 / 3.0
+    assert kb.cmsis_instructions(kb.Layer(16, 16, 64, 64, k=1), "cortex-m55") is None

@@ -553,17 +553,61 @@ def test_fully_connected(isa_kernels, in_f):
     check_fc(isa_kernels, in_f)
 
 
+def check_fc_fwcs(k, in_f, out_f=10, sparsity=0.5, size=16):
+    """FC on FWCS weights (runs of ``size`` inputs, the last one shorter when size does
+    not divide I) against the dense-with-zeros NumPy FC; every cptr / fidx width."""
+    from dtmm.formats import fwcs
+
+    rng = np.random.default_rng(seed(("fcf", in_f, out_f, sparsity, size)))
+    x = rng.integers(-128, 128, (3, in_f), dtype=np.int8)
+    w = rng.integers(-127, 128, (out_f, in_f), dtype=np.int8)
+    npos = -(-in_f // size)
+    keep = rng.random((out_f, npos)) >= sparsity
+    if out_f >= 3:
+        keep[0], keep[1] = False, True       # an output with no run, one with all
+    f = fwcs.encode(w, keep, size=size)
+    wd = fwcs.decode(f).astype(np.int64)
+    bias = rng.integers(-5000, 5000, out_f).astype(np.int32)
+    acc = (x.astype(np.int64) + 17) @ wd.T + bias
+    m1, s1 = quantize_multiplier(1.0 / (40 * 64 * math.sqrt(in_f)))
+    mult, shift = rand_quant(rng, out_f, in_f)
+    for ct in ((np.uint8, np.uint16) if (npos - 1) * size < 256 else (np.uint16,)):
+        for ft in (np.uint8, np.uint16, np.uint32):
+            if f.cptr.size > 255 and ft is np.uint8:
+                continue
+            cp, fi = f.cptr.astype(ct), f.fidx.astype(ft)
+            got = k.fully_connected_fwcs_s8(x, f.arr, cp, fi, size, bias, m1, s1, in_zp=-17, out_zp=3)
+            assert_same(got, requant_out(acc, m1, s1, 3, -128, 127),
+                        f"fc fwcs per-tensor in={in_f} out={out_f} s={sparsity} {ct.__name__}/{ft.__name__}")
+            got = k.fully_connected_fwcs_s8(x, f.arr, cp, fi, size, None, mult, shift, in_zp=-17,
+                                            out_zp=3, act_min=3)
+            assert_same(got, requant_out(acc - bias, mult, shift, 3, 3, 127),
+                        f"fc fwcs per-channel in={in_f} out={out_f} s={sparsity}")
+
+
+@pytest.mark.parametrize("in_f,out_f,size", [(1, 3, 16), (17, 10, 16), (64, 9, 16), (100, 10, 16),
+                                             (40, 7, 8), (33, 5, 5)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_fully_connected_fwcs(isa_kernels, in_f, out_f, size, sparsity):
+    check_fc_fwcs(isa_kernels, in_f, out_f, sparsity, size)
+
+
 POOLS = [PoolParams((2, 2), (2, 2)), PoolParams((3, 3), (2, 2), (1, 1, 1, 1)),
          PoolParams((3, 3), (1, 1), (0, 2, 1, 0), act_min=-10, act_max=50),
          PoolParams((5, 5), (1, 1), (2, 2, 2, 2))]
 
 
 @pytest.mark.parametrize("pp", POOLS, ids=range(len(POOLS)))
-def test_pools(kernels, pp):
+def test_pools(isa_kernels, pp):
+    check_pools(isa_kernels, pp)
+
+
+def check_pools(kernels, pp):
     rng = np.random.default_rng(5)
-    x = rng.integers(-128, 128, (2, 7, 6, 5), dtype=np.int8)
-    assert_same(kernels.max_pool_s8(x, pp), ref_pool(x, pp, "max"), "max pool")
-    assert_same(kernels.avg_pool_s8(x, pp), ref_pool(x, pp, "avg"), "avg pool")
+    for c in (5, 16, 37):        # channel tails of the 4 / 16-lane paths
+        x = rng.integers(-128, 128, (2, 7, 6, c), dtype=np.int8)
+        assert_same(kernels.max_pool_s8(x, pp), ref_pool(x, pp, "max"), f"max pool c={c}")
+        assert_same(kernels.avg_pool_s8(x, pp), ref_pool(x, pp, "avg"), f"avg pool c={c}")
 
 
 def test_avg_pool_empty_window_is_an_error(kernels):
@@ -573,18 +617,29 @@ def test_avg_pool_empty_window_is_an_error(kernels):
 
 
 @pytest.mark.parametrize("scales", [(0.05, 0.02, 0.06), (0.1, 0.1, 0.15), (0.01, 0.08, 0.04)])
-def test_add(plain_kernels, scales):
+def test_add(isa_kernels, scales):
+    check_add(isa_kernels, scales)
+
+
+def check_add(k, scales, shape=(4, 33)):
     rng = np.random.default_rng(9)
-    a = rng.integers(-128, 128, (4, 33), dtype=np.int8)
-    b = rng.integers(-128, 128, (4, 33), dtype=np.int8)
+    a = rng.integers(-128, 128, shape, dtype=np.int8)
+    b = rng.integers(-128, 128, shape, dtype=np.int8)
+    a.reshape(-1)[:4] = [-128, 127, -128, 127]
+    b.reshape(-1)[:4] = [-128, 127, 127, -128]
     ap = add_params(*scales)
-    zp1, zp2, zpo = 5, -12, -3
-    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - zp1) << ap["left_shift"],
+    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - 5) << ap["left_shift"],
                                           ap["in1_multiplier"], ap["in1_shift"])
-    sb = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << ap["left_shift"],
+    sb = multiply_by_quantized_multiplier((b.astype(np.int64) + 12) << ap["left_shift"],
                                           ap["in2_multiplier"], ap["in2_shift"])
-    want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, zpo, 127)
-    assert_same(plain_kernels.add_s8(a, b, zp1, zp2, zpo, ap, act_min=zpo), want, f"add {scales}")
+    for zpo, act_min in ((-3, -3), (40, -128)):
+        want = requant_out(sa + sb, ap["out_multiplier"], ap["out_shift"], zpo, act_min, 127)
+        assert_same(k.add_s8(a, b, 5, -12, zpo, ap, act_min=act_min), want,
+                    f"add {scales} {shape} zp={zpo}")
+    # the reference path (constants the fast DSP path does not take): out shift < -21
+    ap2 = dict(ap, out_shift=-25)
+    want = requant_out(sa + sb, ap["out_multiplier"], -25, 0, -128, 127)
+    assert_same(k.add_s8(a, b, 5, -12, 0, ap2), want, f"add {scales} out_shift=-25")
 
 
 def test_conv_rejects_inconsistent_dims(kernels):
@@ -642,24 +697,41 @@ def test_qemu_fwcs(name):
         check_conv_fwcs(name, k, case, 0.0, all_index_types=False)
 
 
-# C_in = 16, 32, 64 (the M55 builds' whole-filter asm loop, R = 1, 2, 4, 8: 1, 2, 4 vectors per
-# filterlet), with a partial last block of pixels (H_out * W_out not a multiple of R).
+# The asm filter loops: M55 C_in < 64 or 16, 32, 64 or a multiple of 128 (R = 1, 2, 4, 8:
+# 1, 2, 4 or 8m vectors per filterlet, a partial last one for C_in < 64), M4/M7 (DSP,
+# R = 4) C_in % 4 == 0, other C_in the C loops; with a partial last block of pixels (H_out * W_out not
+# a multiple of R), interior blocks (the table filled without bounds checks), and dead
+# filters (no filterlet left: the constant row) at 90 % sparsity.
 FWCS_SMALL_CIN_CASES = [
     ("small_cin16", 1, 5, 5, 16, 9, 3, 1, (1, 1, 1, 1)),
     ("small_cin32_s2", 2, 6, 5, 32, 6, 3, 2, (1, 0, 1, 1)),
     ("small_cin64_1x1", 1, 3, 3, 64, 5, 1, 1, (0, 0, 0, 0)),
     ("small_cin16_6px", 1, 2, 3, 16, 7, 3, 1, (1, 1, 1, 1)),  # R = 8: 6 live pixels
+    ("cin128_interior", 1, 6, 8, 128, 6, 3, 1, (1, 1, 1, 1)),
+    ("cin256_1x1", 1, 3, 4, 256, 5, 1, 1, (0, 0, 0, 0)),
+    ("cin8_5x5", 1, 7, 6, 8, 6, 5, 1, (2, 2, 2, 2)),
+    ("cin4_s2", 1, 9, 9, 4, 6, 3, 2, (1, 1, 1, 1)),
+    # M55: any C_in < 64 (a partial last vector per filterlet, positions in a byte array)
+    ("cin1_tail", 1, 6, 7, 1, 7, 3, 1, (1, 1, 1, 1)),
+    ("cin21_tail", 1, 5, 6, 21, 9, 3, 1, (1, 1, 1, 1)),
+    ("cin48_tail_s2", 1, 7, 7, 48, 5, 3, 2, (1, 1, 1, 1)),
+    ("cin63_tail", 2, 3, 4, 63, 5, 3, 1, (0, 2, 1, 1)),
+    # DSP asm for any C_in % 4 == 0; M55 C loop for 80; 3 passes of the 8-vector body
+    ("cin12", 1, 5, 5, 12, 6, 3, 1, (1, 1, 1, 1)),
+    ("cin80_generic", 1, 3, 4, 80, 5, 3, 1, (1, 1, 1, 1)),
+    ("cin384_1x1", 1, 2, 3, 384, 4, 1, 1, (0, 0, 0, 0)),
 ]
 
 
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("name", ["m55", "m55_r2", "m55_r8", "m55_noilp"])
+@pytest.mark.parametrize("name", ["m55", "m55_r2", "m55_r8", "m55_noilp", "m7", "m55_dsp"])
 @pytest.mark.parametrize("case", FWCS_SMALL_CIN_CASES, ids=[c[0] for c in FWCS_SMALL_CIN_CASES])
 def test_qemu_fwcs_small_cin(name, case):
     k = target_kernels(name)
     for sparsity in (0.0, 0.5, 0.9):
-        check_conv_fwcs(name, k, case, sparsity)
+        # every cptr / fidx width on the main build, two combinations on the others
+        check_conv_fwcs(name, k, case, sparsity, all_index_types=name == "m55")
 
 
 @needs_qemu
@@ -671,6 +743,8 @@ def test_qemu_other_kernels(name):
         check_conv_dense(k, case)
     for in_f in (3, 17, 100):
         check_fc(k, in_f)
+    for in_f, size in ((17, 16), (100, 16), (33, 5)):
+        check_fc_fwcs(k, in_f, 10, 0.5, size)
     for case in DW_CASES:
         for dm in (1, 2):
             check_depthwise(k, case, dm)
@@ -681,9 +755,9 @@ def test_qemu_other_kernels(name):
             check_conv_csr(k, case, 0.5)
         for case in (CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):
             check_conv_pattern(k, case, PATTERN_INDEX_TYPES[:2])
-        for pp in POOLS[1:3]:
-            test_pools(k, pp)
-        test_add(k, (0.05, 0.02, 0.06))
+    for pp in POOLS[1:3]:
+        check_pools(k, pp)
+    check_add(k, (0.05, 0.02, 0.06), (3, 37))
 
 
 @needs_qemu

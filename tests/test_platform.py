@@ -388,3 +388,72 @@ def test_docstring_examples():
         mod = importlib.import_module("dtmm.codegen.platform" + ("" if name == "__init__" else "." + name))
         result = doctest.testmod(mod)
         assert result.failed == 0, name
+
+
+# A region of known instructions: its per-class counts, less those of the same call with
+# an empty body (the call, prologue and return around it), must come back exactly.
+CLASSES_C = r"""
+#include "dtmm_platform.h"
+static int8_t buf[64] __attribute__((aligned(16)));
+#if defined(__ARM_FEATURE_MVE)
+#  define MVE_BODY                                                                 \
+        "   vldrb.8     q0, [%[p]]\n"      /* MVE load/store x2 */                   \
+        "   vstrb.8     q0, [%[p], #16]\n"                                           \
+        "   vmladava.s8 r0, q0, q0\n"      /* MVE MAC x2 */                          \
+        "   vqrdmulh.s32 q1, q0, q0\n"                                               \
+        "   vadd.i32    q1, q1, q0\n"      /* other MVE x3 */                        \
+        "   vdup.32     q1, r0\n"                                                    \
+        "   vctp.8      r0\n"
+#  define VREGS , "q0", "q1"
+#else
+#  define MVE_BODY ""
+#  define VREGS
+#endif
+#define BODY                                                                       \
+        "   movs  r0, #1\n"            /* ALU x4 */                                  \
+        "   adds  r0, r0, #2\n"                                                      \
+        "   lsls  r0, r0, #1\n"                                                      \
+        "   smlad r0, r0, r0, r0\n"                                                  \
+        "   ldr   r1, [%[p]]\n"        /* load/store x3 */                           \
+        "   str   r1, [%[p], #4]\n"                                                  \
+        "   ldrb  r1, [%[p], #8]\n"                                                  \
+        "   b     1f\n"                /* branch x1 */                               \
+        "1:\n" MVE_BODY
+__attribute__((noinline)) static void probe1(int8_t *p)
+{
+    __asm__ volatile(BODY : : [p] "r"(p) : "r0", "r1", "memory", "cc" VREGS);
+}
+__attribute__((noinline)) static void probe0(int8_t *p)
+{
+    __asm__ volatile("" : : [p] "r"(p) : "r0", "r1", "memory", "cc" VREGS);
+}
+int main(void)
+{
+    dtmm_bench_start();
+    probe1(buf);
+    dtmm_bench_stop();
+    dtmm_bench_start();
+    probe0(buf);
+    dtmm_bench_stop();
+    return 0;
+}
+"""
+
+
+@needs_qemu
+@pytest.mark.parametrize("target", CM_TARGETS)
+def test_instruction_classes_and_cycle_model(tmp_path, target):
+    from dtmm.codegen.platform.runner import INSTRUCTION_CLASSES
+
+    (tmp_path / "cls.c").write_text(CLASSES_C)
+    res = run(build(target, [tmp_path / "cls.c"], out_dir=tmp_path / "out"), timeout_s=30)
+    assert res.exit_code == 0
+    (n1, n0), (c1, c0) = res.instructions, res.instruction_classes
+    assert sum(c1) == n1 and sum(c0) == n0
+    got = dict(zip(INSTRUCTION_CLASSES, (a - b for a, b in zip(c1, c0))))
+    mve = target == "cortex-m55"
+    assert got == {"scalar_alu": 4, "load_store": 3, "branch": 1,
+                   "mve_load_store": 2 if mve else 0, "mve_mac": 2 if mve else 0,
+                   "mve_other": 3 if mve else 0}
+    y1, y0 = res.estimated_cycles
+    assert 0 < y0 < y1 < 4 * n1

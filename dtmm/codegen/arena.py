@@ -16,6 +16,12 @@ Liveness, over op positions ``0 .. len(ops) - 1`` in graph order:
 * an op's inputs and output are therefore live together: kernels never run in place;
 * a :class:`~dtmm.graph.ir.Reshape` output aliases its input (NHWC data is already in
   the reshaped order): both share one buffer, whose lifetime is the union;
+* a channel :class:`~dtmm.graph.ir.Concat` of vectors (one pixel: NHWC concatenation
+  is then a concatenation of byte runs) whose inputs are each produced by an op of
+  their own (:func:`concat_in_place`) runs without a copy: its inputs are placed side by
+  side inside the output's buffer (each at its channel offset), one buffer whose
+  lifetime is the union of theirs; the C model emits no code for it. A concat of
+  tensors with more than one pixel interleaves the inputs per pixel and stays a copy;
 * op ``i``'s scratch lives at position ``i`` only.
 
 Scratch sizes come from :mod:`dtmm.codegen.scratch` (:func:`scratch_bytes`): the
@@ -44,10 +50,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from dtmm.errors import BuildError
-from dtmm.graph.ir import Conv2D, Graph, Reshape
+from dtmm.graph.ir import Concat, Conv2D, Graph, Reshape
 
 __all__ = ["ArenaPlan", "Buffer", "plan_arena", "scratch_bytes", "isa_path", "liveness",
-           "ALIGN", "ISA_PATHS"]
+           "concat_in_place", "ALIGN", "ISA_PATHS"]
 
 #: The kernels' ISA paths (dtmm_isa.h).
 ISA_PATHS = ("scalar", "dsp", "mve")
@@ -125,6 +131,8 @@ class Buffer:
     last: int
     tensors: tuple[str, ...] = ()
     scratch_of: str | None = None
+    #: byte offset of a member tensor inside the buffer (an in-place concat's inputs)
+    suboffsets: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,40 @@ def _tensor_nbytes(graph: Graph, name: str, any_dtype: bool = False) -> int:
     return t.size
 
 
+def concat_in_place(graph: Graph, op) -> bool:
+    """True if ``op`` is a channel concat that runs without a copy (see the module
+    docstring): one pixel, at least two inputs, each a distinct tensor produced by an op
+    that is neither a reshape nor another concat, none a graph input or output.
+
+    >>> from dtmm.runtime.synth import SynthGraph
+    >>> sg = SynthGraph((4, 4, 3), seed=0)
+    >>> a = sg.fc(8, x=sg.reshape((48,))); b = sg.fc(4, x=sg.reshape((48,), x="input"))
+    >>> sg.set_qparams(b, sg.g.tensors[a].qparams)          # concat inputs share qparams
+    >>> c = sg.concat([a, b]); g = sg.finish()
+    >>> concat_in_place(g, g.ops[-1])
+    True
+    """
+    if not isinstance(op, Concat) or len(op.inputs) < 2 or len(set(op.inputs)) != len(op.inputs):
+        return False
+    shape = graph.tensors[op.output].shape
+    if op.axis not in (-1, len(shape) - 1) or _pixels(shape) != 1:
+        return False
+    producer = {o.output: o for o in graph.ops}
+    for t in op.inputs:
+        p = producer.get(t)
+        if (p is None or isinstance(p, (Reshape, Concat)) or t in graph.inputs
+                or t in graph.outputs):
+            return False
+    return True
+
+
+def _pixels(shape) -> int:
+    n = 1
+    for d in tuple(shape)[:-1]:
+        n *= int(d)
+    return n
+
+
 def liveness(graph: Graph, *, any_dtype: bool = False) -> list[Buffer]:
     """Activation buffers with lifetimes (Reshape outputs merged into their input's buffer).
 
@@ -175,6 +217,7 @@ def liveness(graph: Graph, *, any_dtype: bool = False) -> list[Buffer]:
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     members: dict[str, list[str]] = {}
+    sub: dict[str, dict[str, int]] = {}
 
     def touch(r: str, i: int) -> None:
         first[r] = min(first.get(r, i), i)
@@ -189,7 +232,23 @@ def liveness(graph: Graph, *, any_dtype: bool = False) -> list[Buffer]:
             if t not in root:
                 raise BuildError(f"op {op.name!r}: input {t!r} is used before it is produced")
             touch(root[t], i)
-        if isinstance(op, Reshape) and len(op.inputs) == 1:
+        if concat_in_place(graph, op):
+            # the inputs' buffers become parts of the output's, side by side
+            members[op.output] = [op.output]
+            sub[op.output] = {}
+            off = 0
+            for t in op.inputs:
+                r = root[t]
+                for m in members.pop(r):
+                    root[m] = op.output
+                    members[op.output].append(m)
+                    sub[op.output][m] = off
+                touch(op.output, first.pop(r))
+                touch(op.output, last.pop(r))
+                off += _tensor_nbytes(graph, t, any_dtype)
+            root[op.output] = op.output
+            touch(op.output, i)
+        elif isinstance(op, Reshape) and len(op.inputs) == 1:
             r = root[op.inputs[0]]
             if (_tensor_nbytes(graph, op.output, any_dtype)
                     != _tensor_nbytes(graph, op.inputs[0], any_dtype)):
@@ -205,7 +264,8 @@ def liveness(graph: Graph, *, any_dtype: bool = False) -> list[Buffer]:
         if name not in root:
             raise BuildError(f"graph output {name!r} is never produced")
         touch(root[name], max(n - 1, 0))
-    return [Buffer(r, _tensor_nbytes(graph, r, any_dtype), first[r], last[r], tuple(members[r]))
+    return [Buffer(r, _tensor_nbytes(graph, r, any_dtype), first[r], last[r], tuple(members[r]),
+                   suboffsets=dict(sub.get(r, {})))
             for r in members]
 
 
@@ -300,7 +360,7 @@ def plan_arena(graph: Graph, target: str = "host", *, simd: str = "auto",
         if b.scratch_of is not None:
             scratch_offsets[b.scratch_of] = offs[b.name]
         for t in b.tensors:
-            offsets[t] = offs[b.name]
+            offsets[t] = offs[b.name] + b.suboffsets.get(t, 0)
     return ArenaPlan(size=_align(size), offsets=offsets, peak_live=max(live),
                      scratch=scratch, scratch_offsets=scratch_offsets, buffers=tuple(buffers),
                      isa=isa)

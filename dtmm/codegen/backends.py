@@ -230,6 +230,9 @@ class TargetResult:
     arena_peak_live: int
     const_bytes: int
     op_instructions: tuple[tuple[int, ...], ...] | None = None
+    #: per image, the counting plugin's estimated-cycles MODEL of the inference
+    #: (dtmm.bench.cycles: an estimate from the instruction mix, not a measurement)
+    estimated_cycles: list[int] | None = None
 
     @property
     def instructions_per_inference(self) -> int:
@@ -285,6 +288,7 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
     n = x.shape[0]
     outs = np.zeros((n,) + tuple(plan.output.shape), np.int8)
     counts: list[int] = []
+    cycles: list[int] = []
     per_op: list[tuple[int, ...]] = []
     coded = fw.profiled_steps if fw.profile else ()
     regions = len(coded) if fw.profile else 1
@@ -306,8 +310,11 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
         if len(ins) != max(len(chunk), 1) * regions:
             raise BuildError(f"model firmware on {plan.target}: {len(ins)} instruction counts "
                              f"for {len(chunk)} images ({regions} per image)")
+        cyc = list(res.estimated_cycles or [])
         for j in range(max(len(chunk), 1)):
             got_j = ins[j * regions:(j + 1) * regions]
+            if len(cyc) == len(ins):
+                cycles.append(int(sum(cyc[j * regions:(j + 1) * regions])))
             if fw.profile:
                 row = [0] * len(plan.steps)
                 for k, c in zip(coded, got_j):
@@ -317,7 +324,7 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
     flash, ram = size(fw.artifact)
     return TargetResult(plan.target, outs, counts, flash, ram - fw.harness_ram_bytes,
                         plan.arena.size, plan.arena.peak_live, plan.const_bytes,
-                        tuple(per_op) if fw.profile else None)
+                        tuple(per_op) if fw.profile else None, cycles or None)
 
 
 def _explain(plan: ModelPlan, line: str) -> str:

@@ -16,10 +16,12 @@ Op -> kernel:
 ``CompressedConv2D`` pattern ``dtmm_conv_pattern_s8`` (3x3)
 ``DepthwiseConv2D``          ``dtmm_depthwise_conv_s8``
 ``FullyConnected``           ``dtmm_fully_connected_s8``
+``CompressedFullyConnected`` ``dtmm_fully_connected_fwcs_s8`` (FWCS runs of inputs)
 ``MaxPool2D`` / ``AvgPool2D`` ``dtmm_max_pool_s8`` / ``dtmm_avg_pool_s8``
 ``Add``                      ``dtmm_add_s8``
 ``Softmax``                  ``dtmm_softmax_s8`` (TFLite Micro-exact)
-``Concat`` (channels)        a copy loop inside ``model.c``
+``Concat`` (channels)        a copy loop inside ``model.c``; none for vectors whose inputs
+                             the arena placed side by side (``arena.concat_in_place``)
 ``Reshape``                  nothing: the output aliases the input in the arena
 ===========================  ===========================================
 
@@ -38,16 +40,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dtmm.codegen.arena import ArenaPlan, plan_arena
+from dtmm.codegen.arena import ArenaPlan, concat_in_place, plan_arena
 from dtmm.errors import BuildError
 from dtmm.formats import footprint
 from dtmm.formats.common import ByteCount
 from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, FullyConnected, Graph,
                            MaxPool2D, Reshape, Softmax)
-from dtmm.quant import arith
+from dtmm.quant import arith, offsets
 
 __all__ = ["ModelPlan", "Step", "ConstArray", "TensorRef", "Dims", "ConvParamsC", "ConvCall",
-           "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall",
+           "SparseConvCall", "FwcsCall", "CsrCall", "PatternCall", "DepthwiseCall", "FcCall", "FwcsFcCall",
            "PoolCall", "AddCall", "SoftmaxCall", "ConcatCall", "AliasCall", "plan_model",
            "KERNEL_HEADERS", "KERNEL_SOURCES", "LARGE_THRESHOLD"]
 
@@ -58,6 +60,7 @@ KERNEL_SOURCES = {
     "pattern": "dtmm_conv_pattern_s8.c", "depthwise_conv2d": "dtmm_depthwise_conv_s8.c",
     "fully_connected": "dtmm_fully_connected_s8.c", "max_pool2d": "dtmm_max_pool_s8.c",
     "avg_pool2d": "dtmm_avg_pool_s8.c", "add": "dtmm_add_s8.c", "softmax": "dtmm_softmax_s8.c",
+    "compressed_fully_connected": "dtmm_fully_connected_fwcs_s8.c",
 }
 #: Headers every kernel file includes (copied into each generated project).
 KERNEL_HEADERS = ("dtmm_kernels.h", "dtmm_internal.h", "dtmm_isa.h", "dtmm_requant.h")
@@ -123,7 +126,7 @@ class ConvParamsC:
 
 @dataclass(frozen=True)
 class _Requant:
-    bias: str
+    bias: str            # the bias array, or for the sparse kernels the offset array
     multiplier: str
     shift: str
 
@@ -221,6 +224,28 @@ class FcCall:
 
 
 @dataclass(frozen=True)
+class FwcsFcCall:
+    """``dtmm_fully_connected_fwcs_s8``: the ``dtmm_fwcs`` struct's fields (linear layout:
+    ``kh`` 1, ``kw`` runs per row) and ``rq.bias`` = the per-output offsets."""
+
+    x: TensorRef
+    y: TensorRef
+    params: ConvParamsC
+    per_channel: int
+    in_features: int
+    arr: str
+    cptr: str
+    fidx: str
+    size: int
+    kh: int
+    kw: int
+    c_out: int
+    cptr_bits: int
+    fidx_bits: int
+    rq: _Requant
+
+
+@dataclass(frozen=True)
 class PoolCall:
     x: TensorRef
     y: TensorRef
@@ -281,7 +306,8 @@ class AliasCall:
     y: TensorRef
 
 
-Call = (ConvCall | FwcsCall | CsrCall | PatternCall | DepthwiseCall | FcCall | PoolCall | AddCall
+Call = (ConvCall | FwcsCall | CsrCall | PatternCall | DepthwiseCall | FcCall | FwcsFcCall | PoolCall
+        | AddCall
         | SoftmaxCall | ConcatCall | AliasCall)
 
 
@@ -409,7 +435,10 @@ class _Planner:
         return ConvParamsC(int(stride[0]), int(stride[1]), *(int(p) for p in pads), in_zp, out_zp,
                            int(lo), int(hi))
 
-    def requant(self, cid: str, op, n: int) -> _Requant:
+    def requant(self, cid: str, op, n: int, weight_sums=None) -> _Requant:
+        """The bias / multiplier / shift constants of ``op``. With ``weight_sums`` (the
+        sparse kernels) the first array is ``bias - in_zp * weight_sums`` (``{cid}_offset``,
+        :mod:`dtmm.quant.offsets`) instead of the bias: same bytes, no per-call sums."""
         q = op.quant
         if q is None:
             raise BuildError(f"op {op.name!r} ({op.kind}) has no quantization constants")
@@ -425,7 +454,13 @@ class _Planner:
         bias = np.asarray(op.bias).reshape(-1)
         if bias.dtype.kind not in "iu":
             raise BuildError(f"op {op.name!r}: bias is {bias.dtype}, not int32 (graph not quantized?)")
-        return _Requant(self.const(f"{cid}_bias", bias, np.int32),
+        if weight_sums is not None:
+            _, in_zp = _qp(self.g, op.inputs[0])
+            first = self.const(f"{cid}_offset", offsets.input_offset_bias(
+                bias, weight_sums, in_zp, f"op {op.name!r}"), np.int32)
+        else:
+            first = self.const(f"{cid}_bias", bias, np.int32)
+        return _Requant(first,
                         self.const(f"{cid}_mult", mult, np.int32),
                         self.const(f"{cid}_shift", shift, np.int32))
 
@@ -451,10 +486,10 @@ class _Planner:
         """The arrays just planned must be the footprint's array bytes (one truth)."""
         kind = step.op_kind if step.op_kind != "compressed_conv2d" else self.g.op(step.op_name).format_name
         structs = sum(footprint.struct_size(n, self.pointer_bytes) for n in footprint.OP_STRUCTS[kind])
-        if len(arrays) != footprint.OP_ARRAYS[kind]:
+        n_arrays = footprint.op_array_count(kind, self.g.op(step.op_name), self.g)
+        if len(arrays) != n_arrays:
             raise BuildError(f"op {step.op_name!r}: {len(arrays)} const arrays planned, the byte "
-                             f"model says {footprint.OP_ARRAYS[kind]}: dtmm.formats.footprint is out "
-                             f"of date")
+                             f"model says {n_arrays}: dtmm.formats.footprint is out of date")
         if sum(a.nbytes for a in arrays) != step.const.total - structs:
             raise BuildError(f"op {step.op_name!r}: planned const arrays "
                              f"({sum(a.nbytes for a in arrays)} B) differ from the byte model "
@@ -476,6 +511,8 @@ class _Planner:
                             self.const(f"{cid}_w", op.weight, np.int8), self.requant(cid, op, cout))
         elif kind == "compressed_conv2d":
             call = self.compressed(cid, op, x, y)
+        elif kind == "compressed_fully_connected":
+            call = self.compressed_fc(cid, op, x, y)
         elif isinstance(op, DepthwiseConv2D):
             self.check_dilation(op)
             self.check_weight(op)
@@ -539,8 +576,18 @@ class _Planner:
                     raise BuildError(f"op {op.name!r} (concat): input {n!r} qparams differ from "
                                      f"the output's")
             chans = tuple(int(t.shape[-1]) for t in xs)
-            self.const(f"{cid}_chans", np.array(chans, np.int32), np.int32)
-            call = ConcatCall(xs, y, y.nbytes // int(y.shape[-1]), chans)
+            if concat_in_place(self.g, op):
+                # the arena placed the inputs side by side inside the output: no code
+                off = y.offset
+                for t in xs:
+                    if t.offset != off:
+                        raise BuildError(f"op {op.name!r} (concat): planner did not place "
+                                         f"{t.name!r} in place")
+                    off += t.nbytes
+                call = AliasCall(xs[0], y)
+            else:
+                self.const(f"{cid}_chans", np.array(chans, np.int32), np.int32)
+                call = ConcatCall(xs, y, y.nbytes // int(y.shape[-1]), chans)
         elif isinstance(op, Reshape):
             if x.offset != y.offset or x.nbytes != y.nbytes:
                 raise BuildError(f"op {op.name!r} (reshape): planner did not alias its output")
@@ -552,6 +599,34 @@ class _Planner:
                     self.arena.scratch_offsets.get(op.name) if s else None, s,
                     footprint.op_bytes(op, self.g, self.pointer_bytes))
 
+    def compressed_fc(self, cid: str, op, x: TensorRef, y: TensorRef) -> FwcsFcCall:
+        o, n_in = op.weight_shape
+        if x.nbytes != n_in or y.nbytes != o:
+            raise BuildError(f"op {op.name!r}: input {x.shape} / output {y.shape} do not match "
+                             f"weight {op.weight_shape}")
+        try:
+            op.verify(n_in)
+        except Exception as e:                                   # FormatError / GraphError
+            raise BuildError(f"op {op.name!r}: invalid compressed weights: {e}") from None
+        f = op.fmt
+        self.need(KERNEL_SOURCES["compressed_fully_connected"])
+        cp = f.cptr.astype(np.int64)
+        lens = np.minimum(int(f.size), n_in - cp)
+        rows = np.repeat(np.repeat(np.arange(o), np.diff(f.fidx.astype(np.int64))), lens)
+        sums = np.bincount(rows, weights=f.arr.astype(np.float64), minlength=o)
+        rq = self.requant(cid, op, o, np.rint(sums).astype(np.int64))
+        per_channel = int(np.asarray(op.quant.multiplier).size > 1)
+        cb = f.cptr.dtype.itemsize * 8
+        fb = f.fidx.dtype.itemsize * 8
+        if cb not in (8, 16) or fb not in (8, 16, 32):
+            raise BuildError(f"op {op.name!r}: cptr / fidx dtypes {f.cptr.dtype} / {f.fidx.dtype} "
+                             f"unsupported")
+        return FwcsFcCall(x, y, self.conv_params(op), per_channel, n_in,
+                          self.const(f"{cid}_arr", f.arr, np.int8),
+                          self.const(f"{cid}_cptr", f.cptr, f.cptr.dtype),
+                          self.const(f"{cid}_fidx", f.fidx, f.fidx.dtype),
+                          int(f.size), 1, -(-n_in // int(f.size)), o, cb, fb, rq)
+
     def compressed(self, cid: str, op, x: TensorRef, y: TensorRef):
         self.check_dilation(op)
         f = op.fmt
@@ -561,8 +636,16 @@ class _Planner:
         except Exception as e:                                   # FormatError / GraphError
             raise BuildError(f"op {op.name!r}: invalid compressed weights: {e}") from None
         p = self.conv_params(op)
-        rq = self.requant(cid, op, cout)
         name = op.format_name
+        if name == "fwcs":
+            sums = offsets.row_sums(f.arr, f.fidx, int(f.size))
+        elif name == "csr":
+            sums = offsets.row_sums(f.values, f.rowptr)
+        elif name == "pattern":
+            sums = offsets.row_sums(f.values, f.kptr, 4)
+        else:
+            sums = None
+        rq = self.requant(cid, op, cout, sums)
 
         def bits(a, allowed, what):
             b = np.asarray(a).dtype.itemsize * 8
@@ -572,6 +655,8 @@ class _Planner:
 
         if name == "fwcs":
             self.need(KERNEL_SOURCES["fwcs"])
+            if _is_host(self.target):            # its host fast path calls the dense kernel
+                self.need(KERNEL_SOURCES["conv2d"])
             cb = bits(f.cptr, (8, 16), "cptr")
             fb = bits(f.fidx, (8, 16, 32), "fidx")
             return FwcsCall(x, y, _dims(x.shape), _dims(y.shape), p,
@@ -603,6 +688,12 @@ class _Planner:
                                self.const(f"{cid}_values", f.values, np.int8), cin, cout, kb, cb,
                                rq)
         raise BuildError(f"op {op.name!r}: no C kernel for format {name!r}")
+
+
+def _is_host(target) -> bool:
+    from dtmm.codegen.platform import get_target
+
+    return get_target(target).is_host
 
 
 def _has_large_region(target) -> bool:

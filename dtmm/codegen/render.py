@@ -142,6 +142,14 @@ def _decls_and_call(s: P.Step) -> tuple[list[str], str | None, str | None]:
         return (d, f"dtmm_fully_connected_s8(&{cid}_cp, &{cid}_q, {c.per_channel}, 1, "
                    f"{c.in_features}, {c.out_features}, {_arena(c.x)}, {c.weights}, {c.rq.bias}, "
                    f"{_arena(c.y)})", None)
+    if isinstance(c, P.FwcsFcCall):
+        d.append(_struct("dtmm_conv_params", f"{cid}_cp", c.params))
+        d.append(_rq(cid, c.rq))
+        fw = ", ".join(f".{n} = {getattr(c, n)}" for n in
+                       ("arr", "cptr", "fidx", "size", "kh", "kw", "c_out", "cptr_bits", "fidx_bits"))
+        d.append(f"static const dtmm_fwcs {cid}_fw = {{{fw}}};")
+        return (d, f"dtmm_fully_connected_fwcs_s8(&{cid}_cp, &{cid}_q, {c.per_channel}, 1, "
+                   f"{c.in_features}, &{cid}_fw, {c.rq.bias}, {_arena(c.x)}, {_arena(c.y)})", None)
     if isinstance(c, P.PoolCall):
         t, b, l, r = c.pads
         d.append(f"static const dtmm_pool_params {cid}_pp = {{.filter_h = {c.filter_h}, "

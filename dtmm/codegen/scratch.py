@@ -17,9 +17,9 @@ Example:
     >>> conv_scratch("dsp", k=3 * 3 * 4, c_out=8)          # 2 int16 im2col rows
     144
     >>> fwcs_scratch("mve", 4, kh=3, kw=3, c_out=32, size=16)
-    296
+    1576
     >>> fwcs_scratch("mve", 8, kh=3, kw=3, c_out=32, size=16)      # 64-bit host emulation
-    440
+    1720
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ __all__ = ["conv_scratch", "fwcs_scratch", "csr_scratch", "pattern_scratch", "la
 ISA_PATHS = ("scalar", "dsp", "mve")
 #: ``DTMM_FWCS_REUSE`` default: output pixels per FWCS block (``dtmm_conv_fwcs_s8.c``).
 FWCS_REUSE = 4
+#: ``FWCS_REC_BYTES`` in ``dtmm_conv_fwcs_s8.c``: one per-call record per live filter.
+FWCS_RECORD_BYTES = 32
 #: ``CSR_R`` in ``dtmm_conv_csr_s8.c`` (not part of its scratch formula, kept for reference).
 CSR_BLOCK = 4
 #: ``PAT_CHUNK`` in ``dtmm_conv_pattern_s8.c``: output pixels per accumulator chunk.
@@ -68,16 +70,22 @@ def fwcs_scratch(isa: str, pointer_bytes: int, *, kh: int, kw: int, c_out: int, 
                  reuse: int = FWCS_REUSE) -> int:
     """``dtmm_conv_fwcs_s8_get_buffer_size``.
 
-    Per-filter offsets (int32 x C_out), the in_zp run (``size`` bytes, 4-aligned), 8
-    bytes of alignment slack, the block's pointer table (KH*KW x R pointers); DSP adds
-    the int16 copies of the block's input runs and of the in_zp run.
+    One 32-byte record per filter with filterlets plus a sentinel, the constant-output
+    row and a junk row (C_out bytes each, 4-aligned), the in_zp run (``size`` bytes,
+    4-aligned), 8 bytes of alignment slack, the block's pointer table (KH*KW x R
+    pointers); MVE and DSP add one byte per possible kept filterlet (its kernel
+    position, C_out * KH * KW, 4-aligned) for the asm loops, DSP also the int16 copies
+    of the block's input runs and of the in_zp run.
 
     >>> fwcs_scratch("dsp", 4, kh=1, kw=1, c_out=8, size=16)
-    232
+    512
     """
     _check_isa(isa)
     kk = int(kh) * int(kw)
-    n = int(pointer_bytes) * int(reuse) * kk + 8 + 4 * int(c_out) + _align4(size)
+    n = (FWCS_RECORD_BYTES * (int(c_out) + 1) + 2 * _align4(c_out) + _align4(size) + 8
+         + int(pointer_bytes) * int(reuse) * kk)
+    if isa in ("mve", "dsp"):
+        n += _align4(int(c_out) * kk)        # each kept filterlet's kernel position
     if isa == "dsp":
         n += _align4(2 * int(size) * (int(reuse) * kk + 1))
     return n
@@ -91,13 +99,14 @@ def band_row_bytes(w: int, c: int, kw: int) -> int:
 def csr_scratch(*, in_h: int, in_w: int, c_in: int, kh: int, kw: int, c_out: int) -> int:
     """``dtmm_conv_csr_s8_get_buffer_size`` (the same on every ISA path).
 
-    Per-filter offsets, the column -> input offset table (KH*KW*C_in int32), the band.
+    The column -> input offset table (KH*KW*C_in int32), the band (the per-filter
+    offsets come precomputed: :mod:`dtmm.quant.offsets`).
 
     >>> csr_scratch(in_h=8, in_w=8, c_in=4, kh=3, kw=3, c_out=8)
-    344
+    312
     """
-    del in_h
-    return (4 * int(c_out) + 4 * int(kh) * int(kw) * int(c_in)
+    del in_h, c_out
+    return (4 * int(kh) * int(kw) * int(c_in)
             + _align4(int(kh) * band_row_bytes(in_w, c_in, kw)))
 
 
@@ -113,10 +122,11 @@ def pattern_scratch(*, in_h: int, in_w: int, c_in: int, c_out: int, n_patterns: 
     """``dtmm_conv_pattern_s8_get_buffer_size`` (3x3 kernels; every ISA path).
 
     >>> pattern_scratch(in_h=8, in_w=8, c_in=4, c_out=8, n_patterns=8)
-    952
+    920
     """
+    del c_out
     band = (3 + pattern_extra_rows(in_h, in_w)) * band_row_bytes(in_w, c_in, 3)
-    return 4 * int(c_out) + 16 * int(n_patterns) + 8 * PATTERN_CHUNK + _align4(band)
+    return 16 * int(n_patterns) + 8 * PATTERN_CHUNK + _align4(band)
 
 
 def layer_scratch(kind: str, isa: str, pointer_bytes: int, *, in_h: int, in_w: int, c_in: int,
@@ -126,7 +136,7 @@ def layer_scratch(kind: str, isa: str, pointer_bytes: int, *, in_h: int, in_w: i
     The one dispatch the arena planner and the scheduler share.
 
     >>> layer_scratch("fwcs", "mve", 4, in_h=8, in_w=8, c_in=16, kh=3, kw=3, c_out=32)
-    296
+    1576
     >>> layer_scratch("fully_connected", "dsp", 4, in_h=1, in_w=1, c_in=64, kh=1, kw=1, c_out=10)
     0
     """

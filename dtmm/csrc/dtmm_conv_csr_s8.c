@@ -5,9 +5,11 @@
  * (dtmm_internal.h), is loaded into scratch, so no tap needs a bounds check.  A table
  * built once per call maps each column k = (kh * KW + kw) * C_in + c of the flattened
  * filter to its offset in the band, (kh * band_row + kw * C_in + c).  Per filter and
- * block of 4 output pixels of the row, accumulators start at bias - in_zp * sum(kept w)
- * (computed once per call), and each kept weight (column, value) is loaded once and
- * used for the 4 pixels:
+ * block of 4 output pixels of the row, accumulators start at offset[o] = bias - in_zp *
+ * sum(kept w) (computed once at code-generation time, as for FWCS), and each kept weight
+ * (column, value) is loaded once and used for the 4 pixels; a filter with no kept weight
+ * stores its constant output, and the DSP path requantizes with dtmm_requant_fast_s8
+ * (QADD + SMMULR) where exact, as the FWCS kernel does:
  *   plain C / DSP: per weight LDRB/H column + LDR offset + LDRSB value, then per pixel
  *                  one LDRSB + MLA (a __smlad pair would need a PKHBT per pair: no gain);
  *   MVE:           8 weights at a time: their columns loaded (VLDRB/H.U16), their band
@@ -23,8 +25,7 @@
 
 int32_t dtmm_conv_csr_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_csr *w)
 {
-    return 4 * w->c_out + 4 * w->kh * w->kw * w->c_in
-           + ((dtmm_band_bytes(in_dims, w->kh, w->kw) + 3) & ~3);
+    return 4 * w->kh * w->kw * w->c_in + ((dtmm_band_bytes(in_dims, w->kh, w->kw) + 3) & ~3);
 }
 
 /* a[r] += sum over kept weights j0..j1-1 of values[j] * x[r][off(col[j])]. */
@@ -91,10 +92,11 @@ DTMM_INLINE void csr_dot_mve(const int8_t *values, const void *colp, const int c
 
 dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                              const dtmm_dims *id, const int8_t *in, const dtmm_csr *cw,
-                             const int32_t *bias, const dtmm_dims *od, int8_t *out,
+                             const int32_t *offset, const dtmm_dims *od, int8_t *out,
                              void *scratch)
 {
-    if (cw->c_in != id->c || od->c != cw->c_out || !dtmm_conv_params_ok(p, id, cw->kh, cw->kw, od)
+    if (cw->c_in != id->c || od->c != cw->c_out || !offset
+        || !dtmm_conv_params_ok(p, id, cw->kh, cw->kw, od)
         || (cw->col_bits != 8 && cw->col_bits != 16)
         || (cw->rowptr_bits != 8 && cw->rowptr_bits != 16 && cw->rowptr_bits != 32))
         return DTMM_ERR_ARG;
@@ -102,9 +104,8 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
     const int32_t k_total = kh_n * kw_n * c_in, in_zp = p->in_zp;
     const int32_t row = dtmm_band_row_bytes(id, kw_n), step = p->stride_w * c_in;
 
-    /* scratch: foff[C_out] | offtab[K] (int32; uint16 on the MVE path) | band */
-    int32_t *foff = (int32_t *)scratch;
-    int32_t *offtab = foff + c_out;
+    /* scratch: offtab[K] (int32; uint16 on the MVE path) | band */
+    int32_t *offtab = (int32_t *)scratch;
     int8_t *band = (int8_t *)(offtab + k_total);
 #if DTMM_USE_MVE
     const int use_mve = (kh_n - 1) * row + kw_n * c_in <= 65536;
@@ -122,11 +123,6 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
             offtab[k] = base + c;
         }
     }
-    for (int32_t f = 0; f < c_out; f++) {
-        const int32_t j0 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f);
-        const int32_t j1 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f + 1);
-        foff[f] = (bias ? bias[f] : 0) - in_zp * dtmm_sum_s8(cw->values + j0, j1 - j0);
-    }
     int32_t ox_lo, ox_hi;
     dtmm_band_span(p, id, kw_n, od->w, &ox_lo, &ox_hi);
     dtmm_band_init(band, id, kh_n, kw_n, in_zp);
@@ -140,15 +136,27 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
         for (int32_t oy = 0; oy < od->h; oy++) {
             dtmm_band_rows(band, in_n, id, kh_n, kw_n, oy * p->stride_h - p->pad_top, in_zp);
             int8_t *out_row = out + ((n * od->h + oy) * od->w) * c_out;
-            int32_t j0 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, 0);
             for (int32_t f = 0; f < c_out; f++) {
+                const int32_t j0 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f);
                 const int32_t j1 = dtmm_index_at(cw->rowptr, cw->rowptr_bits, f + 1);
                 const int32_t m = q->multiplier[f], s = q->shift[f];
-                /* windows wholly in the padding (pads >= KW only): acc = bias */
-                const int8_t yb = dtmm_requant_s8(bias ? bias[f] : 0, m, s, p->out_zp,
-                                                  p->act_min, p->act_max);
-                for (int32_t ox = 0; ox < ox_lo; ox++) out_row[ox * c_out + f] = yb;
-                for (int32_t ox = ox_hi; ox < od->w; ox++) out_row[ox * c_out + f] = yb;
+                if (ox_lo > 0 || ox_hi < od->w) {
+                    /* windows wholly in the padding (pads >= KW only): acc = bias */
+                    const int32_t b = offset[f] + in_zp * dtmm_sum_s8(cw->values + j0, j1 - j0);
+                    const int8_t yb = dtmm_requant_s8(b, m, s, p->out_zp, p->act_min, p->act_max);
+                    for (int32_t ox = 0; ox < ox_lo; ox++) out_row[ox * c_out + f] = yb;
+                    for (int32_t ox = ox_hi; ox < od->w; ox++) out_row[ox * c_out + f] = yb;
+                }
+                if (j0 == j1) { /* no kept weight: a constant output */
+                    const int8_t yc = dtmm_requant_s8(offset[f], m, s, p->out_zp, p->act_min,
+                                                      p->act_max);
+                    for (int32_t ox = ox_lo; ox < ox_hi; ox++) out_row[ox * c_out + f] = yc;
+                    continue;
+                }
+#if DTMM_USE_DSP
+                const int fast = dtmm_requant_fast_ok(m, s);
+                const dtmm_requant_fast rf = dtmm_requant_fast_make(m, s, p->out_zp);
+#endif
                 for (int32_t ox = ox_lo; ox < ox_hi; ox += CSR_R) {
                     const int32_t live = ox_hi - ox < CSR_R ? ox_hi - ox : CSR_R;
                     const int8_t *x0 = band + (ox * p->stride_w - p->pad_left + kw_n) * c_in;
@@ -156,7 +164,7 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
                     const int8_t *x1 = live > 1 ? x0 + step : x0;
                     const int8_t *x2 = live > 2 ? x0 + 2 * step : x0;
                     const int8_t *x3 = live > 3 ? x0 + 3 * step : x0;
-                    int32_t a[CSR_R] = {foff[f], foff[f], foff[f], foff[f]};
+                    int32_t a[CSR_R] = {offset[f], offset[f], offset[f], offset[f]};
 #if DTMM_USE_MVE
                     if (use_mve && cw->col_bits == 8)
                         csr_dot_mve(cw->values, cw->col, 8, j0, j1, offtab16, x0, x1, x2, x3, a);
@@ -173,12 +181,18 @@ dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *p, const dtmm_requant_param
                     dtmm_mve_requant_store(dtmm_mve_vec4(a[0], a[1], a[2], a[3]), m, s, p->out_zp,
                                            vlo, vhi, o, voffs, vctp32q((uint32_t)live));
 #else
+#  if DTMM_USE_DSP
+                    if (fast) {
+                        for (int32_t r = 0; r < live; r++)
+                            o[r * c_out] = dtmm_requant_fast_s8(a[r], &rf, p->act_min, p->act_max);
+                        continue;
+                    }
+#  endif
                     for (int32_t r = 0; r < live; r++)
                         o[r * c_out] = dtmm_requant_s8(a[r], m, s, p->out_zp, p->act_min,
                                                        p->act_max);
 #endif
                 }
-                j0 = j1;
             }
         }
     }

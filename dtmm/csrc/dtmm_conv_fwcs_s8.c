@@ -1,38 +1,45 @@
 /*
  * dtmm_conv_fwcs_s8.c - the DTMM convolution operator on FWCS weights (paper Sec. III-B).
  *
- * Loop order: batch -> block of R output pixels (row-major, may wrap rows) -> filter
- * -> kept filterlet -> chunk of the filterlet.  For each chunk the weights are loaded
- * once and multiplied with the R input runs (the C_in contiguous NHWC values at each
- * pixel's tap), so every MAC needs a single new load (paper Fig. 9b / Fig. 10):
- *   MVE:  vldrb (weights) + R x (vldrb input, vmladava), tail-predicated
- *   DSP:  LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights; or,
- *         when the layer keeps >= 4 filterlets per kernel position (4 * KH*KW in all),
- *         the block's input runs are first widened to int16 in scratch (CMSIS-NN
- *         order x0, x2, x1, x3; SXTB16 pairs) and then per 4 weights
- *         LDR + 2 SXTB16 + R x (LDRD, 2 SMLAD) (groups of 4 pixels; inline asm on
- *         Cortex-M, 2 LDR for odd C_in)
- *   C:    one weight, R scalar MACs
- * Input offset: acc = bias - in_zp * sum(kept w) + sum(x * w); a tap in the padding
- * points at a run of in_zp values (so it adds in_zp * w, cancelled by the first
- * term) - no patch buffer (the DSP int16 widening aside).  The per-filter offsets
- * bias - in_zp * sum(kept w) are computed here, into scratch, once per call (nnz/16
- * vector adds on MVE).
+ * Loop order: batch -> block of R output pixels (row-major, may wrap rows) -> live
+ * filter -> kept filterlet -> chunk of the filterlet.  For each chunk the weights are
+ * loaded once and multiplied with the R input runs (the C_in contiguous NHWC values at
+ * each pixel's tap), so every MAC needs a single new load (paper Fig. 9b / Fig. 10).
  *
- * A filterlet's kernel position k comes from cptr = (kh*KW + kw) * C_in through an
- * exact multiply by a 16-bit reciprocal of C_in (no division per filterlet); per block
- * of R pixels a KH*KW x R table holds each pixel's input pointer at each k (or the
- * in_zp run for a tap in the padding), so a filterlet costs one table lookup and its
- * dot product wherever the block lies (borders included).
- * MVE: the dot products are WLSTP/LETP tail-predicated loops in inline asm (groups of
- * 4 / 2 / 1 pixels: VMLADAVA accumulates into even registers only, so R = 8 runs as
- * two groups of 4), and the R outputs of a filter are requantized as one vector.
- * MVE, R = 1, 2, 4 or 8, C_in = 16, 32 or 64 (short filterlets, where that
- * per-filterlet set-up weighed most): fwcs_block_small runs each filter, per group of
- * min(R, 4) pixels, as one WLS/LE loop over its kept filterlets (cptr load, shifted add
- * to the table row, LDM/LDR of the group's run pointers, then per 16 weights VLDRB +
- * G x (VLDRB, VMLADAVA)), no reciprocal or predication; the reuse variants differ only
- * in R there too.
+ * What is done once instead of per output:
+ *   - at code-generation time: offset[o] = bias[o] - in_zp * sum(kept weights of o)
+ *     (dtmm.quant.arith.input_offset_bias), passed instead of the bias;
+ *   - per call (O(C_out) work, into scratch): one 8-word record per live filter (a
+ *     filter with >= 1 kept filterlet) holding its offset, filterlet count and
+ *     requantization constants already split into left shift / rounding right shift;
+ *     and, when some filter has no filterlet, the row of C_out output bytes those
+ *     constant filters produce (requant(offset[o]), computed once);
+ *   - per block of R pixels: a KH*KW x R table of input pointers (one per pixel and
+ *     kernel position, the in_zp run for a tap in the padding); inside the input it is
+ *     filled from one base pointer without bounds checks.  When some filter is dead the
+ *     constant row is copied to the block's pixels first; only live filters run.
+ *
+ * Per live filter and block (the fixed cost per output):
+ *   MVE, C_in < 64 or a multiple of 16 (1, 2, 4 or 8m vectors): one inline-asm loop over
+ *     all live filters per group of G = min(R, 4) pixels: per filter LDM of (offset, n),
+ *     the G accumulators set, a WLS/LE loop over its n filterlets (kernel position load,
+ *     shifted add into the table, LDM of the G run pointers, then per 16 weights VLDRB +
+ *     G x (VLDRB, VMLADAVA), a last partial vector predicated),
+ *     then LDM of its requantization record and one vector requantization of the G
+ *     outputs (VSHL, VQRDMULH, VPT + VQSUB rounding fix, VRSHL, VADD, VMAX, VMIN) and
+ *     one VSTRB scatter to the G pixels (lanes of dead pixels go to a junk row).
+ *   MVE, other C_in: tail-predicated dot products (dtmm_mve_dot_1x{1,2,4}), the same
+ *     vector requantization from C.
+ *   DSP (an asm loop per filter for C_in % 4 == 0 and R = 4, else C):
+ *     LDR + 2 SXTB16 (weights) + R x (LDR, 2 SXTB16, 2 SMLAD) per 4 weights, or,
+ *     when the layer keeps >= 4 filterlets per kernel position, the block's input runs
+ *     widened to int16 first (CMSIS-NN order x0, x2, x1, x3) and then per 4 weights
+ *     LDR + 2 SXTB16 + R x (LDRD, 2 SMLAD); requantization per output with QADD +
+ *     SMMULR (dtmm_requant_fast, exact for the records it accepts, else the reference).
+ *   C:   one weight, R scalar MACs; the reference requantization.
+ * A filterlet's kernel position k = cptr / C_in (cptr = (kh*KW + kw) * C_in) comes from
+ * a per-call byte array (asm loops, KH*KW <= 256) or an exact multiply by a 16-bit
+ * reciprocal of C_in (C loops).
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
  * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
@@ -67,25 +74,46 @@ int32_t dtmm_conv_fwcs_s8_config(const char **isa)
     return FWCS_R;
 }
 
+/* Per-call record of one live filter (scratch).  The field order is fixed by the MVE
+ * asm: LDM {r0, r1} = (init, n) before the filter, LDM {r0-r5} = (mult .. zp) after. */
+typedef struct {
+    int32_t init;      /* offset[o] = bias[o] - in_zp * sum(kept weights of o) */
+    int32_t n;         /* kept filterlets (>= 1); 0 in the sentinel after the last one */
+    int32_t mult;      /* requantization multiplier */
+    int32_t left;      /* max(shift, 0) */
+    int32_t neg_right; /* min(shift, 0) */
+    int32_t one;       /* 1 when shift < 0 (the rounding fix applies), else 0 */
+    int32_t ch;        /* output channel o */
+#if DTMM_USE_DSP
+    int32_t half;      /* 1 << (right - 1) (0 if right = 0) for dtmm_requant_fast_s8, or
+                        * -1 when the channel needs the reference requantization */
+#else
+    int32_t zp;        /* out_zp (MVE: loaded with the requantization record) */
+#endif
+} fwcs_rec;
+#define FWCS_REC_BYTES 32
+
+DTMM_INLINE int32_t align4(int32_t n) { return (n + 3) & ~3; }
+
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *w)
 {
     (void)in_dims;
-    /* the block's pointer table: KH*KW x R pointers (8 bytes of slack align it to 8) */
-    int32_t n = (int32_t)sizeof(const int8_t *) * FWCS_R * w->kh * w->kw + 8 + 4 * w->c_out
-                + ((w->size + 3) & ~3);
+    /* records of the live filters + sentinel | constant row | junk row | in_zp run |
+     * (8 bytes of slack align it to 8) the block's pointer table: KH*KW x R pointers */
+    int32_t n = FWCS_REC_BYTES * (w->c_out + 1) + 2 * align4(w->c_out) + align4(w->size) + 8
+                + (int32_t)sizeof(const int8_t *) * FWCS_R * w->kh * w->kw;
+#if DTMM_USE_MVE || DTMM_USE_DSP
+    /* the kernel position of each kept filterlet, a byte each (the asm loops) */
+    n += align4(w->c_out * w->kh * w->kw);
+#endif
 #if DTMM_USE_DSP
     /* int16 copies of the block's input windows (R x KH*KW runs) and of the in_zp run */
-    n += ((2 * w->size * (FWCS_R * w->kh * w->kw + 1)) + 3) & ~3;
+    n += align4(2 * w->size * (FWCS_R * w->kh * w->kw + 1));
 #endif
     return n;
 }
 
-/* dtmm_sum_s8 out of line (once per filter): inlined into the kernel it changes the
- * register allocation and costs instructions at R = 2 and 4 (cortex-m55 bench). */
-static int32_t sum_s8(const int8_t *x, int32_t n)
-{
-    return dtmm_sum_s8(x, n);
-}
+/* ------------------------------------------------------------------ dot products */
 
 /* acc[r] += dot(w[0:n], x[r][0:n]) for the R pixels of a block: the weights are
  * loaded once per chunk and reused R times. */
@@ -107,6 +135,54 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     if (FWCS_R - r >= 1) dtmm_mve_dot_1x1(w, x[r], n, &acc[r]);
 #elif DTMM_USE_DSP
     int32_t c = 0;
+#  if !defined(DTMM_EMULATE_DSP) && (FWCS_R == 4 || FWCS_R == 8)
+    if (n >= 4) {
+      DTMM_UNROLL
+      for (int32_t g = 0; g < FWCS_R; g += 4) {
+        /* 4 pixels in registers: per 4 weights LDR + 2 SXTB16, per pixel LDR + 2 SXTB16
+         * + 2 SMLAD (the C loop below keeps the accumulators in memory) */
+        const int8_t *wp = w, *p0 = x[g], *p1 = x[g + 1], *p2 = x[g + 2], *p3 = x[g + 3];
+        int32_t a0 = acc[g], a1 = acc[g + 1], a2 = acc[g + 2], a3 = acc[g + 3];
+        uint32_t cnt = (uint32_t)n >> 2, wl, wh, xl, xh;
+        __asm__ volatile(
+            "1: ldr    %[wh], [%[wp]], #4\n"
+            "   sxtb16 %[wl], %[wh]\n"
+            "   sxtb16 %[wh], %[wh], ror #8\n"
+            "   ldr    %[xh], [%[p0]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a0], %[xl], %[wl], %[a0]\n"
+            "   smlad  %[a0], %[xh], %[wh], %[a0]\n"
+            "   ldr    %[xh], [%[p1]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a1], %[xl], %[wl], %[a1]\n"
+            "   smlad  %[a1], %[xh], %[wh], %[a1]\n"
+            "   ldr    %[xh], [%[p2]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a2], %[xl], %[wl], %[a2]\n"
+            "   smlad  %[a2], %[xh], %[wh], %[a2]\n"
+            "   ldr    %[xh], [%[p3]], #4\n"
+            "   sxtb16 %[xl], %[xh]\n"
+            "   sxtb16 %[xh], %[xh], ror #8\n"
+            "   smlad  %[a3], %[xl], %[wl], %[a3]\n"
+            "   smlad  %[a3], %[xh], %[wh], %[a3]\n"
+            "   subs   %[cnt], %[cnt], #1\n"
+            "   bne    1b\n"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp),
+              [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [p3] "+r"(p3), [cnt] "+r"(cnt),
+              [wl] "=&r"(wl), [wh] "=&r"(wh), [xl] "=&r"(xl), [xh] "=&r"(xh)
+            :
+            : "cc", "memory");
+        acc[g] = a0;
+        acc[g + 1] = a1;
+        acc[g + 2] = a2;
+        acc[g + 3] = a3;
+      }
+      c = n & ~3;
+    }
+#  endif
     for (; c + 4 <= n; c += 4) {
         const uint32_t wr = dtmm_read_u32(w + c);
         const uint32_t wl = dtmm_sxtb16(wr), wh = dtmm_sxtb16_ror8(wr);
@@ -130,200 +206,6 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     }
 #endif
 }
-
-#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE)                                       \
-    && (FWCS_R == 1 || FWCS_R == 2 || FWCS_R == 4 || FWCS_R == 8)
-/* Short filterlets (C_in = 16, 32 or 64: 1, 2 or 4 vectors) at R = 1, 2, 4 or 8: the
- * whole filter in one low-overhead loop (WLS/LE, one iteration per kept filterlet) per
- * group of G = min(R, 4) pixels (R = 8: two groups of 4, as dot_r), no per-filterlet
- * loop set-up, predication or reciprocal: the table row of kernel position k is at
- * byte offset k * 4 * R = cptr * 4 * R / C_in (cptr = k * C_in), one shifted add;
- * LDM (G = 4, 2) or LDR (G = 1) loads the group's run pointers.  Per filterlet and
- * vector: VLDRB (weights) + G x (VLDRB, VMLADAVA); per filterlet 4 more (cptr load,
- * add, LDM/LDR, LE).  r1, r3, r5, r9 hold the run pointers (LDM wants ascending
- * registers; odd ones, VMLADAVA accumulates into even registers). */
-#  define FWCS_SMALL_CIN 1
-#  define FWCS_G (FWCS_R < 4 ? FWCS_R : 4)
-/* "add.w r9, tab, r9[, shift]" for C_in = 16, 32, 64: shift by log2(4 R) - log2(C_in) */
-#  if FWCS_R == 1
-#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsr #2"
-#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #3"
-#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #4"
-#  elif FWCS_R == 2
-#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsr #1"
-#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #2"
-#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #3"
-#  elif FWCS_R == 4
-#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9"
-#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9, lsr #1"
-#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #2"
-#  else
-#    define FWCS_ADDTAB_1 "add.w r9, %[tab], r9, lsl #1"
-#    define FWCS_ADDTAB_2 "add.w r9, %[tab], r9"
-#    define FWCS_ADDTAB_4 "add.w r9, %[tab], r9, lsr #1"
-#  endif
-#  define FWCS_VEC4_(off)                                                             \
-    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
-    "   vldrb.8     q1, [r1, #" off "]\n"                                              \
-    "   vmladava.s8 %[a0], q0, q1\n"                                                   \
-    "   vldrb.8     q2, [r3, #" off "]\n"                                              \
-    "   vmladava.s8 %[a1], q0, q2\n"                                                   \
-    "   vldrb.8     q1, [r5, #" off "]\n"                                              \
-    "   vmladava.s8 %[a2], q0, q1\n"                                                   \
-    "   vldrb.8     q2, [r9, #" off "]\n"                                              \
-    "   vmladava.s8 %[a3], q0, q2\n"
-#  define FWCS_VEC2_(off)                                                             \
-    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
-    "   vldrb.8     q1, [r1, #" off "]\n"                                              \
-    "   vmladava.s8 %[a0], q0, q1\n"                                                   \
-    "   vldrb.8     q2, [r9, #" off "]\n"                                              \
-    "   vmladava.s8 %[a1], q0, q2\n"
-#  define FWCS_VEC1_(off)                                                             \
-    "   vldrb.8     q0, [%[w]], #16\n"                                                 \
-    "   vldrb.8     q1, [r9, #" off "]\n"                                              \
-    "   vmladava.s8 %[a0], q0, q1\n"
-#  if FWCS_G == 4
-#    define FWCS_VEC_(off) FWCS_VEC4_(off)
-/* 4 pixels: the 4 accumulators moved into v in the same asm */
-#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
-    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
-                     "1: " LDCP "\n"                                                   \
-                     "   " ADDTAB "\n"                                                 \
-                     "   ldm         r9, {r1, r3, r5, r9}\n" BODY                      \
-                     "   le          lr, 1b\n"                                         \
-                     "2: vmov        %q[v][2], %q[v][0], %[a0], %[a2]\n"               \
-                     "   vmov        %q[v][3], %q[v][1], %[a1], %[a3]\n"               \
-                     : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3),  \
-                       [w] "+r"(w), [cp] "+r"(cp), [v] "=w"(v)                         \
-                     : [n] "r"(n), [tab] "r"(tab)                                      \
-                     : "r1", "r3", "r5", "r9", "q0", "q1", "q2", "lr", "memory")
-#  elif FWCS_G == 2
-#    define FWCS_VEC_(off) FWCS_VEC2_(off)
-#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
-    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
-                     "1: " LDCP "\n"                                                   \
-                     "   " ADDTAB "\n"                                                 \
-                     "   ldm         r9, {r1, r9}\n" BODY                              \
-                     "   le          lr, 1b\n"                                         \
-                     "2:\n"                                                            \
-                     : [a0] "+Te"(a0), [a1] "+Te"(a1), [w] "+r"(w), [cp] "+r"(cp)      \
-                     : [n] "r"(n), [tab] "r"(tab)                                      \
-                     : "r1", "r9", "q0", "q1", "q2", "lr", "memory")
-#  else
-#    define FWCS_VEC_(off) FWCS_VEC1_(off)
-#    define FWCS_FILTER_ASM_(LDCP, ADDTAB, BODY)                                       \
-    __asm__ volatile("   wls         lr, %[n], 2f\n"                                   \
-                     "1: " LDCP "\n"                                                   \
-                     "   " ADDTAB "\n"                                                 \
-                     "   ldr         r9, [r9]\n" BODY                                  \
-                     "   le          lr, 1b\n"                                         \
-                     "2:\n"                                                            \
-                     : [a0] "+Te"(a0), [w] "+r"(w), [cp] "+r"(cp)                      \
-                     : [n] "r"(n), [tab] "r"(tab)                                      \
-                     : "r9", "q0", "q1", "lr", "memory")
-#  endif
-
-/* One group of G pixels of a filter (table tab, the group's first column): its n kept
- * filterlets (weights *wp, cptr *cpp, both advanced past them) into v (lanes 0..G-1). */
-DTMM_INLINE int32x4_t fwcs_group_small_(const int8_t *const *tab, const int8_t **wp,
-                                        const uint8_t **cpp, int32_t n, int32_t init,
-                                        const int VECS, const int CBITS)
-{
-    int32x4_t v;
-    const int8_t *w = *wp;
-    const uint8_t *cp = *cpp;
-    int32_t a0 = init;
-#  if FWCS_G >= 2
-    int32_t a1 = init;
-#  endif
-#  if FWCS_G == 4
-    int32_t a2 = init, a3 = init;
-#  endif
-    if (CBITS == 8) {
-        if (VECS == 1)
-            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_1, FWCS_VEC_("0"));
-        else if (VECS == 2)
-            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_2,
-                             FWCS_VEC_("0") FWCS_VEC_("16"));
-        else
-            FWCS_FILTER_ASM_("ldrb        r9, [%[cp]], #1", FWCS_ADDTAB_4,
-                             FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
-    } else {
-        if (VECS == 1)
-            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_1, FWCS_VEC_("0"));
-        else if (VECS == 2)
-            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_2,
-                             FWCS_VEC_("0") FWCS_VEC_("16"));
-        else
-            FWCS_FILTER_ASM_("ldrh        r9, [%[cp]], #2", FWCS_ADDTAB_4,
-                             FWCS_VEC_("0") FWCS_VEC_("16") FWCS_VEC_("32") FWCS_VEC_("48"));
-    }
-#  if FWCS_G == 2
-    v = dtmm_mve_vec4(a0, a1, 0, 0);
-#  elif FWCS_G == 1
-    v = vdupq_n_s32(a0);
-#  endif
-    *wp = w;
-    *cpp = cp;
-    return v;
-}
-
-/* All C_out filters of one block of R pixels (table tab) for C_in = VECS * 16, cptr
- * entries of CBITS bits: per filter and group of G pixels one low-overhead loop over
- * its kept filterlets, then one vector requantization per group.  Weights and cptr are
- * walked by running pointers (filters are stored one after the other). */
-DTMM_INLINE void fwcs_block_small_(const dtmm_fwcs *fw, const int8_t *const *tab,
-                                   const int32_t *foff, const dtmm_requant_params *q,
-                                   int32_t out_zp, const int32x4_t *vc, int8_t *o,
-                                   int32_t live, const int VECS, const int CBITS)
-{
-    const int32_t c_out = fw->c_out, fbits = fw->fidx_bits;
-    const void *fidx = fw->fidx;
-    const int32_t *mult = q->multiplier, *shift = q->shift;
-    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
-    const int32x4_t lo = vc[0], hi = vc[1];
-    /* R = 8: one pass over the filters per group of 4 pixels (as few live registers
-     * as at R = 4); the second only when the block has more than 4 live pixels */
-    DTMM_UNROLL
-    for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
-        if (g > 0 && g >= live) break;
-        const mve_pred16_t pred = vctp32q((uint32_t)(live - g));
-        const int8_t *const *tg = tab + g;
-        int8_t *og = o + g * c_out;
-        int32_t j0 = dtmm_index_at(fidx, fbits, 0);
-        const int8_t *w = fw->arr + j0 * VECS * 16;
-        const uint8_t *cp = (const uint8_t *)fw->cptr + j0 * (CBITS / 8);
-        for (int32_t f = 0; f < c_out; f++) {
-            const int32_t j1 = dtmm_index_at(fidx, fbits, f + 1), n = j1 - j0;
-            j0 = j1;
-            const int32x4_t v = fwcs_group_small_(tg, &w, &cp, n, foff[f], VECS, CBITS);
-            dtmm_mve_requant_store(v, mult[f], shift[f], out_zp, lo, hi, og + f, offs, pred);
-        }
-    }
-}
-
-/* fwcs_block_small_ for the layer's C_in (16, 32 or 64) and cptr width. */
-static __attribute__((noinline)) void fwcs_block_small(const dtmm_fwcs *fw,
-                                                       const int8_t *const *tab,
-                                                       const int32_t *foff,
-                                                       const dtmm_requant_params *q,
-                                                       int32_t out_zp, const int32x4_t *vc,
-                                                       int8_t *o, int32_t live)
-{
-    const int vecs = fw->size >> 4;
-    if (fw->cptr_bits == 8) {
-        if (vecs == 1) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 1, 8);
-        else if (vecs == 2) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 2, 8);
-        else fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 4, 8);
-    } else {
-        if (vecs == 1) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 1, 16);
-        else if (vecs == 2) fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 2, 16);
-        else fwcs_block_small_(fw, tab, foff, q, out_zp, vc, o, live, 4, 16);
-    }
-}
-#else
-#  define FWCS_SMALL_CIN 0
-#endif
 
 #if DTMM_USE_DSP
 /* dot_r on int16 copies of the input runs (see widen_s16): x[r] point to int16 runs,
@@ -424,33 +306,7 @@ DTMM_INLINE void dot_r16(const int8_t *w, const int8_t *const *x, int32_t n, int
             if (r < gn) acc[g + r] = a[r];
     }
 }
-#endif
 
-/* Requantize the R accumulators of filter f (pixels p0 .. p0 + live - 1) into out. */
-DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_out, int32_t m,
-                         int32_t s, const dtmm_conv_params *p, const void *vctx)
-{
-#if DTMM_USE_MVE
-    const int32x4_t *vc = (const int32x4_t *)vctx; /* lo, hi */
-    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
-    DTMM_UNROLL
-    for (int32_t g = 0; g < FWCS_R; g += 4) {
-        const int32_t n = live - g;
-        if (n <= 0) break;
-        const int32x4_t v = dtmm_mve_vec4(acc[g], g + 1 < FWCS_R ? acc[g + 1] : 0,
-                                          g + 2 < FWCS_R ? acc[g + 2] : 0,
-                                          g + 3 < FWCS_R ? acc[g + 3] : 0);
-        dtmm_mve_requant_store(v, m, s, p->out_zp, vc[0], vc[1], o + g * c_out, offs,
-                               vctp32q((uint32_t)n));
-    }
-#else
-    (void)vctx;
-    for (int32_t r = 0; r < live; r++)
-        o[r * c_out] = dtmm_requant_s8(acc[r], m, s, p->out_zp, p->act_min, p->act_max);
-#endif
-}
-
-#if DTMM_USE_DSP
 /* dst[0:n] = (int16) src[0:n], each whole group of 4 stored as (x0, x2, x1, x3). */
 DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
 {
@@ -464,153 +320,694 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
 }
 #endif
 
-/* The operator body, specialised by the compiler for 8- and 16-bit cptr.
- * tab: KH*KW x R input pointers of the current block (tab[k * R + r] = start of the
- * C_in run pixel r reads at kernel position k, or zp_run for a tap in the padding),
- * rebuilt once per block and shared by every filter. */
-DTMM_INLINE void fwcs_body(const dtmm_conv_params *p, const dtmm_requant_params *q,
-                           const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
-                           const dtmm_dims *od, int8_t *out, const int8_t **tab,
-                           const int32_t *foff, const int8_t *zp_run, int16_t *wide,
-                           const int cptr_bits, const int use16, const int small)
-{
-    const int32_t c_in = id->c, c_out = fw->c_out, kh_n = fw->kh, kw_n = fw->kw;
-    const int32_t hw_out = od->h * od->w;
-    const uint32_t inv = (65536u + (uint32_t)c_in - 1u) / (uint32_t)c_in;
-    const uint8_t *cptr8 = (const uint8_t *)fw->cptr;
-    const uint16_t *cptr16 = (const uint16_t *)fw->cptr;
-#if DTMM_USE_MVE
-    const int32x4_t vctx[2] = {vdupq_n_s32(p->act_min), vdupq_n_s32(p->act_max)};
-#else
-    const void *vctx = 0;
+/* ------------------------------------------------------------------ MVE filter loop */
+
+#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE)
+/* Any C_in with KH*KW <= 256.  One asm loop runs every live filter of a block for one
+ * group of G = min(R, 4) pixels (R = 8: two groups).  Per filter: LDM (init, n), the G
+ * accumulators set, a WLS/LE loop over its n kept filterlets (the filterlet's kernel
+ * position k from the per-call byte array kp, the table row at tab + k * 4R: one LDRB
+ * and one shifted add; LDM/LDR of the group's run pointers; per 16 weights VLDRB +
+ * G x (VLDRB, VMLADAVA), a last partial vector predicated), then LDM of (mult, left,
+ * neg_right, one, ch, zp), the requantization of the G accumulators as one vector and a
+ * VSTRB scatter at ch + addr[i] (addr: the G pixels' output rows, or the junk row).  The
+ * record after the last live filter has n = 0.  Accumulators: r0, r2, r4, r6 (VMLADAVA
+ * accumulates into even registers); run pointers: r1, r3, r5, r9.  Variants by the
+ * number VF of whole vectors per filterlet: 1, 2, 4 unrolled, multiples of 8 as a loop
+ * of 8-vector bodies, and, with a partial last vector, 0 .. 3; any other C_in runs the
+ * generic C loop. */
+#  define FWCS_FAST_MVE 1
+#  define FWCS_G (FWCS_R < 4 ? FWCS_R : 4)
+#  define FWCS_LOG2R (FWCS_R >= 8 ? 3 : FWCS_R >= 4 ? 2 : FWCS_R >= 2 ? 1 : 0)
+#  if FWCS_R != 1 && FWCS_R != 2 && FWCS_R != 4 && FWCS_R != 8
+#    undef FWCS_FAST_MVE
+#    define FWCS_FAST_MVE 0
+#  endif
 #endif
-#if !DTMM_USE_DSP
-    (void)wide;
-    (void)use16;
-#endif
-#if !FWCS_SMALL_CIN
-    (void)small;
+#ifndef FWCS_FAST_MVE
+#  define FWCS_FAST_MVE 0
 #endif
 
-    for (int32_t n = 0; n < id->n; n++) {
-        const int8_t *in_n = in + n * id->h * id->w * c_in;
-        int8_t *out_n = out + n * hw_out * c_out;
-        int32_t oy = 0, ox = 0; /* coordinates of pixel p0 */
-        for (int32_t p0 = 0; p0 < hw_out; p0 += FWCS_R) {
-            int32_t live = 0;
-            for (int32_t r = 0; r < FWCS_R; r++) {
-                int32_t iy0 = -kh_n, ix0 = -kw_n; /* dead lane: every tap reads zp_run */
-                if (p0 + r < hw_out) {
-                    iy0 = oy * p->stride_h - p->pad_top;
-                    ix0 = ox * p->stride_w - p->pad_left;
-                    live++;
-                    if (++ox == od->w) {
-                        ox = 0;
-                        oy++;
-                    }
-                }
-                for (int32_t kh = 0; kh < kh_n; kh++) {
-                    const int32_t iy = iy0 + kh;
-                    const int row_ok = (uint32_t)iy < (uint32_t)id->h;
-                    for (int32_t kw = 0; kw < kw_n; kw++) {
-                        const int32_t ix = ix0 + kw, k = kh * kw_n + kw;
-                        const int inside = row_ok && (uint32_t)ix < (uint32_t)id->w;
-#if DTMM_USE_DSP
-                        if (use16) { /* int16 copy of the run (tab holds int16 pointers) */
-                            int16_t *dst = wide + (r * kh_n * kw_n + k) * c_in;
-                            if (inside) widen_s16(dst, in_n + (iy * id->w + ix) * c_in, c_in);
-                            tab[k * FWCS_R + r] = inside ? (const int8_t *)(void *)dst : zp_run;
-                            continue;
-                        }
+#if FWCS_FAST_MVE
+#  define FWCS_V4_                                                                        \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                     \
+    "   vldrb.8     q1, [r1], #16\n"                                                       \
+    "   vmladava.s8 r0, q0, q1\n"                                                          \
+    "   vldrb.8     q2, [r3], #16\n"                                                       \
+    "   vmladava.s8 r2, q0, q2\n"                                                          \
+    "   vldrb.8     q1, [r5], #16\n"                                                       \
+    "   vmladava.s8 r4, q0, q1\n"                                                          \
+    "   vldrb.8     q2, [r9], #16\n"                                                       \
+    "   vmladava.s8 r6, q0, q2\n"
+#  define FWCS_V2_                                                                        \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                     \
+    "   vldrb.8     q1, [r1], #16\n"                                                       \
+    "   vmladava.s8 r0, q0, q1\n"                                                          \
+    "   vldrb.8     q2, [r9], #16\n"                                                       \
+    "   vmladava.s8 r2, q0, q2\n"
+#  define FWCS_V1_                                                                        \
+    "   vldrb.8     q0, [%[w]], #16\n"                                                     \
+    "   vldrb.8     q1, [r9], #16\n"                                                       \
+    "   vmladava.s8 r0, q0, q1\n"
+/* The last, partial vector of a filterlet (T = 1..16 weights, P0 = VCTP.8 T, set per
+ * filter): predicated loads (inactive lanes read nothing and load 0), full MACs. */
+#  define FWCS_T4_                                                                        \
+    "   vpstttt\n"                                                                          \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r1]\n"                                                             \
+    "   vldrbt.8    q2, [r3]\n"                                                             \
+    "   vldrbt.8    q3, [r5]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   vmladava.s8 r2, q0, q2\n"                                                           \
+    "   vmladava.s8 r4, q0, q3\n"                                                           \
+    "   vpst\n"                                                                             \
+    "   vldrbt.8    q1, [r9]\n"                                                             \
+    "   vmladava.s8 r6, q0, q1\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
+#  define FWCS_T2_                                                                        \
+    "   vpsttt\n"                                                                           \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r1]\n"                                                             \
+    "   vldrbt.8    q2, [r9]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   vmladava.s8 r2, q0, q2\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
+#  define FWCS_T1_                                                                        \
+    "   vpstt\n"                                                                            \
+    "   vldrbt.8    q0, [%[w]]\n"                                                           \
+    "   vldrbt.8    q1, [r9]\n"                                                             \
+    "   vmladava.s8 r0, q0, q1\n"                                                           \
+    "   add         %[w], %[w], %[t]\n"
+#  if FWCS_G == 4
+#    define FWCS_T_ FWCS_T4_
+#    define FWCS_V_ FWCS_V4_
+#    define FWCS_SET_ "   mov r2, r0\n   mov r4, r0\n   mov r6, r0\n"
+#    define FWCS_PTRS_ "   ldm         r9, {r1, r3, r5, r9}\n"
+#    define FWCS_TOVEC_                                                                   \
+    "   vmov        q3[2], q3[0], r0, r4\n"                                                \
+    "   vmov        q3[3], q3[1], r2, r6\n"
+#  elif FWCS_G == 2
+#    define FWCS_T_ FWCS_T2_
+#    define FWCS_V_ FWCS_V2_
+#    define FWCS_SET_ "   mov r2, r0\n"
+#    define FWCS_PTRS_ "   ldm         r9, {r1, r9}\n"
+#    define FWCS_TOVEC_                                                                   \
+    "   vmov        q3[2], q3[0], r0, r0\n"                                                \
+    "   vmov        q3[3], q3[1], r2, r2\n"
+#  else
+#    define FWCS_T_ FWCS_T1_
+#    define FWCS_V_ FWCS_V1_
+#    define FWCS_SET_ ""
+#    define FWCS_PTRS_ "   ldr         r9, [r9]\n"
+#    define FWCS_TOVEC_ "   vdup.32     q3, r0\n"
+#  endif
+#  define FWCS_V2X_ FWCS_V_ FWCS_V_
+#  define FWCS_V4X_ FWCS_V2X_ FWCS_V2X_
+#  define FWCS_V8X_ FWCS_V4X_ FWCS_V4X_
+/* VF = 8m whole vectors: m passes of an 8-vector body (the count in a stack slot) */
+#  define FWCS_V8L_                                                                       \
+    "   ldr         %[c], %[m8]\n"                                                         \
+    "4:\n" FWCS_V8X_                                                                      \
+    "   subs        %[c], %[c], #1\n"                                                      \
+    "   bne         4b\n"
+#  define FWCS_KLOOP_(PRE, BODY, REGS, INS)                                                  \
+    __asm__ volatile("0: ldm         %[rec]!, {r0, r1}\n"                                  \
+                     "   cbnz        r1, 3f\n"                                             \
+                     "   b           9f\n"                                                 \
+                     "3:\n" FWCS_SET_ PRE                                                  \
+                     "   wls         lr, r1, 2f\n"                                         \
+                     "1: ldrb        r9, [%[kp]], #1\n"                                    \
+                     "   add.w       r9, %[tab], r9, lsl #%c[sh]\n" FWCS_PTRS_ BODY         \
+                     "   le          lr, 1b\n"                                             \
+                     "2:\n" FWCS_TOVEC_                                                    \
+                     "   ldm         %[rec]!, {r0, r1, r2, r3, r4, r5}\n"                  \
+                     "   vshl.s32     q3, r1\n"                                            \
+                     "   vqrdmulh.s32 q3, q3, r0\n"                                        \
+                     "   vpt.s32      lt, q3, zr\n"                                        \
+                     "   vqsubt.s32   q3, q3, r3\n"                                        \
+                     "   vrshl.s32    q3, r2\n"                                            \
+                     "   vadd.i32     q3, q3, r5\n"                                        \
+                     "   vmax.s32     q3, q3, %q[lo]\n"                                    \
+                     "   vmin.s32     q3, q3, %q[hi]\n"                                    \
+                     "   vstrb.32     q3, [r4, %q[addr]]\n"                                \
+                     "   b           0b\n"                                                 \
+                     "9:\n"                                                                \
+                     : [rec] "+r"(rec), [w] "+r"(w), [kp] "+r"(kp) REGS                    \
+                     : [tab] "r"(tab), [addr] "w"(addr), [lo] "w"(lo), [hi] "w"(hi),       \
+                       [sh] "i"(2 + FWCS_LOG2R) INS                                        \
+                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r9", "lr", "q0", "q1",    \
+                       "q2", "q3", "memory", "cc")
+
+/* VF (whole vectors per filterlet, 0 .. 3 with a partial last one) of the asm loop for
+ * C_in, or -1 (the generic loop). */
+DTMM_INLINE int fwcs_mve_vf(int32_t c_in)
+{
+    if ((c_in & 15) == 0) {
+        const int32_t vf = c_in >> 4;
+        return vf == 1 || vf == 2 || vf == 4 || (vf & 7) == 0 ? vf : -1;
+    }
+    return c_in < 64 ? c_in >> 4 : -1;
+}
+
+/* All live filters (records rec, ending with n = 0) for one group of pixels: kernel
+ * positions kp, table rows at tab (the group's first column), output addresses addr
+ * (per lane). */
+static __attribute__((noinline)) void fwcs_filters(const fwcs_rec *rec, const int8_t *w,
+                                                   const uint8_t *kp, const int8_t *const *tab,
+                                                   int32_t c_in, uint32x4_t addr, int32x4_t lo,
+                                                   int32x4_t hi)
+{
+    const int32_t t = c_in & 15, m8 = c_in >> 7; /* t: the partial vector's weights */
+    uint32_t c;
+#  define FWCS_NO_
+#  define FWCS_C_ , [c] "=&r"(c)
+#  define FWCS_M8_ , [m8] "m"(m8)
+#  define FWCS_T_IN_ , [t] "r"(t)
+#  define FWCS_VCTP_ "   vctp.8      %[t]\n"
+    if (t == 0) {
+        switch (c_in >> 4) {
+        case 1: FWCS_KLOOP_("", FWCS_V_, FWCS_NO_, FWCS_NO_); break;
+        case 2: FWCS_KLOOP_("", FWCS_V2X_, FWCS_NO_, FWCS_NO_); break;
+        case 4: FWCS_KLOOP_("", FWCS_V4X_, FWCS_NO_, FWCS_NO_); break;
+        default: FWCS_KLOOP_("", FWCS_V8L_, FWCS_C_, FWCS_M8_); break;
+        }
+    } else {
+        switch (c_in >> 4) {
+        case 0: FWCS_KLOOP_(FWCS_VCTP_, FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        case 1: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        case 2: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V2X_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        default: FWCS_KLOOP_(FWCS_VCTP_, FWCS_V2X_ FWCS_V_ FWCS_T_, FWCS_NO_, FWCS_T_IN_); break;
+        }
+    }
+    (void)c;
+}
 #endif
-                        tab[k * FWCS_R + r] = inside ? in_n + (iy * id->w + ix) * c_in : zp_run;
-                    }
-                }
-            }
-#if FWCS_SMALL_CIN
-            if (small) {
-                fwcs_block_small(fw, tab, foff, q, p->out_zp, vctx, out_n + p0 * c_out, live);
-                continue;
-            }
+
+/* ------------------------------------------------------------------ requantization */
+
+/* Store the R requantized accumulators of record rc (pixels 0 .. live-1 of the block,
+ * output rows o + r * c_out). */
+DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_out,
+                         const fwcs_rec *rc, const dtmm_conv_params *p, const void *vctx)
+{
+#if DTMM_USE_MVE
+    const int32x4_t *vc = (const int32x4_t *)vctx; /* lo, hi */
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+    DTMM_UNROLL
+    for (int32_t g = 0; g < FWCS_R; g += 4) {
+        const int32_t n = live - g;
+        if (n <= 0) break;
+        const int32x4_t v = dtmm_mve_vec4(acc[g], g + 1 < FWCS_R ? acc[g + 1] : 0,
+                                          g + 2 < FWCS_R ? acc[g + 2] : 0,
+                                          g + 3 < FWCS_R ? acc[g + 3] : 0);
+        dtmm_mve_requant_store(v, rc->mult, rc->left + rc->neg_right, p->out_zp, vc[0], vc[1],
+                               o + g * c_out, offs, vctp32q((uint32_t)n));
+    }
+#elif DTMM_USE_DSP
+    (void)vctx;
+    const int32_t s = rc->left + rc->neg_right;
+    if (rc->half >= 0) {
+        const dtmm_requant_fast f = dtmm_requant_fast_make(rc->mult, s, p->out_zp);
+        const int32_t lo = p->act_min, hi = p->act_max;
+        for (int32_t r = 0; r < live; r++) o[r * c_out] = dtmm_requant_fast_s8(acc[r], &f, lo, hi);
+    } else {
+        for (int32_t r = 0; r < live; r++)
+            o[r * c_out] = dtmm_requant_s8(acc[r], rc->mult, s, p->out_zp, p->act_min,
+                                           p->act_max);
+    }
+#else
+    (void)vctx;
+    const int32_t s = rc->left + rc->neg_right;
+    for (int32_t r = 0; r < live; r++)
+        o[r * c_out] = dtmm_requant_s8(acc[r], rc->mult, s, p->out_zp, p->act_min, p->act_max);
 #endif
-            int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, 0);
-            for (int32_t f = 0; f < c_out; f++) {
-                const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
-                int32_t acc[FWCS_R];
-                const int32_t init = foff[f];
-                for (int32_t r = 0; r < FWCS_R; r++) acc[r] = init;
-                const int8_t *w = fw->arr + j0 * c_in;
-                for (int32_t j = j0; j < j1; j++, w += c_in) {
-                    const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
-#if DTMM_USE_DSP
-                    if (use16) {
-                        dot_r16(w, tab + ((cp * inv) >> 16) * FWCS_R, c_in, acc);
-                        continue;
-                    }
-#endif
-                    dot_r(w, tab + ((cp * inv) >> 16) * FWCS_R, c_in, acc);
-                }
-                j0 = j1;
-                store_r(acc, live, out_n + p0 * c_out + f, c_out, q->multiplier[f], q->shift[f],
-                        p, vctx);
-            }
+}
+
+#if DTMM_USE_DSP && !defined(DTMM_EMULATE_DSP) && FWCS_R == 4
+/* DSP, R = 4, C_in % 4 == 0, KH*KW <= 256: all n kept filterlets of one filter in one
+ * asm loop.  Per filterlet: its kernel position k from the per-call byte array (that
+ * array's pointer, the table base and the chunk count C_in / 4 live in stack slots: all
+ * 14 registers are taken), the table row at tab + 16 k, 2 LDRD of the 4 run pointers
+ * (not an LDM: it loads in register-number order, and the compiler picks the
+ * registers), then per 4 weights LDR + 2 SXTB16 and per pixel LDR + 2 SXTB16 + 2 SMLAD
+ * (int8 runs) or LDRD + 2 SMLAD (int16 runs). */
+#  define FWCS_FAST_DSP 1
+#  define FWCS_PIX8_(P, A)                                                                \
+    "   ldr    %[xh], [%[" #P "]], #4\n"                                                    \
+    "   sxtb16 %[xl], %[xh]\n"                                                             \
+    "   sxtb16 %[xh], %[xh], ror #8\n"                                                     \
+    "   smlad  %[" #A "], %[xl], %[wl], %[" #A "]\n"                                       \
+    "   smlad  %[" #A "], %[xh], %[wh], %[" #A "]\n"
+#  define FWCS_PIX16_(P, A)                                                               \
+    "   ldrd   %[xl], %[xh], [%[" #P "]], #8\n"                                            \
+    "   smlad  %[" #A "], %[xl], %[wl], %[" #A "]\n"                                       \
+    "   smlad  %[" #A "], %[xh], %[wh], %[" #A "]\n"
+#  define FWCS_DSP_ASM_(PIX)                                                              \
+    __asm__ volatile("1: ldr    %[xl], %[kpm]\n"                                           \
+                     "   ldrb   %[xh], [%[xl]], #1\n"                                      \
+                     "   str    %[xl], %[kpm]\n"                                           \
+                     "   ldr    %[wl], %[tabm]\n"                                          \
+                     "   add    %[p3], %[wl], %[xh], lsl #4\n"                             \
+                     "   ldrd   %[p0], %[p1], [%[p3]]\n"                                   \
+                     "   ldrd   %[p2], %[p3], [%[p3], #8]\n"                               \
+                     "   ldr    %[cnt], %[chm]\n"                                          \
+                     "2: ldr    %[wh], [%[wp]], #4\n"                                      \
+                     "   sxtb16 %[wl], %[wh]\n"                                            \
+                     "   sxtb16 %[wh], %[wh], ror #8\n"                                    \
+                     PIX(p0, a0)                                                           \
+                     PIX(p1, a1)                                                           \
+                     PIX(p2, a2)                                                           \
+                     PIX(p3, a3)                                                           \
+                     "   subs   %[cnt], %[cnt], #1\n"                                      \
+                     "   bne    2b\n"                                                      \
+                     "   ldr    %[cnt], %[nm]\n"                                           \
+                     "   subs   %[cnt], %[cnt], #1\n"                                      \
+                     "   str    %[cnt], %[nm]\n"                                           \
+                     "   bne    1b\n"                                                      \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),          \
+                       [wp] "+r"(wp), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),       \
+                       [p3] "=&r"(p3), [cnt] "=&r"(cnt), [wl] "=&r"(wl), [wh] "=&r"(wh),    \
+                       [xl] "=&r"(xl), [xh] "=&r"(xh), [kpm] "+m"(kpv), [nm] "+m"(nv)       \
+                     : [tabm] "m"(tabv), [chm] "m"(chunks)                                 \
+                     : "cc", "memory")
+
+/* The live filters of one block (C_in % 4 == 0; w16: int16 runs in tab). */
+static __attribute__((noinline)) void fwcs_block_dsp4(const dtmm_conv_params *p,
+                                                      const dtmm_fwcs *fw, const fwcs_rec *recs,
+                                                      const int8_t *const *tab,
+                                                      const uint8_t *kbuf, int8_t *o,
+                                                      int32_t live, int w16)
+{
+    const int32_t c_out = fw->c_out, chunks = fw->size >> 2;
+    const int8_t *wp = fw->arr;
+    const uint8_t *kpv = kbuf;
+    const int8_t *const *tabv = tab;
+    const int32_t lo = p->act_min, hi = p->act_max, zp = p->out_zp;
+    for (const fwcs_rec *rc = recs; rc->n; rc++) {
+        int32_t a0 = rc->init, a1 = a0, a2 = a0, a3 = a0, nv = rc->n;
+        const int8_t *p0, *p1, *p2, *p3;
+        uint32_t cnt, wl, wh, xl, xh;
+        if (w16) FWCS_DSP_ASM_(FWCS_PIX16_);
+        else FWCS_DSP_ASM_(FWCS_PIX8_);
+        (void)p0; (void)p1; (void)p2; (void)p3; (void)cnt; (void)wl; (void)wh; (void)xl;
+        (void)xh;
+        int8_t *oc = o + rc->ch;
+        if (live == 4 && rc->half >= 0) { /* the whole block, fast requantization */
+            const dtmm_requant_fast f = {rc->mult, rc->left, -rc->neg_right, rc->half, rc->one,
+                                         zp};
+            oc[0] = dtmm_requant_fast_s8(a0, &f, lo, hi);
+            oc[c_out] = dtmm_requant_fast_s8(a1, &f, lo, hi);
+            oc[2 * c_out] = dtmm_requant_fast_s8(a2, &f, lo, hi);
+            oc[3 * c_out] = dtmm_requant_fast_s8(a3, &f, lo, hi);
+        } else {
+            const int32_t acc[4] = {a0, a1, a2, a3};
+            store_r(acc, live, oc, c_out, rc, p, 0);
         }
     }
 }
+#else
+#  define FWCS_FAST_DSP 0
+#endif
+
+/* ------------------------------------------------------------------ pointer table */
+
+/* Fill tab[k * R + r] (KH*KW x R) for the R pixels from (oy, ox) on (row-major, may
+ * wrap rows; pixels past the image's last read zp_run everywhere); returns how many
+ * are live and advances (oy, ox) past them. */
+DTMM_INLINE int32_t fwcs_table(const dtmm_conv_params *p, const dtmm_dims *id,
+                               const dtmm_dims *od, int32_t kh_n, int32_t kw_n,
+                               const int8_t *in_n, const int8_t *zp_run, int32_t left_px,
+                               int32_t *oyp, int32_t *oxp, const int8_t **tab)
+{
+    const int32_t c = id->c, w_in = id->w, sw = p->stride_w;
+    int32_t oy = *oyp, ox = *oxp;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * sw - p->pad_left;
+    if (left_px >= FWCS_R && ox + FWCS_R <= od->w && iy0 >= 0 && iy0 + kh_n <= id->h
+        && ix0 >= 0 && ix0 + (FWCS_R - 1) * sw + kw_n <= w_in) {
+        /* the R pixels lie on one row and every tap inside the input */
+        const int8_t *rowp = in_n + (iy0 * w_in + ix0) * c;
+        const int32_t step = sw * c;
+        const int8_t **t = tab;
+        for (int32_t kh = 0; kh < kh_n; kh++, rowp += w_in * c) {
+            const int8_t *pp = rowp;
+            for (int32_t kw = 0; kw < kw_n; kw++, pp += c, t += FWCS_R) {
+                DTMM_UNROLL
+                for (int32_t r = 0; r < FWCS_R; r++) t[r] = pp + r * step;
+            }
+        }
+        ox += FWCS_R;
+        if (ox == od->w) {
+            ox = 0;
+            oy++;
+        }
+        *oyp = oy;
+        *oxp = ox;
+        return FWCS_R;
+    }
+    int32_t live = 0;
+    for (int32_t r = 0; r < FWCS_R; r++) {
+        if (r >= left_px) { /* dead lane: every tap reads zp_run */
+            for (int32_t k = 0; k < kh_n * kw_n; k++) tab[k * FWCS_R + r] = zp_run;
+            continue;
+        }
+        const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * sw - p->pad_left;
+        live++;
+        if (++ox == od->w) {
+            ox = 0;
+            oy++;
+        }
+        const int8_t **t = tab + r;
+        for (int32_t kh = 0; kh < kh_n; kh++) {
+            const int32_t iy = y0 + kh;
+            if ((uint32_t)iy >= (uint32_t)id->h) {
+                for (int32_t kw = 0; kw < kw_n; kw++, t += FWCS_R) *t = zp_run;
+                continue;
+            }
+            const int32_t rowoff = iy * w_in;
+            for (int32_t kw = 0; kw < kw_n; kw++, t += FWCS_R) {
+                const int32_t ix = x0 + kw;
+                *t = (uint32_t)ix < (uint32_t)w_in ? in_n + (rowoff + ix) * c : zp_run;
+            }
+        }
+    }
+    *oyp = oy;
+    *oxp = ox;
+    return live;
+}
+
+/* ------------------------------------------------------------------ operator body */
+
+/* dst[0:n] = src[0:n]: a pixel's constant outputs (the dead filters' row). */
+DTMM_INLINE void copy_row(int8_t *dst, const int8_t *src, int32_t n)
+{
+#if DTMM_USE_MVE
+    dtmm_mve_copy(dst, src, n);
+#else
+    memcpy(dst, src, (size_t)n);
+#endif
+}
+
+/* The generic per-block filter loop (every path; cptr of cptr_bits; use16: the DSP
+ * int16 runs in tab). */
+DTMM_INLINE void fwcs_block_generic(const dtmm_conv_params *p, const dtmm_fwcs *fw,
+                                    const fwcs_rec *recs, const int8_t *const *tab,
+                                    int8_t *o, int32_t live, const void *vctx,
+                                    const int cptr_bits, const int use16)
+{
+    const int32_t c_in = fw->size, c_out = fw->c_out;
+    const uint32_t inv = (65536u + (uint32_t)c_in - 1u) / (uint32_t)c_in;
+    const uint8_t *cptr8 = (const uint8_t *)fw->cptr;
+    const uint16_t *cptr16 = (const uint16_t *)fw->cptr;
+    const int8_t *w = fw->arr;
+    int32_t j = 0;
+#if !DTMM_USE_DSP
+    (void)use16;
+#endif
+    for (const fwcs_rec *rc = recs; rc->n; rc++) {
+        int32_t acc[FWCS_R];
+        for (int32_t r = 0; r < FWCS_R; r++) acc[r] = rc->init;
+        for (const int32_t j1 = j + rc->n; j < j1; j++, w += c_in) {
+            const uint32_t cp = cptr_bits == 8 ? cptr8[j] : cptr16[j];
+            const int8_t *const *x = tab + ((cp * inv) >> 16) * FWCS_R;
+#if DTMM_USE_DSP
+            if (use16) {
+                dot_r16(w, x, c_in, acc);
+                continue;
+            }
+#endif
+            dot_r(w, x, c_in, acc);
+        }
+        store_r(acc, live, o + rc->ch, c_out, rc, p, vctx);
+    }
+}
+
+#if DTMM_HOST_PATH
+/* Host fast path (DTMM_HOST_FAST, see dtmm_isa.h): the input widened once per image to
+ * an int16 copy padded with in_zp (a stack VLA, no bounds checks after that), its
+ * channels padded to a multiple of 16 (C16) as are the filterlets (a per-call copy of
+ * arr with zero weights there), so every dot product is a whole number of 16-lane
+ * vectors; per row block of 4 output pixels, per filter, per kept filterlet one
+ * dtmm_host_dot_1x4 of its weights with the 4 pixels' int16 runs (gcc -O3 vectorises
+ * it), the run offsets of each filterlet computed once per call (layers keeping more
+ * than a quarter of their filterlets: fwcs_host_dense).  Same bits as every path;
+ * returns 0 (plain path) when the buffers would pass DTMM_HOST_MAX_STACK. */
+/* Dense-enough layers (more than a quarter of the filterlets kept: measured break-even
+ * of the sparse loop below against the dense one on an AVX2 host) and layers with
+ * C_in < 8 (the sparse loop pads runs to 16 lanes) run through the dense
+ * kernel's host path on the weights decoded per call (zeros where pruned) with the
+ * bias restored (offset + in_zp * sum(w)). */
+static int fwcs_host_dense(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                           const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
+                           const int32_t *offset, const dtmm_dims *od, int8_t *out)
+{
+    const int32_t c_in = id->c, kk = fw->kh * fw->kw, c_out = fw->c_out;
+    if ((int64_t)c_out * kk * c_in + 4 * (int64_t)c_out + 64 > DTMM_HOST_MAX_STACK) return 0;
+    int8_t wd[c_out * kk * c_in];
+    int32_t bias[c_out];
+    memset(wd, 0, (size_t)(c_out * kk * c_in));
+    const int8_t *w = fw->arr;
+    int32_t j = 0;
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
+        int32_t sum = 0;
+        for (; j < j1; j++, w += c_in) {
+            const int32_t cp = fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                                  : ((const uint16_t *)fw->cptr)[j];
+            memcpy(wd + f * kk * c_in + cp, w, (size_t)c_in);
+            for (int32_t i = 0; i < c_in; i++) sum += w[i];
+        }
+        bias[f] = (int32_t)((uint32_t)offset[f] + (uint32_t)p->in_zp * (uint32_t)sum);
+    }
+    const dtmm_dims fd = {c_out, fw->kh, fw->kw, c_in};
+    return dtmm_conv_s8(p, q, id, in, &fd, wd, bias, od, out, NULL) == DTMM_OK;
+}
+
+static int fwcs_host(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
+                     const int8_t *in, const dtmm_fwcs *fw, const int32_t *offset,
+                     const dtmm_dims *od, int8_t *out)
+{
+    if ((id->c < 8 || 4 * (int64_t)dtmm_index_at(fw->fidx, fw->fidx_bits, fw->c_out)
+                          > (int64_t)fw->c_out * fw->kh * fw->kw)
+        && fwcs_host_dense(p, q, id, in, fw, offset, od, out))
+        return 1;
+    const int32_t c_in = id->c, kw_n = fw->kw, c_out = fw->c_out;
+    const int32_t c = (c_in + 15) & ~15; /* C16 */
+    const int32_t hp = id->h + p->pad_top + p->pad_bottom, wp = id->w + p->pad_left + p->pad_right;
+    const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+    if ((int64_t)hp * wp * c * 2 + (int64_t)nk * (4 + c) + 64 > DTMM_HOST_MAX_STACK) return 0;
+    int16_t xp[hp * wp * c > 0 ? hp * wp * c : 1];
+    int32_t koff[nk > 0 ? nk : 1];
+    int8_t wpad[nk * c > 0 ? nk * c : 1];
+    for (int32_t j = 0; j < nk; j++) {
+        const int32_t k = (fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                              : ((const uint16_t *)fw->cptr)[j]) / c_in;
+        koff[j] = ((k / kw_n) * wp + k % kw_n) * c;
+        memcpy(wpad + j * c, fw->arr + j * c_in, (size_t)c_in);
+        memset(wpad + j * c + c_in, 0, (size_t)(c - c_in));
+    }
+    const int32_t zp = p->in_zp, sh = p->stride_h, sw = p->stride_w;
+    for (int32_t n = 0; n < id->n; n++) {
+        const int8_t *in_n = in + n * id->h * id->w * c_in;
+        for (int32_t y = 0; y < hp; y++) {
+            const int32_t iy = y - p->pad_top;
+            int16_t *row = xp + y * wp * c;
+            for (int32_t x = 0; x < wp; x++) {
+                const int32_t ix = x - p->pad_left;
+                int16_t *dst = row + x * c;
+                if ((uint32_t)iy < (uint32_t)id->h && (uint32_t)ix < (uint32_t)id->w) {
+                    const int8_t *src = in_n + (iy * id->w + ix) * c_in;
+                    for (int32_t i = 0; i < c_in; i++) dst[i] = src[i];
+                    for (int32_t i = c_in; i < c; i++) dst[i] = (int16_t)zp;
+                } else {
+                    for (int32_t i = 0; i < c; i++) dst[i] = (int16_t)zp;
+                }
+            }
+        }
+        for (int32_t oy = 0; oy < od->h; oy++) {
+            for (int32_t ox0 = 0; ox0 < od->w; ox0 += 4) {
+                const int32_t nb = od->w - ox0 < 4 ? od->w - ox0 : 4;
+                const int16_t *b[4];
+                for (int32_t r = 0; r < 4; r++)
+                    b[r] = xp + (oy * sh * wp + (ox0 + (r < nb ? r : 0)) * sw) * c;
+                int8_t *o = out + ((n * od->h + oy) * od->w + ox0) * c_out;
+                const int8_t *w = wpad;
+                int32_t j = 0;
+                for (int32_t f = 0; f < c_out; f++) {
+                    const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
+                    int32_t a[4] = {offset[f], offset[f], offset[f], offset[f]};
+                    for (; j < j1; j++, w += c) {
+                        int32_t t[4];
+                        const int32_t off = koff[j];
+                        dtmm_host_dot_1x4(w, b[0] + off, b[1] + off, b[2] + off, b[3] + off, c, t);
+                        a[0] += t[0];
+                        a[1] += t[1];
+                        a[2] += t[2];
+                        a[3] += t[3];
+                    }
+                    for (int32_t r = 0; r < nb; r++)
+                        o[r * c_out + f] = dtmm_host_requant(a[r], q->multiplier[f], q->shift[f],
+                                                             p->out_zp, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+    return 1;
+}
+#endif
 
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                               const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
-                              const int32_t *bias, const dtmm_dims *od, int8_t *out,
+                              const int32_t *offset, const dtmm_dims *od, int8_t *out,
                               void *scratch)
 {
-    const int32_t c_in = id->c, kk = fw->kh * fw->kw;
-    if (fw->size != c_in || c_in < 1 || od->c != fw->c_out
-        || !dtmm_conv_params_ok(p, id, fw->kh, fw->kw, od))
+    const int32_t c_in = id->c, c_out = fw->c_out, kh_n = fw->kh, kw_n = fw->kw;
+    const int32_t kk = kh_n * kw_n;
+    if (fw->size != c_in || c_in < 1 || od->c != c_out || !offset
+        || !dtmm_conv_params_ok(p, id, kh_n, kw_n, od))
         return DTMM_ERR_ARG;
     if ((fw->cptr_bits != 8 && fw->cptr_bits != 16)
         || (fw->fidx_bits != 8 && fw->fidx_bits != 16 && fw->fidx_bits != 32)
         || (int64_t)(kk - 1) * c_in >= 65536)
         return DTMM_ERR_ARG;
 
-    /* scratch: foff[C_out] | zp_run[align4(C_in)] | (8-byte aligned) tab[KH*KW*R]
+#if DTMM_HOST_PATH
+    if (fwcs_host(p, q, id, in, fw, offset, od, out)) return DTMM_OK;
+#endif
+    /* scratch: recs[C_out + 1] | crow[align4(C_out)] | junk[align4(C_out)]
+     * | zp_run[align4(C_in)] | (8-aligned) tab[KH*KW*R]
+     * | MVE, DSP: kbuf[align4(C_out*KH*KW)] (kernel position per kept filterlet)
      * | DSP: int16 in_zp run [C_in], int16 windows [R][KH*KW][C_in] */
-    int32_t *foff = (int32_t *)scratch;
-    int8_t *zp_run = (int8_t *)(foff + fw->c_out);
-    const uintptr_t t = (uintptr_t)(zp_run + ((c_in + 3) & ~3));
+    fwcs_rec *recs = (fwcs_rec *)scratch;
+    int8_t *crow = (int8_t *)(recs + c_out + 1);
+    int8_t *junk = crow + align4(c_out);
+    int8_t *zp_run = junk + align4(c_out);
+    const uintptr_t t = (uintptr_t)(zp_run + align4(c_in));
     const int8_t **tab = (const int8_t **)((t + 7u) & ~(uintptr_t)7u);
-    int16_t *wide = 0;
-    const int8_t *zp_src = zp_run;
-    int use16 = 0;
     memset(zp_run, (int8_t)p->in_zp, (size_t)c_in);
+    const int8_t *zp_src = zp_run;
+    int16_t *wide = 0;
+    int use16 = 0;
+    (void)junk;
 #if DTMM_USE_DSP
     /* Widen to int16 when each widened run serves enough filterlets: widening costs
      * about 1.25 instructions per value, each use then saves about 0.3-0.6 per value
      * (measured break-even: ~3 kept filterlets per kernel position; widen from 4). */
-    use16 = dtmm_index_at(fw->fidx, fw->fidx_bits, fw->c_out) >= 4 * kk;
+    use16 = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out) >= 4 * kk;
     if (use16) { /* int16 windows after the table; the int16 in_zp run first */
-        wide = (int16_t *)(void *)(tab + kk * FWCS_R);
+        wide = (int16_t *)(void *)((uint8_t *)(void *)(tab + kk * FWCS_R)
+                                   + align4(c_out * kk));
         for (int32_t i = 0; i < c_in; i++) wide[i] = (int16_t)p->in_zp;
         zp_src = (const int8_t *)(void *)wide;
         wide += c_in;
     }
 #endif
-    for (int32_t f = 0; f < fw->c_out; f++) {
-        const int32_t j0 = dtmm_index_at(fw->fidx, fw->fidx_bits, f);
-        const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
-        foff[f] = (bias ? bias[f] : 0) - p->in_zp * sum_s8(fw->arr + j0 * c_in, (j1 - j0) * c_in);
-    }
-#if FWCS_SMALL_CIN
-    if (c_in == 16 || c_in == 32 || c_in == 64) /* fwcs_block_small: any cptr width */
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0, 1);
-    else
+#if !DTMM_USE_DSP
+    (void)wide;
 #endif
-    if (fw->cptr_bits == 8 && use16)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 1, 0);
-    else if (fw->cptr_bits == 8)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 8, 0, 0);
-    else if (use16)
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 1, 0);
-    else
-        fwcs_body(p, q, id, in, fw, od, out, tab, foff, zp_src, wide, 16, 0, 0);
+
+    /* records of the live filters; constant outputs of the dead ones */
+    int32_t n_live = 0;
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t n = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1)
+                          - dtmm_index_at(fw->fidx, fw->fidx_bits, f);
+        const int32_t s = q->shift[f];
+        if (n == 0) {
+            crow[f] = dtmm_requant_s8(offset[f], q->multiplier[f], s, p->out_zp, p->act_min,
+                                      p->act_max);
+            continue;
+        }
+        fwcs_rec *rc = &recs[n_live++];
+        rc->init = offset[f];
+        rc->n = n;
+        rc->mult = q->multiplier[f];
+        rc->left = s > 0 ? s : 0;
+        rc->neg_right = s > 0 ? 0 : s;
+        rc->one = s < 0;
+        rc->ch = f;
+#if DTMM_USE_DSP
+        rc->half = !dtmm_requant_fast_ok(rc->mult, s) ? -1 : s < 0 ? 1 << (-s - 1) : 0;
+#else
+        rc->zp = p->out_zp;
+#endif
+    }
+    memset(&recs[n_live], 0, sizeof(fwcs_rec)); /* sentinel: n = 0 */
+    const int has_dead = n_live < c_out;
+
+    const int32_t hw_out = od->h * od->w;
+#if DTMM_USE_MVE
+    const int32x4_t vctx[2] = {vdupq_n_s32(p->act_min), vdupq_n_s32(p->act_max)};
+#else
+    const void *vctx = 0;
+#endif
+#if FWCS_FAST_MVE || FWCS_FAST_DSP
+    /* the asm loops: each kept filterlet's kernel position as a byte (after the table) */
+    uint8_t *kbuf = (uint8_t *)(void *)(tab + kk * FWCS_R);
+#  if FWCS_FAST_MVE
+    const int fast = fwcs_mve_vf(c_in) >= 0 && kk <= 256;
+    const uint32x4_t lane_rows = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c_out);
+#  else
+    const int fast = (c_in & 3) == 0 && kk <= 256;
+#  endif
+    if (fast) {
+        const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+        for (int32_t j = 0; j < nk; j++)
+            kbuf[j] = (uint8_t)((fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                                                    : ((const uint16_t *)fw->cptr)[j]) / c_in);
+    }
+#endif
+    for (int32_t n = 0; n < id->n; n++) {
+        const int8_t *in_n = in + n * id->h * id->w * c_in;
+        int8_t *out_n = out + n * hw_out * c_out;
+        int32_t oy = 0, ox = 0;
+        for (int32_t p0 = 0; p0 < hw_out; p0 += FWCS_R) {
+            const int32_t live = fwcs_table(p, id, od, kh_n, kw_n, in_n, zp_src, hw_out - p0,
+                                            &oy, &ox, tab);
+            int8_t *o = out_n + p0 * c_out;
+#if DTMM_USE_DSP
+            if (use16) { /* int16 copies of the block's runs; tab then points at them */
+                for (int32_t k = 0; k < kk; k++) {
+                    for (int32_t r = 0; r < FWCS_R; r++) {
+                        const int8_t *src = tab[k * FWCS_R + r];
+                        if (src == zp_src) continue;
+                        int16_t *dst = wide + (r * kk + k) * c_in;
+                        widen_s16(dst, src, c_in);
+                        tab[k * FWCS_R + r] = (const int8_t *)(void *)dst;
+                    }
+                }
+            }
+#endif
+            if (has_dead)
+                for (int32_t r = 0; r < live; r++) copy_row(o + r * c_out, crow, c_out);
+            if (n_live == 0) continue;
+#if FWCS_FAST_MVE
+            if (fast) {
+                DTMM_UNROLL
+                for (int32_t g = 0; g < FWCS_R; g += FWCS_G) {
+                    if (g > 0 && g >= live) break;
+                    const int32_t gl = live - g < FWCS_G ? live - g : FWCS_G;
+                    const uint32x4_t rows = vaddq_n_u32(lane_rows, (uint32_t)(o + g * c_out));
+                    const uint32x4_t addr = vpselq_u32(rows, vdupq_n_u32((uint32_t)junk),
+                                                       vctp32q((uint32_t)gl));
+                    fwcs_filters(recs, fw->arr, kbuf, tab + g, c_in, addr, vctx[0], vctx[1]);
+                }
+                continue;
+            }
+#endif
+#if FWCS_FAST_DSP
+            if (fast) {
+                fwcs_block_dsp4(p, fw, recs, tab, kbuf, o, live, use16);
+                continue;
+            }
+#endif
+            if (use16 && fw->cptr_bits == 8)
+                fwcs_block_generic(p, fw, recs, tab, o, live, vctx, 8, 1);
+            else if (use16)
+                fwcs_block_generic(p, fw, recs, tab, o, live, vctx, 16, 1);
+            else if (fw->cptr_bits == 8)
+                fwcs_block_generic(p, fw, recs, tab, o, live, vctx, 8, 0);
+            else
+                fwcs_block_generic(p, fw, recs, tab, o, live, vctx, 16, 0);
+        }
+    }
     return DTMM_OK;
 }

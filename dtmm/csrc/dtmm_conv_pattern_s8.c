@@ -6,7 +6,9 @@
  * input rows it reads, padded with in_zp (dtmm_internal.h), is loaded into scratch, so
  * no tap needs a bounds check.  Per filter and chunk of <= 64 output pixels (whole
  * short rows at once, so that a kernel's set-up is shared by more pixels) the
- * int32 accumulators start at bias - in_zp * sum(kept w) (computed once per call);
+ * int32 accumulators start at offset[o] = bias - in_zp * sum(kept w) (computed once at
+ * code-generation time); a filter with no kept kernel stores its constant output; the
+ * DSP path requantizes with dtmm_requant_fast_s8 where exact (as FWCS and CSR);
  * per kept kernel (channel c, pattern p) the pattern's 4 tap offsets in the band
  * (computed once per call per pattern) give, for pixel i of the chunk (band offset
  * pix[i], a table built once per chunk and shared by every filter),
@@ -35,7 +37,8 @@ DTMM_INLINE int32_t pat_extra_rows(const dtmm_dims *id)
 int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_pattern *w)
 {
     const int32_t band = (3 + pat_extra_rows(in_dims)) * dtmm_band_row_bytes(in_dims, 3);
-    return 4 * w->c_out + 16 * w->n_patterns + 8 * PAT_CHUNK + ((band + 3) & ~3);
+    (void)w->c_out;
+    return 16 * w->n_patterns + 8 * PAT_CHUNK + ((band + 3) & ~3);
 }
 
 /* acc[i] += sum_t w[t] * x[o[t] + pix[i]] for i < n, where pix = acc + PAT_CHUNK holds
@@ -102,12 +105,12 @@ DTMM_INLINE void pat_apply(int32_t *acc, const int8_t *x, const int32_t *o, cons
 
 dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                                  const dtmm_dims *id, const int8_t *in, const dtmm_pattern *pw,
-                                 const int32_t *bias, const dtmm_dims *od, int8_t *out,
+                                 const int32_t *offset, const dtmm_dims *od, int8_t *out,
                                  void *scratch)
 {
     const int32_t kpb = pw->kptr_bits ? pw->kptr_bits : 16;
     const int32_t kcb = pw->kchan_bits ? pw->kchan_bits : 16;
-    if (pw->c_in != id->c || od->c != pw->c_out || pw->n_patterns < 1
+    if (pw->c_in != id->c || od->c != pw->c_out || pw->n_patterns < 1 || !offset
         || (kpb != 8 && kpb != 16 && kpb != 32) || (kcb != 8 && kcb != 16)
         || !dtmm_conv_params_ok(p, id, 3, 3, od))
         return DTMM_ERR_ARG;
@@ -115,19 +118,14 @@ dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_p
     const int32_t row = dtmm_band_row_bytes(id, 3), step = p->stride_w * c_in;
     const int32_t band_rows = 3 + pat_extra_rows(id);
 
-    /* scratch: foff[C_out] | ptab[n_patterns][4] | acc[PAT_CHUNK] | pix[PAT_CHUNK] | band */
-    int32_t *foff = (int32_t *)scratch;
-    int32_t *ptab = foff + c_out;
+    /* scratch: ptab[n_patterns][4] | acc[PAT_CHUNK] | pix[PAT_CHUNK] | band */
+    int32_t *ptab = (int32_t *)scratch;
     int32_t *acc = ptab + 4 * pw->n_patterns;
     int32_t *pix = acc + PAT_CHUNK;
     int8_t *band = (int8_t *)(pix + PAT_CHUNK);
     for (int32_t i = 0; i < 4 * pw->n_patterns; i++) {
         const int32_t pos = pw->patterns[i];
         ptab[i] = (pos / 3) * row + (pos % 3) * c_in;
-    }
-    for (int32_t f = 0; f < c_out; f++) {
-        const int32_t j0 = dtmm_index_at(pw->kptr, kpb, f), j1 = dtmm_index_at(pw->kptr, kpb, f + 1);
-        foff[f] = (bias ? bias[f] : 0) - in_zp * dtmm_sum_s8(pw->values + 4 * j0, 4 * (j1 - j0));
     }
     const uint8_t *kc8 = (const uint8_t *)pw->kchan;
     const uint16_t *kc16 = (const uint16_t *)pw->kchan;
@@ -150,7 +148,11 @@ dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_p
             /* windows wholly in the padding (pads >= 3 only): acc = bias */
             if (ncols_all < od->w) {
                 for (int32_t f = 0; f < c_out; f++) {
-                    const int8_t yb = dtmm_requant_s8(bias ? bias[f] : 0, q->multiplier[f],
+                    const int32_t j0 = dtmm_index_at(pw->kptr, kpb, f);
+                    const int32_t j1 = dtmm_index_at(pw->kptr, kpb, f + 1);
+                    const int32_t b = offset[f] + in_zp * dtmm_sum_s8(pw->values + 4 * j0,
+                                                                      4 * (j1 - j0));
+                    const int8_t yb = dtmm_requant_s8(b, q->multiplier[f],
                                                       q->shift[f], p->out_zp, p->act_min,
                                                       p->act_max);
                     for (int32_t r = 0; r < nr; r++)
@@ -170,7 +172,16 @@ dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_p
                 for (int32_t f = 0; f < c_out; f++) {
                     const int32_t j0 = dtmm_index_at(pw->kptr, kpb, f);
                     const int32_t j1 = dtmm_index_at(pw->kptr, kpb, f + 1);
-                    const int32_t init = foff[f];
+                    const int32_t init = offset[f];
+                    const int32_t m = q->multiplier[f], s = q->shift[f];
+                    if (j0 == j1) { /* no kept kernel: a constant output */
+                        const int8_t yc = dtmm_requant_s8(init, m, s, p->out_zp, p->act_min,
+                                                          p->act_max);
+                        for (int32_t r = 0; r < nr; r++)
+                            for (int32_t i = 0; i < ncols; i++)
+                                out_row[(r * od->w + c0 + i) * c_out + f] = yc;
+                        continue;
+                    }
                     for (int32_t i = 0; i < cn; i++) acc[i] = init;
                     const int8_t *w = pw->values + 4 * j0;
                     if (kcb == 8) {
@@ -180,7 +191,10 @@ dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_p
                         for (int32_t j = j0; j < j1; j++, w += 4)
                             pat_apply(acc, x + kc16[j], ptab + 4 * pw->kpat[j], w, cn);
                     }
-                    const int32_t m = q->multiplier[f], s = q->shift[f];
+#if DTMM_USE_DSP
+                    const int fast = dtmm_requant_fast_ok(m, s);
+                    const dtmm_requant_fast rf = dtmm_requant_fast_make(m, s, p->out_zp);
+#endif
                     for (int32_t r = 0; r < nr; r++) {
                         int8_t *o = out_row + (r * od->w + c0) * c_out + f;
                         const int32_t *a = acc + r * ncols;
@@ -193,6 +207,14 @@ dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *p, const dtmm_requant_p
                                                    hi, o + i * c_out, offs, pr);
                         }
 #else
+#  if DTMM_USE_DSP
+                        if (fast) {
+                            for (int32_t i = 0; i < ncols; i++)
+                                o[i * c_out] = dtmm_requant_fast_s8(a[i], &rf, p->act_min,
+                                                                    p->act_max);
+                            continue;
+                        }
+#  endif
                         for (int32_t i = 0; i < ncols; i++)
                             o[i * c_out] = dtmm_requant_s8(a[i], m, s, p->out_zp, p->act_min,
                                                            p->act_max);

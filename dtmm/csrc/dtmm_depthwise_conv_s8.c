@@ -14,10 +14,13 @@
  *          pixels start from the bias and subtract in_zp in 16 bits first.  Per-lane
  *          vector requantization, VQMOVNB / VQMOVNT back to channel order (int16),
  *          out_zp and the clamp on 8 lanes at a time, VSTRB.16.
- * DSP (depth multiplier 1): per output pixel and group of 4 channels, per tap inside
- *          the input one word of inputs and one of weights, SXTAB16 (x - in_zp, two
- *          channels per word, plain and ROR 8) and SXTB16, and SMLABB / SMLATT into 4
- *          accumulators; channels past the last multiple of 4 in plain C.
+ * DSP (depth multiplier 1): per chunk of 16 channels (their requantization records
+ *          prepared once, on the stack), per output pixel and group of 4 channels, per
+ *          tap inside the input one word of inputs and one of weights, SXTAB16 (x -
+ *          in_zp, two channels per word, plain and ROR 8) and SXTB16, and SMLABB /
+ *          SMLATT into 4 accumulators, then the QADD + SMMULR requantization
+ *          (dtmm_requant_fast_s8, where exact, else the reference); channels past the
+ *          last multiple of 4 in plain C.
  * plain C: every depth multiplier (and the SIMD builds' multiplier > 1).
  * host (DTMM_HOST_PATH, see dtmm_isa.h): per output pixel C_out int32 accumulators
  * (stack), updated tap by tap by a loop over the contiguous channels (depth multiplier
@@ -232,66 +235,91 @@ static void dw_mve(const dtmm_conv_params *p, const dtmm_requant_params *q, cons
 #endif /* DTMM_USE_MVE */
 
 #if DTMM_USE_DSP
+#define DW_DSP_CHUNK 16 /* channels whose requantization constants are prepared together */
+
 static void dw_dsp(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
                    const int8_t *in, const dtmm_dims *fd, const int8_t *weights,
                    const int32_t *bias, const dtmm_dims *od, int8_t *out)
 {
     const int32_t c = id->c, kh_n = fd->h, kw_n = fd->w;
     const int32_t row_x = id->w * c, row_w = kw_n * c, c4 = c & ~3;
-    const int32_t zp = p->in_zp;
+    const int32_t zp = p->in_zp, lo = p->act_min, hi = p->act_max;
     const uint32_t off2 = ((uint32_t)(uint16_t)(int16_t)(-zp)) * 0x00010001u;
-    int8_t *o = out;
-    for (int32_t n = 0; n < id->n; n++) {
-        const int8_t *in_n = in + n * id->h * row_x;
-        for (int32_t oy = 0; oy < od->h; oy++) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_top;
-            int32_t kh_lo, kh_hi;
-            dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
-            const int32_t nh = kh_hi - kh_lo;
-            for (int32_t ox = 0; ox < od->w; ox++, o += c) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                int32_t kw_lo, kw_hi;
-                dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
-                const int32_t nw = nh > 0 ? kw_hi - kw_lo : 0;
-                const int8_t *x = in_n + (iy0 + kh_lo) * row_x + (ix0 + kw_lo) * c;
-                const int8_t *w = weights + kh_lo * row_w + kw_lo * c;
-                int32_t ch = 0;
-                for (; ch < c4; ch += 4) {
-                    int32_t a0 = bias ? bias[ch] : 0, a1 = bias ? bias[ch + 1] : 0;
-                    int32_t a2 = bias ? bias[ch + 2] : 0, a3 = bias ? bias[ch + 3] : 0;
-                    if (nw > 0) {
-                        const int8_t *xr = x + ch, *wr = w + ch;
-                        for (int32_t kh = 0; kh < nh; kh++, xr += row_x, wr += row_w) {
-                            const int8_t *xp = xr, *wp = wr;
-                            for (int32_t kw = 0; kw < nw; kw++, xp += c, wp += c) {
-                                const uint32_t x4 = dtmm_read_u32(xp), w4 = dtmm_read_u32(wp);
-                                const uint32_t xe = dtmm_sxtab16(off2, x4);
-                                const uint32_t xo = dtmm_sxtab16_ror8(off2, x4);
-                                const uint32_t we = dtmm_sxtb16(w4), wo = dtmm_sxtb16_ror8(w4);
-                                a0 = dtmm_smlabb(xe, we, a0);
-                                a2 = dtmm_smlatt(xe, we, a2);
-                                a1 = dtmm_smlabb(xo, wo, a1);
-                                a3 = dtmm_smlatt(xo, wo, a3);
+    /* channels in chunks of DW_DSP_CHUNK: their QADD + SMMULR requantization records are
+     * prepared once (a stack array of DW_DSP_CHUNK records), then every output pixel */
+    dtmm_requant_fast rf[DW_DSP_CHUNK];
+    int fast[DW_DSP_CHUNK];
+    for (int32_t c0 = 0; c0 < c; c0 += DW_DSP_CHUNK) {
+        const int32_t c1 = c0 + DW_DSP_CHUNK < c ? c0 + DW_DSP_CHUNK : c;
+        for (int32_t ch = c0; ch < c1; ch++) {
+            fast[ch - c0] = dtmm_requant_fast_ok(q->multiplier[ch], q->shift[ch]);
+            rf[ch - c0] = dtmm_requant_fast_make(q->multiplier[ch], q->shift[ch], p->out_zp);
+        }
+        const int32_t c1_4 = c1 < c4 ? c1 : c4; /* the chunk's whole groups of 4 */
+        int8_t *o = out;
+        for (int32_t n = 0; n < id->n; n++) {
+            const int8_t *in_n = in + n * id->h * row_x;
+            for (int32_t oy = 0; oy < od->h; oy++) {
+                const int32_t iy0 = oy * p->stride_h - p->pad_top;
+                int32_t kh_lo, kh_hi;
+                dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
+                const int32_t nh = kh_hi - kh_lo;
+                for (int32_t ox = 0; ox < od->w; ox++, o += c) {
+                    const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                    int32_t kw_lo, kw_hi;
+                    dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
+                    const int32_t nw = nh > 0 ? kw_hi - kw_lo : 0;
+                    /* offsets from in_n / weights of the first tap inside the input */
+                    const int32_t xoff = (iy0 + kh_lo) * row_x + (ix0 + kw_lo) * c;
+                    const int8_t *w = weights + kh_lo * row_w + kw_lo * c;
+                    int32_t ch = c0;
+                    for (; ch < c1_4; ch += 4) {
+                        int32_t a0 = bias ? bias[ch] : 0, a1 = bias ? bias[ch + 1] : 0;
+                        int32_t a2 = bias ? bias[ch + 2] : 0, a3 = bias ? bias[ch + 3] : 0;
+                        if (nw > 0) {
+                            const int8_t *xr = in_n + (xoff + ch), *wr = w + ch;
+                            for (int32_t kh = 0; kh < nh; kh++, xr += row_x, wr += row_w) {
+                                const int8_t *xp = xr, *wp = wr;
+                                for (int32_t kw = 0; kw < nw; kw++, xp += c, wp += c) {
+                                    const uint32_t x4 = dtmm_read_u32(xp), w4 = dtmm_read_u32(wp);
+                                    const uint32_t xe = dtmm_sxtab16(off2, x4);
+                                    const uint32_t xo = dtmm_sxtab16_ror8(off2, x4);
+                                    const uint32_t we = dtmm_sxtb16(w4), wo = dtmm_sxtb16_ror8(w4);
+                                    a0 = dtmm_smlabb(xe, we, a0);
+                                    a2 = dtmm_smlatt(xe, we, a2);
+                                    a1 = dtmm_smlabb(xo, wo, a1);
+                                    a3 = dtmm_smlatt(xo, wo, a3);
+                                }
                             }
                         }
+                        const int32_t k = ch - c0;
+                        if (fast[k] & fast[k + 1] & fast[k + 2] & fast[k + 3]) {
+                            uint32_t v = (uint8_t)dtmm_requant_fast_s8(a0, &rf[k], lo, hi);
+                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a1, &rf[k + 1], lo, hi) << 8;
+                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a2, &rf[k + 2], lo, hi) << 16;
+                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a3, &rf[k + 3], lo, hi) << 24;
+                            dtmm_write_u32(o + ch, v); /* the 4 channels in one store */
+                        } else {
+                            const int32_t acc[4] = {a0, a1, a2, a3};
+                            for (int32_t i = 0; i < 4; i++)
+                                o[ch + i] = fast[k + i]
+                                                ? dtmm_requant_fast_s8(acc[i], &rf[k + i], lo, hi)
+                                                : dtmm_requant_s8(acc[i], q->multiplier[ch + i],
+                                                                  q->shift[ch + i], p->out_zp,
+                                                                  lo, hi);
+                        }
                     }
-                    o[ch] = dtmm_requant_s8(a0, q->multiplier[ch], q->shift[ch], p->out_zp,
-                                            p->act_min, p->act_max);
-                    o[ch + 1] = dtmm_requant_s8(a1, q->multiplier[ch + 1], q->shift[ch + 1],
-                                                p->out_zp, p->act_min, p->act_max);
-                    o[ch + 2] = dtmm_requant_s8(a2, q->multiplier[ch + 2], q->shift[ch + 2],
-                                                p->out_zp, p->act_min, p->act_max);
-                    o[ch + 3] = dtmm_requant_s8(a3, q->multiplier[ch + 3], q->shift[ch + 3],
-                                                p->out_zp, p->act_min, p->act_max);
-                }
-                for (; ch < c; ch++) {
-                    int32_t acc = bias ? bias[ch] : 0;
-                    const int8_t *xr = x + ch, *wr = w + ch;
-                    for (int32_t kh = 0; kh < nh && nw > 0; kh++, xr += row_x, wr += row_w)
-                        for (int32_t kw = 0; kw < nw; kw++)
-                            acc += (xr[kw * c] - zp) * wr[kw * c];
-                    o[ch] = dtmm_requant_s8(acc, q->multiplier[ch], q->shift[ch], p->out_zp,
-                                            p->act_min, p->act_max);
+                    for (; ch < c1; ch++) { /* channels past the last multiple of 4 */
+                        int32_t acc = bias ? bias[ch] : 0;
+                        const int8_t *xr = in_n + (xoff + ch), *wr = w + ch;
+                        for (int32_t kh = 0; kh < nh && nw > 0; kh++, xr += row_x, wr += row_w)
+                            for (int32_t kw = 0; kw < nw; kw++)
+                                acc += (xr[kw * c] - zp) * wr[kw * c];
+                        const int32_t k = ch - c0;
+                        o[ch] = fast[k] ? dtmm_requant_fast_s8(acc, &rf[k], lo, hi)
+                                        : dtmm_requant_s8(acc, q->multiplier[ch], q->shift[ch],
+                                                          p->out_zp, lo, hi);
+                    }
                 }
             }
         }

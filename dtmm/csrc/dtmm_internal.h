@@ -62,6 +62,53 @@ DTMM_INLINE void dtmm_tap_span(int32_t i0, int32_t k_n, int32_t size, int32_t *l
     *hi = *hi < *lo ? *lo : *hi;
 }
 
+#if DTMM_USE_DSP
+/* Scalar requantization with two DSP instructions for the high multiply, bit for bit
+ * dtmm_requant_s8 for the channels dtmm_requant_fast_ok accepts:
+ *   a = acc << left;  x = SMMULR(QADD(a, a), m) = floor((2 a m + 2^31) / 2^32);
+ *   y = (x + 2^(r-1) - [x < 0 and r > 0]) >> r;  clamp(y + out_zp).
+ * Why it is exact: SaturatingRoundingDoublingHighMul(a, m) = floor((2 a m + 2^31) / 2^32)
+ * (gemmlowp's nudge rounds halves up for either sign; its one saturating case needs
+ * m = INT32_MIN, excluded), so x is exact whenever 2a fits int32.  Otherwise |a| > 2^30
+ * and, with m >= 2^30, both the exact and the saturated high products have magnitude
+ * >= 2^29 - 1 and the same sign; after a right shift r <= 21 that is >= 256, so both
+ * clamp to the same bound (|out_zp| <= 128).  m = 0 gives 0 both ways.  The rounding
+ * line is RoundingDivideByPOT (round half away from zero) for |x| <= 2^30: no overflow.
+ * Multipliers from dtmm.quant.arith.quantize_multiplier are 0 or in [2^30, 2^31). */
+typedef struct {
+    int32_t mult, left, right, half, one, zp;
+} dtmm_requant_fast;
+
+DTMM_INLINE int dtmm_requant_fast_ok(int32_t m, int32_t s)
+{
+    return (m == 0 || m >= (1 << 30)) && s >= -21;
+}
+
+DTMM_INLINE dtmm_requant_fast dtmm_requant_fast_make(int32_t m, int32_t s, int32_t out_zp)
+{
+    dtmm_requant_fast f;
+    f.mult = m;
+    f.left = s > 0 ? s : 0;
+    f.right = s > 0 ? 0 : -s;
+    f.half = f.right > 0 ? 1 << (f.right - 1) : 0;
+    f.one = f.right > 0;
+    f.zp = out_zp;
+    return f;
+}
+
+DTMM_INLINE int8_t dtmm_requant_fast_s8(int32_t acc, const dtmm_requant_fast *f, int32_t lo,
+                                        int32_t hi)
+{
+    int32_t x = (int32_t)((uint32_t)acc << f->left);
+    x = dtmm_smmulr(dtmm_qadd(x, x), f->mult);
+    x = ((x + f->half) - (int32_t)(((uint32_t)x >> 31) & (uint32_t)f->one)) >> f->right;
+    x += f->zp;
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    return (int8_t)x;
+}
+#endif
+
 #if DTMM_USE_MVE
 /* Requantize up to 4 accumulators of ONE output channel (multiplier m, shift s) and
  * store the int8 results of the lanes enabled in `pred` at base + offs[i]:
@@ -83,6 +130,15 @@ DTMM_INLINE void dtmm_mve_requant_store(int32x4_t v, int32_t m, int32_t s, int32
     v = vaddq_n_s32(v, out_zp);
     v = vminq_s32(vmaxq_s32(v, lo), hi);
     vstrbq_scatter_offset_p_s32(base, offs, v, pred);
+}
+
+/* MultiplyByQuantizedMultiplierSmallerThanOneExp of 4 lanes (shift s <= 0), bit for bit
+ * dtmm_requantize_lt1 (VQRDMULH, then the rounding fix and VRSHL as above). */
+DTMM_INLINE int32x4_t dtmm_mve_requant_lt1(int32x4_t v, int32_t m, int32_t s)
+{
+    v = vqrdmulhq_n_s32(v, m);
+    const int32x4_t fix = vshrq_n_s32(vandq_s32(v, vdupq_n_s32(s)), 31);
+    return vrshlq_n_s32(vqaddq_s32(v, fix), s);
 }
 
 /* Tail-predicated int8 dot products, n >= 0 elements each (any n: the last vector is

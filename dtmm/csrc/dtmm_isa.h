@@ -125,6 +125,35 @@ DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)a * (int32_t)(int16_t)(b >> 16)));
 }
+/* Packed signed byte max / min of 4 lanes (SSUB8 sets the GE flags, SEL picks). */
+DTMM_INLINE uint32_t dtmm_max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int8_t x = (int8_t)(a >> i), y = (int8_t)(b >> i);
+        r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+    }
+    return r;
+}
+DTMM_INLINE uint32_t dtmm_min_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int8_t x = (int8_t)(a >> i), y = (int8_t)(b >> i);
+        r |= (uint32_t)(uint8_t)(x < y ? x : y) << i;
+    }
+    return r;
+}
+/* QADD: saturating a + b.  SMMULR: (a * b + 2^31) >> 32 (64-bit product, rounded). */
+DTMM_INLINE int32_t dtmm_qadd(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a + b;
+    return s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+}
+DTMM_INLINE int32_t dtmm_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
 /* SMLATT: acc + top(a) * top(b). */
 DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -144,6 +173,25 @@ DTMM_INLINE int32_t dtmm_smlabt(uint32_t a, uint32_t b, int32_t acc)
 DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+DTMM_INLINE uint32_t dtmm_max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+DTMM_INLINE uint32_t dtmm_min_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+DTMM_INLINE int32_t dtmm_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
+DTMM_INLINE int32_t dtmm_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 DTMM_INLINE uint32_t dtmm_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
 DTMM_INLINE uint32_t dtmm_sxtb16_ror8(uint32_t x)
@@ -509,6 +557,75 @@ DTMM_INLINE int16x8_t vmaxq_s16(int16x8_t a, int16x8_t b)
 DTMM_INLINE int16x8_t vminq_s16(int16x8_t a, int16x8_t b)
 {
     for (int i = 0; i < 8; i++) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+/* Elementwise ops and pools: byte <-> 32-bit lane loads / stores, shifts, abs, max. */
+DTMM_INLINE int32x4_t vldrbq_z_s32(const int8_t *p, mve_pred16_t pred)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = ((pred >> (4 * i)) & 1) ? p[i] : 0;
+    return r;
+}
+DTMM_INLINE int32x4_t vldrbq_s32(const int8_t *p) { return vldrbq_z_s32(p, 0xFFFF); }
+DTMM_INLINE void vstrbq_p_s32(int8_t *p, int32x4_t a, mve_pred16_t pred)
+{
+    for (int i = 0; i < 4; i++)
+        if ((pred >> (4 * i)) & 1) p[i] = (int8_t)a.v[i];
+}
+DTMM_INLINE void vstrbq_s32(int8_t *p, int32x4_t a) { vstrbq_p_s32(p, a, 0xFFFF); }
+DTMM_INLINE int32x4_t vsubq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] - (uint32_t)b.v[i]);
+    return a;
+}
+DTMM_INLINE int32x4_t veorq_s32(int32x4_t a, int32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] ^= b.v[i];
+    return a;
+}
+/* VABS.S32 (wraps INT32_MIN to itself, as the instruction). */
+DTMM_INLINE int32x4_t vabsq_s32(int32x4_t a)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = a.v[i] < 0 ? (int32_t)(0u - (uint32_t)a.v[i]) : a.v[i];
+    return a;
+}
+/* VMULH.U32: high 32 bits of the unsigned 64-bit product. */
+DTMM_INLINE uint32x4_t vmulhq_u32(uint32x4_t a, uint32x4_t b)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = (uint32_t)(((uint64_t)a.v[i] * b.v[i]) >> 32);
+    return a;
+}
+DTMM_INLINE uint32x4_t vdupq_n_u32(uint32_t x)
+{
+    uint32x4_t r = {{x, x, x, x}};
+    return r;
+}
+/* VSHL (register) on unsigned lanes: n < 0 shifts right (logical), n in -31..31 here. */
+DTMM_INLINE uint32x4_t vshlq_r_u32(uint32x4_t a, int32_t n)
+{
+    for (int i = 0; i < 4; i++) a.v[i] = n >= 0 ? a.v[i] << n : a.v[i] >> -n;
+    return a;
+}
+DTMM_INLINE uint32x4_t vreinterpretq_u32_s32(int32x4_t a)
+{
+    uint32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = (uint32_t)a.v[i];
+    return r;
+}
+DTMM_INLINE int32x4_t vreinterpretq_s32_u32(uint32x4_t a)
+{
+    int32x4_t r;
+    for (int i = 0; i < 4; i++) r.v[i] = (int32_t)a.v[i];
+    return r;
+}
+DTMM_INLINE int8x16_t vmaxq_s8(int8x16_t a, int8x16_t b)
+{
+    for (int i = 0; i < 16; i++) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+}
+DTMM_INLINE int8x16_t vminq_s8(int8x16_t a, int8x16_t b)
+{
+    for (int i = 0; i < 16; i++) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
     return a;
 }
 #  else

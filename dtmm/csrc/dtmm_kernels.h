@@ -2,10 +2,11 @@
  * dtmm_kernels.h - the public API of dtmm's int8 C kernels.
  *
  * One kernel per file, dtmm_<op>[_variant]_s8.c.  Every kernel has a plain-C path
- * that builds anywhere; conv, FWCS conv, fully connected and depthwise conv also have a
- * Cortex-M DSP path (__smlad / __smlabb), and those four, CSR conv and pattern conv a
- * Helium/MVE path (see
- * dtmm_isa.h for how the path is chosen and for -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
+ * that builds anywhere; conv, FWCS conv, fully connected (dense and FWCS), depthwise
+ * conv, CSR and pattern conv (requantization), max / average pool and add also have a
+ * Cortex-M DSP path (__smlad / __smlabb / SSUB8+SEL / QADD+SMMULR), and all of them but
+ * the softmax a Helium/MVE path (see dtmm_isa.h for how the path is chosen and for
+ * -DDTMM_FORCE_SCALAR).  All paths give bit-identical outputs.
  *
  * Conventions (the same as TFLite int8 and dtmm.graph.ir):
  *   - Activations NHWC int8, contiguous.  Dense conv weights OHWI int8
@@ -101,28 +102,33 @@ typedef struct {
 } dtmm_fwcs;
 
 /* dtmm_conv_fwcs_s8: the DTMM operator.  For each block of DTMM_FWCS_REUSE output
- * pixels (compile-time, 1..8, default 4), for each filter, for each kept filterlet,
- * the filterlet's weights are loaded once and dotted (SIMD) with the C_in contiguous
- * input values of each pixel of the block (paper Fig. 10: one new load per MAC).
- * Nothing is copied into a patch buffer (except on the DSP path of denser layers: the
- * block's input runs widened to int16 once, see the scratch below).  Build switches:
+ * pixels (compile-time, 1..8, default 4), for each filter with kept filterlets, for
+ * each kept filterlet, the filterlet's weights are loaded once and dotted (SIMD) with
+ * the C_in contiguous input values of each pixel of the block (paper Fig. 10: one new
+ * load per MAC).  Nothing is copied into a patch buffer (except on the DSP path of
+ * denser layers: the block's input runs widened to int16 once, see the scratch below).
+ * A filter with no kept filterlet outputs requant(offset[o]) everywhere, computed once
+ * per call.  Build switches:
  *   DTMM_FWCS_VARIANT_FULL   (default) weight reuse across DTMM_FWCS_REUSE pixels
  *   DTMM_FWCS_VARIANT_NO_ILP one pixel at a time (paper Fig. 8, no reuse/reordering)
  *   DTMM_FORCE_SCALAR        plain C MACs (any variant)
- * Input offset: the kernel uses acc = bias - in_zp * sum(kept w) + sum(x * w), where a
- * tap in the padding reads a run of in_zp values; so the result equals the
- * convention above.  The per-filter sums of kept weights are computed by the kernel
- * itself into scratch at each call (nothing to precompute).
- * Scratch (bytes): sizeof(void *) * R * KH * KW + 8 + 4 * C_out + align4(C_in): one
- * int32 offset per filter, a run of C_in in_zp values, and a KH*KW x R table of input
- * pointers rebuilt per block of R pixels (+ 8 bytes to align it); the DSP path
- * adds align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
- * (used when the layer keeps >= 4 * KH * KW filterlets).
- * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, and each cptr entry
- * a multiple of C_in below KH*KW*C_in (validated by the format decoder, not here). */
+ * offset (C_out entries, required) replaces the bias: offset[o] = bias[o] - in_zp *
+ * sum(kept weights of filter o), computed once at code-generation time
+ * (dtmm.quant.arith.input_offset_bias); a tap in the padding reads a run of in_zp
+ * values, so acc = offset + sum(x * w) equals the convention above.
+ * Scratch (bytes): 32 * (C_out + 1) + 2 * align4(C_out) + align4(C_in) + 8
+ *   + P * R * KH * KW: one 32-byte record per filter with filterlets (and a sentinel),
+ *   the row of constant outputs and a junk row (both C_out bytes), a run of C_in in_zp
+ *   values and a KH*KW x R table of input pointers rebuilt per block of R pixels
+ *   (P = sizeof(void *), + alignment); the MVE and DSP paths add align4(C_out * KH * KW)
+ *   (each kept filterlet's kernel position, a byte, for the asm loops), the DSP path
+ *   also align4(2 * C_in * (R * KH * KW + 1)) for int16 copies of a block's input runs
+ *   (used when the layer keeps >= 4 * KH * KW filterlets).
+ * Preconditions: C_in == fwcs->size, (KH*KW - 1) * C_in < 65536, fidx[0] == 0, and each
+ * cptr entry a multiple of C_in below KH*KW*C_in (validated by the format decoder). */
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                               const dtmm_dims *in_dims, const int8_t *in,
-                              const dtmm_fwcs *weights, const int32_t *bias,
+                              const dtmm_fwcs *weights, const int32_t *offset,
                               const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_fwcs_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_fwcs *weights);
 /* Which variant and reuse factor this build compiled (for reports): returns R
@@ -148,17 +154,19 @@ typedef struct {
  * loaded into scratch (no bounds checks after that); per filter and block of 4 output
  * pixels of the row, a sparse dot product over the filter's kept weights: each
  * (column, value) is loaded once and used for the 4 pixels, the column mapped to its
- * input offset through a table built once per call.  acc = bias - in_zp * sum(kept w)
- * + sum(x * w) (the offsets computed once per call).
+ * input offset through a table built once per call.  acc = offset[o] + sum(x * w) with
+ * offset[o] = bias[o] - in_zp * sum(kept w) passed instead of the bias (required; from
+ * dtmm.quant.offsets at code-generation time, as for FWCS); a filter with no kept
+ * weight stores its constant output.
  *   plain C / DSP: 4 accumulators in registers, one LDRSB + MLA per MAC;
  *   MVE: 8 kept weights at a time: their offsets gathered from the table (VLDRH
  *        gather), the values widened to 16 bits, then per pixel one VLDRB gather of
  *        the 8 inputs and one VMLADAVA (band offsets must fit 16 bits, else plain C).
- * Scratch (bytes), every path: 4 * C_out + 4 * K + align4(KH * (W + 2 * KW) * C_in),
+ * Scratch (bytes), every path: 4 * K + align4(KH * (W + 2 * KW) * C_in),
  * K = KH * KW * C_in, W = in_dims->w. */
 dtmm_status dtmm_conv_csr_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                              const dtmm_dims *in_dims, const int8_t *in,
-                             const dtmm_csr *weights, const int32_t *bias,
+                             const dtmm_csr *weights, const int32_t *offset,
                              const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_csr_s8_get_buffer_size(const dtmm_dims *in_dims, const dtmm_csr *weights);
 
@@ -190,16 +198,17 @@ typedef struct {
  * then per filter, per chunk of up to 64 output pixels (whole short rows at once;
  * int32 accumulators in scratch), per kept kernel (channel c, pattern p) the 4 weights
  * are held in registers and applied to every pixel of the chunk at the pattern's 4
- * tap offsets (computed once per call); acc = bias - in_zp * sum(kept w) + sum(x * w).
+ * tap offsets (computed once per call); acc = offset[o] + sum(x * w), offset[o] = bias[o]
+ * - in_zp * sum(kept w) passed instead of the bias (required, as for FWCS and CSR).
  *   plain C / DSP: 4 LDRSB + 4 MLA (DSP: SMLABB/SMLABT) per pixel and kernel;
  *   MVE: 4 pixels per vector (32-bit lanes): per tap a VLDRB gather of the 4 pixels'
  *        inputs (C_in * stride_w apart in NHWC) and a VMLA by the scalar weight.
- * Scratch (bytes), every path: 4 * C_out + 16 * n_patterns + 512
+ * Scratch (bytes), every path: 16 * n_patterns + 512
  *   + align4((3 + E) * (W + 6) * C_in), E = min(16 / W, H - 1) extra band rows,
  *   W = in_dims->w, H = in_dims->h (integer division). */
 dtmm_status dtmm_conv_pattern_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                  const dtmm_dims *in_dims, const int8_t *in,
-                                 const dtmm_pattern *weights, const int32_t *bias,
+                                 const dtmm_pattern *weights, const int32_t *offset,
                                  const dtmm_dims *out_dims, int8_t *out, void *scratch);
 int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
                                              const dtmm_pattern *weights);
@@ -210,7 +219,8 @@ int32_t dtmm_conv_pattern_s8_get_buffer_size(const dtmm_dims *in_dims,
  * ic.  Per-channel requant.  Depth multiplier 1: MVE path with 16 channels in vector
  * lanes (VMULLB / VMULLT, per-lane requantization, tail-predicated for C % 16), DSP
  * path with 4 channels per word (SXTAB16 + SMLABB / SMLATT); other multipliers plain
- * C on every target.  No scratch on any path. */
+ * C on every target; the DSP path requantizes with QADD + SMMULR where exact
+ * (dtmm_requant_fast_s8).  No scratch on any path. */
 dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *params, const dtmm_requant_params *quant,
                                    int32_t depth_multiplier,
                                    const dtmm_dims *in_dims, const int8_t *in,
@@ -228,6 +238,21 @@ dtmm_status dtmm_fully_connected_s8(const dtmm_conv_params *params, const dtmm_r
                                     int32_t out_features, const int8_t *in, const int8_t *weights,
                                     const int32_t *bias, int8_t *out);
 
+/* dtmm_fully_connected_fwcs_s8: fully connected layer on FWCS weights.  The (O, I)
+ * weight is stored as kept runs of `size` contiguous inputs (dtmm.formats.fwcs linear
+ * layout: fw->size = run length, fw->kh = 1, fw->kw = ceil(I / size) runs per row,
+ * fw->c_out = O; cptr = j * size, the first input of run j; the last run of a row is
+ * I - (kw - 1) * size long and stored at that length).  offset[o] = bias[o] - in_zp *
+ * sum(kept weights of o) (required; dtmm.quant.offsets at code-generation time), so
+ * out[b, o] = clamp(requant(offset[o] + sum over kept runs of dot(w, x)) + out_zp).
+ * per_channel / quant / act_min, act_max / out_zp as dtmm_fully_connected_s8
+ * (params->in_zp is already in offset).  No scratch. */
+dtmm_status dtmm_fully_connected_fwcs_s8(const dtmm_conv_params *params,
+                                         const dtmm_requant_params *quant, int32_t per_channel,
+                                         int32_t batches, int32_t in_features,
+                                         const dtmm_fwcs *weights, const int32_t *offset,
+                                         const int8_t *in, int8_t *out);
+
 /* ------------------------------------------------------------------ pooling */
 typedef struct {
     int32_t filter_h, filter_w;
@@ -237,12 +262,15 @@ typedef struct {
 } dtmm_pool_params;
 
 /* Max pool (TFLite): max over the taps inside the input (start at -128), clamp.
- * Input and output share scale and zero point.  out_dims as for conv (c = C_in). */
+ * Input and output share scale and zero point.  out_dims as for conv (c = C_in).
+ * MVE: 16 channels per vector (VMAX); DSP: 4 channels per word (SSUB8 + SEL). */
 dtmm_status dtmm_max_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in_dims,
                              const int8_t *in, const dtmm_dims *out_dims, int8_t *out);
 /* Average pool (TFLite): sum over the taps inside the input, count = their number
  * (padding excluded), (sum + count/2) / count if sum > 0 else (sum - count/2) / count
- * (C division, truncating), clamp.  DTMM_ERR_EMPTY_WINDOW if some count is 0. */
+ * (C division, truncating), clamp.  DTMM_ERR_EMPTY_WINDOW if some count is 0.
+ * MVE: 4 channels per vector, the division as an exact multiply-high; DSP: 4 channels
+ * per word summed in int16 pairs (windows of up to 255 taps), SDIV per channel. */
 dtmm_status dtmm_avg_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in_dims,
                              const int8_t *in, const dtmm_dims *out_dims, int8_t *out);
 
@@ -252,7 +280,8 @@ dtmm_status dtmm_avg_pool_s8(const dtmm_pool_params *params, const dtmm_dims *in
  *   a' = lt1((a - in1_zp) << left_shift, in1_mult, in1_shift)
  *   b' = lt1((b - in2_zp) << left_shift, in2_mult, in2_shift)
  *   out = clamp(lt1(a' + b', out_mult, out_shift) + out_zp, act_min, act_max)
- * with lt1 = MultiplyByQuantizedMultiplierSmallerThanOneExp (shifts <= 0). */
+ * with lt1 = MultiplyByQuantizedMultiplierSmallerThanOneExp (shifts <= 0).
+ * MVE: 4 elements per 32-bit vector; DSP: SMMULR high multiplies (exact here). */
 typedef struct {
     int32_t in1_zp, in2_zp, out_zp;
     int32_t left_shift;

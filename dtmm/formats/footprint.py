@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dtmm.errors import FormatError
 
-__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "POINTER_BYTES", "struct_size", "meta_bytes",
+__all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "op_array_count", "POINTER_BYTES", "struct_size", "meta_bytes",
            "conv_quant_bytes", "fc_quant_bytes", "op_bytes", "graph_bytes"]
 
 #: Pointer width of the deployment targets (32-bit Cortex-M); hosts pass their own.
@@ -67,6 +67,7 @@ OP_STRUCTS: dict[str, tuple[str, ...]] = {
     "pattern": _CONV_HEAD + ("dtmm_pattern",),
     "depthwise_conv2d": _CONV_HEAD + ("dtmm_dims",),
     "fully_connected": ("dtmm_conv_params", "dtmm_requant_params"),
+    "compressed_fully_connected": ("dtmm_conv_params", "dtmm_requant_params", "dtmm_fwcs"),
     "max_pool2d": ("dtmm_pool_params", "dtmm_dims", "dtmm_dims"),
     "avg_pool2d": ("dtmm_pool_params", "dtmm_dims", "dtmm_dims"),
     "add": ("dtmm_add_params",),
@@ -81,7 +82,23 @@ OP_STRUCTS: dict[str, tuple[str, ...]] = {
 OP_ARRAYS: dict[str, int] = {
     "conv2d": 4, "fwcs": 6, "csr": 6, "pattern": 8, "depthwise_conv2d": 4, "fully_connected": 4,
     "max_pool2d": 0, "avg_pool2d": 0, "add": 0, "softmax": 0, "concat": 1, "reshape": 0,
+    "compressed_fully_connected": 6,
 }
+
+
+def op_array_count(kind: str, op=None, graph=None) -> int:
+    """How many const arrays ``model.c`` defines for one op: :data:`OP_ARRAYS` of its kind,
+    except a concat the arena runs in place (:func:`dtmm.codegen.arena.concat_in_place`,
+    needs ``op`` and ``graph``), which has none.
+
+    >>> op_array_count("fwcs"), op_array_count("concat")
+    (6, 1)
+    """
+    if kind == "concat" and op is not None and graph is not None:
+        from dtmm.codegen.arena import concat_in_place   # the planner's decision
+        if concat_in_place(graph, op):
+            return 0
+    return OP_ARRAYS[kind]
 
 
 def struct_size(name: str, pointer_bytes: int = POINTER_BYTES) -> int:
@@ -134,8 +151,9 @@ def fc_quant_bytes(out_features: int, *, per_channel: bool) -> int:
 def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
     """The (b) bytes of one IR op of a quantized graph, as a :class:`~dtmm.formats.ByteCount`.
 
-    ``graph`` is needed for nothing but the op kinds that read tensor shapes (none today);
-    it is accepted so callers pass what they have.
+    ``graph`` is needed by a concat only: one of vectors that runs in place
+    (:func:`dtmm.codegen.arena.concat_in_place`) has no channel table; without ``graph``
+    a concat is counted as a copy.
 
     >>> import numpy as np
     >>> from dtmm.graph.ir import MaxPool2D
@@ -145,10 +163,16 @@ def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
     from dtmm import formats
     from dtmm.formats.common import ByteCount
 
-    del graph
+
     kind = getattr(op, "kind", "")
     fmt = getattr(op, "fmt", None)
-    if fmt is not None:                                             # compressed conv / FC
+    if kind == "compressed_fully_connected":                        # FWCS FC: FC quant
+        o = int(fmt.shape[0])
+        per_channel = op.quant is not None and op.quant.multiplier.size > 1
+        return ByteCount(weights=int(fmt.arr.nbytes), index=int(fmt.cptr.nbytes + fmt.fidx.nbytes),
+                         quant=fc_quant_bytes(o, per_channel=per_channel),
+                         meta=meta_bytes(kind, pointer_bytes))
+    if fmt is not None:                                             # compressed conv
         return formats.byte_count(fmt, pointer_bytes=pointer_bytes)
     if kind == "conv2d":
         return formats.dense.bytes_from_counts(op.weight.shape, pointer_bytes=pointer_bytes)
@@ -164,6 +188,10 @@ def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):
                          quant=fc_quant_bytes(o, per_channel=per_channel),
                          meta=meta_bytes(kind, pointer_bytes))
     if kind == "concat":
+        if graph is not None:
+            from dtmm.codegen.arena import concat_in_place   # the planner's decision
+            if concat_in_place(graph, op):                   # no code, no channel table
+                return ByteCount(0, 0, 0, 0)
         return ByteCount(0, 0, 0, meta_bytes(kind, pointer_bytes, n_inputs=len(op.inputs)))
     return ByteCount(0, 0, 0, meta_bytes(kind, pointer_bytes))
 

@@ -70,10 +70,10 @@ from dtmm import formats as _formats
 from dtmm.errors import FormatError, GraphError
 from dtmm.formats import CSR, FWCS, Pattern
 from dtmm.formats.pattern import PATTERNS, lossless_mask
-from dtmm.graph.ir import Activation, Conv2D, ConvQuant, Graph, Op
+from dtmm.graph.ir import Activation, Conv2D, ConvQuant, FullyConnected, Graph, Op
 
-__all__ = ["CompressedConv2D", "COMPRESSED_FORMATS", "compress_graph", "compress_op", "densify",
-           "dense_equivalent", "has_compressed_ops"]
+__all__ = ["CompressedConv2D", "CompressedFullyConnected", "COMPRESSED_FORMATS", "compress_graph",
+           "compress_op", "densify", "dense_equivalent", "has_compressed_ops"]
 
 COMPRESSED_FORMATS = ("fwcs", "csr", "pattern")
 """Storage formats a :class:`CompressedConv2D` may hold."""
@@ -133,9 +133,61 @@ class CompressedConv2D(Op):
             raise GraphError(f"op {self.name!r}: bias must have shape ({shape[0]},)")
 
 
+@dataclass
+class CompressedFullyConnected(Op):
+    """A quantized fully connected layer whose (O, I) int8 weight is stored in FWCS.
+
+    ``fmt`` is an :class:`~dtmm.formats.FWCS` of shape ``(O, I)``: kept runs ("filterlets")
+    of ``fmt.size`` contiguous inputs (default 16; the last run of a row is shorter when
+    ``size`` does not divide ``I``). ``bias`` int32 ``(O,)``; ``quant`` exactly as for
+    :class:`~dtmm.graph.ir.FullyConnected` (per tensor or per output channel).
+
+    >>> from dtmm.formats import fwcs
+    >>> w = np.zeros((3, 40), np.int8); w[0, :16] = 1; w[2, 32:] = -1
+    >>> op = CompressedFullyConnected("fc", ["x"], "y", fmt=fwcs.encode(w),
+    ...                               bias=np.zeros(3, np.int32))
+    >>> op.kind, op.weight_shape, op.fmt.cptr.tolist(), op.fmt.fidx.tolist()
+    ('compressed_fully_connected', (3, 40), [0, 32], [0, 1, 1, 2])
+    """
+
+    fmt: FWCS = None
+    bias: np.ndarray = None
+    activation: Activation = Activation.NONE
+    quant: ConvQuant | None = None
+
+    kind = "compressed_fully_connected"
+
+    @property
+    def format_name(self) -> str:
+        if not isinstance(self.fmt, FWCS):
+            raise GraphError(f"op {self.name!r}: fmt is a {type(self.fmt).__name__}, not an FWCS "
+                             f"object")
+        return "fwcs"
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        """The dense weight shape ``(O, I)``."""
+        return tuple(int(d) for d in self.fmt.shape)
+
+    def verify(self, in_features: int | None = None) -> None:
+        """Verify the format arrays and ``bias``; raise FormatError / GraphError."""
+        shape = self.weight_shape
+        if self.format_name != "fwcs" or len(shape) != 2:
+            raise GraphError(f"op {self.name!r}: compressed FC weight shape {shape} is not (O, I)")
+        if in_features is not None and shape[1] != in_features:
+            raise GraphError(f"op {self.name!r}: weight {shape} does not take {in_features} inputs")
+        _formats.verify(self.fmt, shape)
+        if self.bias is None or np.asarray(self.bias).shape != (shape[0],):
+            raise GraphError(f"op {self.name!r}: bias must have shape ({shape[0]},)")
+
+
+_COMPRESSED_OPS = (CompressedConv2D, CompressedFullyConnected)
+
+
 def has_compressed_ops(graph: Graph) -> bool:
-    """True if any op of ``graph`` is a :class:`CompressedConv2D`."""
-    return any(isinstance(o, CompressedConv2D) for o in graph.ops)
+    """True if any op of ``graph`` is a :class:`CompressedConv2D` or
+    :class:`CompressedFullyConnected`."""
+    return any(isinstance(o, _COMPRESSED_OPS) for o in graph.ops)
 
 
 def _default_mask(fmt_name: str, w: np.ndarray, library, name: str):
@@ -146,15 +198,34 @@ def _default_mask(fmt_name: str, w: np.ndarray, library, name: str):
     return None          # fwcs: filterlets with a non-zero; csr: non-zero elements
 
 
-def compress_op(op: Conv2D, fmt_name: str, mask=None, *, library=None) -> CompressedConv2D:
-    """One quantized ``Conv2D`` as a :class:`CompressedConv2D` in ``fmt_name``.
+def compress_op(op: Conv2D | FullyConnected, fmt_name: str, mask=None, *, library=None,
+                size: int | None = None) -> CompressedConv2D | CompressedFullyConnected:
+    """One quantized ``Conv2D`` as a :class:`CompressedConv2D` in ``fmt_name``, or a
+    quantized ``FullyConnected`` as a :class:`CompressedFullyConnected` (``"fwcs"`` only;
+    ``size``: its run length, default 16).
 
-    ``mask``: see the module docstring (None: derived from the non-zero weights).
-    ``library``: the pattern library (``"pattern"`` only; None: the built-in
-    :data:`~dtmm.formats.pattern.PATTERNS`).
+    ``mask``: see the module docstring (None: derived from the non-zero weights; FC: a
+    run is kept iff it has a non-zero weight). ``library``: the pattern library
+    (``"pattern"`` only; None: the built-in :data:`~dtmm.formats.pattern.PATTERNS`).
     """
+    if isinstance(op, FullyConnected):
+        if fmt_name != "fwcs":
+            raise FormatError(f"op {op.name!r}: a fully connected layer compresses to 'fwcs' "
+                              f"only, not {fmt_name!r}")
+        w = np.asarray(op.weight)
+        if w.dtype != np.int8 or w.ndim != 2 or op.quant is None or \
+                np.asarray(op.bias).dtype != np.int32:
+            raise GraphError(f"op {op.name!r}: compression needs a quantized FC (int8 (O, I) "
+                             f"weight, int32 bias, quant constants)")
+        fmt = _formats.fwcs.encode(w, mask, name=op.name, size=size)
+        return CompressedFullyConnected(name=op.name, inputs=list(op.inputs), output=op.output,
+                                        source=op.source, fmt=fmt,
+                                        bias=np.asarray(op.bias, np.int32).copy(),
+                                        activation=Activation(op.activation),
+                                        quant=copy.deepcopy(op.quant))
     if not isinstance(op, Conv2D):
-        raise GraphError(f"op {op.name!r} ({op.kind}): only Conv2D ops can be compressed")
+        raise GraphError(f"op {op.name!r} ({op.kind}): only Conv2D and FullyConnected ops can be "
+                         f"compressed")
     if fmt_name not in COMPRESSED_FORMATS:
         raise FormatError(f"op {op.name!r}: format {fmt_name!r} is not one of {COMPRESSED_FORMATS}")
     w = np.asarray(op.weight)
@@ -225,8 +296,9 @@ def compress_graph(qgraph: Graph, formats: dict[str, str],
     return g
 
 
-def densify(op: CompressedConv2D) -> Conv2D:
-    """The equivalent builtin ``Conv2D`` (decoded weight, zeros where pruned).
+def densify(op: CompressedConv2D | CompressedFullyConnected) -> Conv2D | FullyConnected:
+    """The equivalent builtin ``Conv2D`` / ``FullyConnected`` (decoded weight, zeros where
+    pruned).
 
     >>> from dtmm.formats import fwcs
     >>> w = np.ones((2, 1, 1, 3), np.int8)
@@ -234,6 +306,11 @@ def densify(op: CompressedConv2D) -> Conv2D:
     >>> densify(c).weight.shape
     (2, 1, 1, 3)
     """
+    if isinstance(op, CompressedFullyConnected):
+        return FullyConnected(name=op.name, inputs=list(op.inputs), output=op.output,
+                              source=op.source, weight=_formats.decode(op.fmt),
+                              bias=np.asarray(op.bias, np.int32).copy(),
+                              activation=Activation(op.activation), quant=copy.deepcopy(op.quant))
     if not isinstance(op, CompressedConv2D):
         raise GraphError(f"densify: op {op.name!r} ({op.kind}) is not a compressed conv")
     return Conv2D(name=op.name, inputs=list(op.inputs), output=op.output, source=op.source,
@@ -251,5 +328,5 @@ def dense_equivalent(graph: Graph) -> Graph:
         run_tflm(to_tflite_bytes(dense_equivalent(g)), x) == run_reference(g, x)
     """
     g = copy.deepcopy(graph)
-    g.ops = [densify(o) if isinstance(o, CompressedConv2D) else o for o in g.ops]
+    g.ops = [densify(o) if isinstance(o, _COMPRESSED_OPS) else o for o in g.ops]
     return g

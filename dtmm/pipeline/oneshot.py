@@ -14,9 +14,10 @@ The steps, each from its own module:
    element -> CSR, pattern -> pattern; filter pruning needs none: the layer simply
    got smaller in step 3).
 
-Pattern pruning applies to 3x3 convs only (as PatDNN). Linear layers are not pruned by this pipeline (the kernels for sparse fully
-connected layers are dense-only today); depthwise layers neither (a depthwise
-filterlet is a single weight).
+Pattern pruning applies to 3x3 convs only (as PatDNN). Linear layers are not pruned by this
+pipeline (a pruned fully connected layer can be stored as FWCS runs of 16 inputs,
+:class:`dtmm.graph.compressed.CompressedFullyConnected`, but no scorer selects them here
+yet); depthwise layers neither (a depthwise filterlet is a single weight).
 
 Example:
     >>> import numpy as np, torch, torch.nn as nn

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from dtmm.errors import BuildError, DtmmError, InvalidArgument, InvalidType
+from dtmm.quant.offsets import input_offset_bias, row_sums
 
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 
@@ -91,7 +92,7 @@ def conv_output_hw(h: int, w: int, kh: int, kw: int, stride: Sequence[int],
 _NINTS = 32
 OP_CONV, OP_CONV_FWCS, OP_CONV_CSR, OP_CONV_PATTERN, OP_DEPTHWISE, OP_FC = 1, 2, 3, 4, 5, 6
 OP_MAX_POOL, OP_AVG_POOL, OP_ADD, OP_REQUANT, OP_FWCS_CONFIG = 7, 8, 9, 10, 11
-OP_SCRATCH_SIZE = 12
+OP_SCRATCH_SIZE, OP_FC_FWCS = 12, 13
 _ISA_NAMES = {0: "scalar", 1: "dsp", 2: "mve"}
 DRIVER_DIR = CSRC_DIR / "driver"
 
@@ -255,7 +256,9 @@ class KernelFrontEnd:
     def conv_fwcs_s8(self, x, arr, cptr, fidx, kernel_hw: tuple[int, int], bias, mult, shift,
                      params: ConvParams) -> np.ndarray:
         """DTMM operator on FWCS weights (``arr`` int8, ``cptr`` uint8/uint16, ``fidx``
-        uint8/uint16/uint32 with C_out + 1 entries)."""
+        uint8/uint16/uint32 with C_out + 1 entries). The kernel takes the per-filter
+        ``bias - in_zp * sum(kept w)`` (:func:`dtmm.quant.offsets.input_offset_bias`),
+        computed here as the code generator does."""
         x = _arr(x, np.int8, "x", 4)
         c_in = x.shape[3]
         arr = _arr(arr, np.int8, "arr", 1)
@@ -263,7 +266,8 @@ class KernelFrontEnd:
         cb = _index_bits(cptr, "cptr", (8, 16))
         fb = _index_bits(fidx, "fidx", (8, 16, 32))
         c_out = fidx.size - 1
-        if c_out < 1 or int(fidx[-1]) != cptr.size or arr.size != cptr.size * c_in:
+        if (c_out < 1 or int(fidx[0]) != 0 or int(fidx[-1]) != cptr.size
+                or arr.size != cptr.size * c_in):
             raise InvalidArgument(f"FWCS arrays inconsistent: {fidx.size} fidx entries, last "
                              f"{int(fidx[-1]) if fidx.size else None}, {cptr.size} cptr entries, "
                              f"{arr.size} weights with C_in={c_in}")
@@ -274,8 +278,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [c_in, kernel_hw[0], kernel_hw[1], c_out, cb, fb])
+        offset = input_offset_bias(bias, row_sums(arr, fidx, c_in), params.in_zp, "fwcs")
         return self._run("dtmm_conv_fwcs_s8", OP_CONV_FWCS, ints,
-                         [x, arr, cptr, fidx, bias, mult, shift], oshape)
+                         [x, arr, cptr, fidx, offset, mult, shift], oshape)
 
     # -- CSR conv
     def conv_csr_s8(self, x, values, col, rowptr, kernel_hw: tuple[int, int], bias, mult, shift,
@@ -296,8 +301,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, *kernel_hw, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [kernel_hw[0], kernel_hw[1], c_in, c_out, cb, rb])
+        offset = input_offset_bias(bias, row_sums(values, rowptr), params.in_zp, "csr")
         return self._run("dtmm_conv_csr_s8", OP_CONV_CSR, ints,
-                         [x, values, col, rowptr, bias, mult, shift], oshape)
+                         [x, values, col, rowptr, offset, mult, shift], oshape)
 
     # -- pattern conv
     def conv_pattern_s8(self, x, patterns, kptr, kchan, kpat, values, bias, mult, shift,
@@ -328,8 +334,9 @@ class KernelFrontEnd:
         oshape = self._out_shape(x, 3, 3, c_out, params)
         ints = (_dims(x.shape) + _dims(oshape) + _cp_ints(params)
                 + [patterns.shape[0], c_in, c_out, kpb, kcb])
+        offset = input_offset_bias(bias, row_sums(values, kptr, 4), params.in_zp, "pattern")
         return self._run("dtmm_conv_pattern_s8", OP_CONV_PATTERN, ints,
-                         [x, patterns, kptr, kchan, kpat, values, bias, mult, shift], oshape)
+                         [x, patterns, kptr, kchan, kpat, values, offset, mult, shift], oshape)
 
     # -- depthwise
     def depthwise_conv_s8(self, x, w, bias, mult, shift, params: ConvParams,
@@ -355,6 +362,38 @@ class KernelFrontEnd:
         ints = _cp_ints(cp) + [per_channel, x.shape[0], x.shape[1], w.shape[0]]
         return self._run("dtmm_fully_connected_s8", OP_FC, ints, [x, w, bias, mult, shift],
                          (x.shape[0], w.shape[0]))
+
+    # -- compressed fully connected
+    def fully_connected_fwcs_s8(self, x, arr, cptr, fidx, size: int, bias, mult, shift,
+                                in_zp: int, out_zp: int, act_min: int = -128,
+                                act_max: int = 127) -> np.ndarray:
+        """FC on FWCS weights (linear layout, runs of ``size`` inputs): x (B, I) int8;
+        ``fidx`` has O + 1 entries. The kernel takes ``bias - in_zp * sum(kept w)``
+        (:func:`dtmm.quant.offsets.input_offset_bias`), computed here as the code generator
+        does. ``mult``/``shift`` scalars (per-tensor) or (O,)."""
+        x = _arr(x, np.int8, "x", 2)
+        n_in = x.shape[1]
+        arr = _arr(arr, np.int8, "arr", 1)
+        cptr, fidx = np.ascontiguousarray(cptr), np.ascontiguousarray(fidx)
+        cb = _index_bits(cptr, "cptr", (8, 16))
+        fb = _index_bits(fidx, "fidx", (8, 16, 32))
+        o_n, size = fidx.size - 1, int(size)
+        npos = -(-n_in // size) if size > 0 else 0
+        lens = np.minimum(size, n_in - cptr.astype(np.int64))
+        if (o_n < 1 or size < 1 or int(fidx[0]) != 0 or int(fidx[-1]) != cptr.size
+                or np.any(cptr.astype(np.int64) % size) or np.any(lens < 1)
+                or arr.size != int(lens.sum())):
+            raise ValueError("FWCS FC arrays inconsistent")
+        per_channel = int(np.ndim(mult) > 0 and np.size(mult) > 1)
+        mult = _arr(np.atleast_1d(mult), np.int32, "multiplier")
+        shift = _arr(np.atleast_1d(shift), np.int32, "shift")
+        rows = np.repeat(np.arange(o_n), np.diff(fidx.astype(np.int64)))
+        sums = np.bincount(np.repeat(rows, lens), weights=arr.astype(np.float64), minlength=o_n)
+        offset = input_offset_bias(bias, np.rint(sums).astype(np.int64), in_zp, "fwcs fc")
+        cp = ConvParams(in_zp=in_zp, out_zp=out_zp, act_min=act_min, act_max=act_max)
+        ints = _cp_ints(cp) + [per_channel, x.shape[0], n_in, size, 1, npos, o_n, cb, fb]
+        return self._run("dtmm_fully_connected_fwcs_s8", OP_FC_FWCS, ints,
+                         [x, arr, cptr, fidx, offset, mult, shift], (x.shape[0], o_n))
 
     # -- pools
     def _pool(self, name: str, op: int, x, pp: PoolParams) -> np.ndarray:
@@ -435,7 +474,8 @@ class TargetKernels(KernelFrontEnd):
 
     One firmware per (target, simd, defines) runs each call; ``last_instructions``
     holds the executed-instruction count of the last kernel call (QEMU counts
-    instructions, not cycles).
+    instructions, not cycles), ``last_classes`` the same by instruction class and
+    ``last_cycles`` the plugin's estimated-cycles model of it (a model, not a measurement).
 
     >>> k = TargetKernels("cortex-m55")                       # doctest: +SKIP
     >>> k.fwcs_config()                                       # doctest: +SKIP
@@ -455,10 +495,16 @@ class TargetKernels(KernelFrontEnd):
         self.artifact = build(target, sources, include_dirs=[CSRC_DIR, DRIVER_DIR], defines=dmap,
                               simd=simd, stack_bytes=16 * 1024)
         self.last_instructions: int | None = None
+        #: executed instructions of the last call by class (runner.INSTRUCTION_CLASSES)
+        self.last_classes: tuple[int, ...] | None = None
+        #: the counting plugin's cycle MODEL of the last call (an estimate, not measured)
+        self.last_cycles: int | None = None
 
     def _invoke(self, op, ints, blobs, out_shape, out_dtype=np.int8):
         (status, out), = self._invoke_many([(op, ints, blobs, out_shape, out_dtype)])
         self.last_instructions = self.last_batch_instructions[0]
+        self.last_classes = self.last_batch_classes[0]
+        self.last_cycles = self.last_batch_cycles[0]
         return status, out
 
     def _invoke_many(self, calls) -> list[tuple[int, np.ndarray]]:
@@ -487,6 +533,8 @@ class TargetKernels(KernelFrontEnd):
                    else np.zeros(out_shape, out_dtype))
             outs.append((status, out))
         self.last_batch_instructions = list(res.instructions or [None] * len(calls))
+        self.last_batch_classes = list(res.instruction_classes or [None] * len(calls))
+        self.last_batch_cycles = list(res.estimated_cycles or [None] * len(calls))
         return outs
 
     def scratch_sizes(self, queries) -> list[int]:

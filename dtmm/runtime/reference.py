@@ -33,7 +33,7 @@ import numpy as np
 
 from dtmm import formats as _formats
 from dtmm.errors import GraphError
-from dtmm.graph.compressed import CompressedConv2D
+from dtmm.graph.compressed import CompressedConv2D, CompressedFullyConnected
 from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, FullyConnected,
                            Graph, MaxPool2D, Op, Reshape, Softmax, TensorSpec)
 from dtmm.quant import arith
@@ -251,6 +251,33 @@ def _fully_connected(op: FullyConnected, graph: Graph, x: np.ndarray) -> np.ndar
     return _check_shape(op, _out_spec(graph, op), y.reshape((x.shape[0],) + _out_spec(graph, op).shape))
 
 
+def _compressed_fc(op: CompressedFullyConnected, graph: Graph, x: np.ndarray) -> np.ndarray:
+    """An FC run from its FWCS runs (no dense weight); equals the dense-with-zeros FC.
+
+    Each kept run ``j`` of output ``o`` adds ``dot(arr[run], x[cptr_j : cptr_j + len_j])``;
+    all run products are summed per output with one segmented sum (exact in float64)."""
+    o_n, n_in = op.weight_shape
+    op.verify()                                        # never index with unchecked arrays
+    f = op.fmt
+    _, in_zp = _qp(graph, op.inputs[0])
+    xf = x.reshape(x.shape[0], -1).astype(np.float64) - in_zp
+    if xf.shape[1] != n_in:
+        raise GraphError(f"op {op.name!r}: input has {xf.shape[1]} features, weight "
+                         f"{op.weight_shape} expects {n_in}")
+    cp = f.cptr.astype(np.int64)
+    lens = np.minimum(int(f.size), n_in - cp)
+    cols = np.repeat(cp, lens) + (np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens))
+    rows = np.repeat(np.repeat(np.arange(o_n), np.diff(f.fidx.astype(np.int64))), lens)
+    acc = np.zeros((x.shape[0], o_n), np.float64)
+    if cols.size:
+        prod = xf[:, cols] * f.arr.astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        acc[:, rows[starts]] = np.add.reduceat(prod, starts, axis=1)
+    acc = _exact_int(acc) + np.asarray(op.bias).astype(np.int64)
+    y = _requantize(op, graph, acc)
+    return _check_shape(op, _out_spec(graph, op), y.reshape((x.shape[0],) + _out_spec(graph, op).shape))
+
+
 def _pool_windows(op, graph: Graph, x: np.ndarray, fill: int):
     """Padded int64 input with ``fill`` in the pads, a validity mask, and the output size."""
     if not _out_spec(graph, op).qparams.same_as(graph.tensors[op.inputs[0]].qparams):
@@ -348,6 +375,7 @@ _KERNELS: dict[type, Callable[..., np.ndarray]] = {
     CompressedConv2D: _compressed_conv2d,
     DepthwiseConv2D: _depthwise,
     FullyConnected: _fully_connected,
+    CompressedFullyConnected: _compressed_fc,
     MaxPool2D: _max_pool,
     AvgPool2D: _avg_pool,
     Add: _add,

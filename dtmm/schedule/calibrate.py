@@ -364,8 +364,8 @@ def measure_code_sizes(target: str, *, n_graphs: int = 36, seed: int = 0, progre
     for i in range(n_graphs):
         n = int(rng.integers(1, 6))
         kinds = [str(k) for k in rng.choice(_CODE_KINDS, size=n)]
-        if i < len(_CODE_KINDS):                      # each kind alone once, twice in a row once
-            kinds = [_CODE_KINDS[i]] * (1 + i % 2)
+        if i < 2 * len(_CODE_KINDS):                  # each kind alone, once and twice in a row
+            kinds = [_CODE_KINDS[i // 2]] * (1 + i % 2)   # (separates its kernel from its calls)
         g = _code_graph(kinds, seed + i)
         fw = build_firmware(g, target)
         flash, ram = size(fw.artifact)

@@ -21,7 +21,24 @@ custom_code                format      inputs (after input 0, the int8 activatio
                                        3 ``kidx``   UINT8|UINT16 ``[n_kernels]``
                                        4 ``kptr``   UINT8|UINT16|UINT32 ``[C_out + 1]``
                                        5 ``bias``   INT32 ``[C_out]``
+``DTMM_FC_FWCS``           FWCS (O,I)  1 ``arr``    INT8 ``[kept weights]``
+                                       2 ``cptr``   UINT8|UINT16 ``[n_runs]``
+                                       3 ``fidx``   UINT8|UINT16 ``[O + 1]``
+                                       4 ``bias``   INT32 ``[O]``
 =========================  ==========  ====================================================
+
+The compressed fully connected layer (:class:`~dtmm.graph.compressed.CompressedFullyConnected`)
+has input 0 the int8 activation ``[1, I]`` and output ``[1, O]``; its options are
+``version``, ``format`` (``"fwcs"``), ``in_features``, ``out_features``, ``size`` (the
+run length, 1..I), ``activation``, ``w_scale`` (1 float: per tensor, as TFLite's
+FULLY_CONNECTED, or ``O`` floats) and ``index_bytes``; bias quantization
+``scale = float32(input_scale * w_scale)``. The reader recomputes the requantization
+constants exactly as for the builtin op (:func:`dtmm.quant.arith.fc_multiplier` per
+tensor, :func:`~dtmm.quant.arith.conv_multipliers` per channel) and checks the same
+things as for the convolutions (FWCS ``verify`` of the linear layout, shapes, sizes,
+the int32 accumulator bound).
+
+Convolutions:
 
 * Input 0 is the int8 NHWC activation ``[1, H, W, C_in]`` (per-tensor qparams); the one
   output is the int8 activation ``[1, OH, OW, C_out]`` with the output qparams. Explicit
@@ -89,18 +106,20 @@ from dtmm import formats as _formats
 from dtmm.errors import FormatError, GraphError, ModelFileError
 from dtmm.formats import CSR, FWCS, Pattern
 from dtmm.formats.pattern import library_codes, library_from_codes
-from dtmm.graph.compressed import CompressedConv2D
+from dtmm.graph.compressed import CompressedConv2D, CompressedFullyConnected
 from dtmm.graph.ir import Activation, ConvQuant
 from dtmm.quant import arith
 from dtmm.tflite._schema import TENSOR_TYPE_NAMES, schema
 
-__all__ = ["CUSTOM_CODES", "OPTIONS_VERSION", "LAYOUT", "custom_codes", "export_compressed_conv",
-           "read_custom_op", "options_of"]
+__all__ = ["CUSTOM_CODES", "FC_CUSTOM_CODE", "OPTIONS_VERSION", "LAYOUT", "custom_codes",
+           "export_compressed_conv", "export_compressed_fc", "read_custom_op", "options_of"]
 
 OPTIONS_VERSION = 1
 CUSTOM_CODES = {"fwcs": "DTMM_CONV_2D_FWCS", "csr": "DTMM_CONV_2D_CSR",
                 "pattern": "DTMM_CONV_2D_PATTERN"}
 _FORMAT_OF_CODE = {v: k for k, v in CUSTOM_CODES.items()}
+#: custom_code of the compressed fully connected layer (FWCS runs of inputs)
+FC_CUSTOM_CODE = "DTMM_FC_FWCS"
 
 TT = schema.TensorType
 _INDEX_TYPES = (TT.UINT8, TT.UINT16)
@@ -199,6 +218,68 @@ def export_compressed_conv(mb, op: CompressedConv2D) -> None:
                                 np.zeros(cout, np.int64), 0,
                                 data=np.asarray(op.bias, np.int32)))
     mb.add_custom_operator(CUSTOM_CODES[op.format_name], inputs, [mb.activation(op.output)],
+                           bytes(flexbuffers.Dumps(opts)))
+
+
+def fc_options_of(op: CompressedFullyConnected) -> dict:
+    """The custom-options map of a compressed fully connected layer."""
+    o, n_in = op.weight_shape
+    w_scale = np.atleast_1d(np.asarray(op.quant.w_scale, np.float32))
+    return {
+        "version": OPTIONS_VERSION, "format": "fwcs", "in_features": n_in, "out_features": o,
+        "size": int(op.fmt.size), "activation": Activation(op.activation).value,
+        "w_scale": [float(v) for v in w_scale],
+        "index_bytes": {"cptr": int(op.fmt.cptr.itemsize), "fidx": int(op.fmt.fidx.itemsize)},
+    }
+
+
+def _fc_multipliers(in_s: float, w_scale: np.ndarray, out_s: float):
+    """FULLY_CONNECTED requantization constants, per tensor (one scale) or per channel."""
+    if w_scale.size == 1:
+        m, sh = arith.fc_multiplier(in_s, float(w_scale[0]), out_s)
+        return np.array([m], np.int64), np.array([sh], np.int64)
+    return arith.conv_multipliers(in_s, w_scale, out_s)
+
+
+def export_compressed_fc(mb, op: CompressedFullyConnected) -> None:
+    """Add a compressed fully connected layer to an exporter's model builder."""
+    graph = mb.graph
+    x_spec, y_spec = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    where = f"op {op.name!r} ({op.kind})"
+    o, n_in = op.weight_shape
+    if int(np.prod(x_spec.shape)) != n_in or int(np.prod(y_spec.shape)) != o or len(y_spec.shape) != 1:
+        raise GraphError(f"{where}: input {x_spec.shape} / output {y_spec.shape} do not match "
+                         f"weight ({o}, {n_in})")
+    try:
+        op.verify(n_in)
+    except FormatError as e:
+        raise GraphError(f"{where}: {e}") from None
+    if max(o, n_in) > _MAX_DIM:
+        raise GraphError(f"{where}: weight ({o}, {n_in}) has a dimension over {_MAX_DIM}")
+    if op.quant is None or np.asarray(op.bias).dtype != np.int32:
+        raise GraphError(f"{where}: needs int32 bias and quant constants")
+    in_q, out_q = x_spec.qparams, y_spec.qparams
+    if in_q is None or out_q is None or not in_q.is_per_tensor or not out_q.is_per_tensor:
+        raise GraphError(f"{where}: input and output need per-tensor qparams")
+    opts = fc_options_of(op)
+    w_scale = np.asarray(opts["w_scale"], np.float32)
+    if w_scale.size not in (1, o):
+        raise GraphError(f"{where}: {w_scale.size} weight scales for {o} outputs")
+    mult, shift = _fc_multipliers(in_q.s, w_scale, out_q.s)
+    if not (np.array_equal(np.asarray(op.quant.multiplier, np.int64).ravel(), mult)
+            and np.array_equal(np.asarray(op.quant.shift, np.int64).ravel(), shift)):
+        raise GraphError(f"{where}: stored multiplier/shift differ from what the scales give; "
+                         f"the reader recomputes them, so recompute with dtmm.quant.arith")
+    inputs = [mb.activation(op.inputs[0])]
+    for field in ("arr", "cptr", "fidx"):
+        arr = getattr(op.fmt, field)
+        inputs.append(mb.add_tensor(f"{op.name}/{field}", (len(arr),), _TT_OF_NP[arr.dtype],
+                                    data=np.ascontiguousarray(arr)))
+    bias_scale = (np.float32(in_q.s) * w_scale).astype(np.float32)
+    inputs.append(mb.add_tensor(f"{op.name}/bias", (o,), TT.INT32, bias_scale,
+                                np.zeros(bias_scale.size, np.int64), 0,
+                                data=np.asarray(op.bias, np.int32)))
+    mb.add_custom_operator(FC_CUSTOM_CODE, inputs, [mb.activation(op.output)],
                            bytes(flexbuffers.Dumps(opts)))
 
 
@@ -326,11 +407,105 @@ class _OpReader:
                             f"batch; expected (H, W, C) with positive sizes")
         return name
 
+    def flat_activation(self, idx: int, what: str) -> str:
+        if not 0 <= idx < len(self.r.tensors):
+            raise self.fail(f"{what} tensor index {idx} out of range")
+        name = self.r.activation(idx)
+        shape = self.r.graph.tensors[name].shape
+        if len(shape) != 1 or shape[0] < 1:
+            raise self.fail(f"{what} tensor {idx} ({name!r}) has shape {list(shape)} without "
+                            f"batch; expected (features,)")
+        return name
+
+    def common_options(self, opts: dict) -> None:
+        version = opts.get("version")
+        if version != OPTIONS_VERSION or type(version) is not int:
+            raise self.fail(f"custom option 'version' = {version!r}: this dtmm reads version "
+                            f"{OPTIONS_VERSION}")
+
+    def scales(self, opts: dict, n: int, allowed: tuple[int, ...]) -> np.ndarray:
+        w_scale = opts.get("w_scale")
+        if (not isinstance(w_scale, list) or len(w_scale) not in allowed
+                or any(type(v) not in (float, int) for v in w_scale)):
+            raise self.fail(f"custom option 'w_scale' must be {' or '.join(map(str, allowed))} "
+                            f"numbers, got {type(w_scale).__name__} of length "
+                            f"{len(w_scale) if isinstance(w_scale, list) else '-'}")
+        with np.errstate(over="ignore"):
+            w_scale = np.asarray(w_scale, np.float64).astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(w_scale) | (w_scale <= 0))
+        if bad.size:
+            raise self.fail(f"custom option 'w_scale'[{int(bad[0])}] = {w_scale[bad[0]]} is not a "
+                            f"finite positive float32")
+        return w_scale
+
+    def read_fc(self) -> CompressedFullyConnected:
+        opts = self.options()
+        self.common_options(opts)
+        if opts.get("format") != "fwcs":
+            raise self.fail(f"custom option 'format' = {opts.get('format')!r} must be 'fwcs'")
+        n_in, o = self.int_opt(opts, "in_features", 1), self.int_opt(opts, "out_features", 1)
+        size = self.int_opt(opts, "size", 1, n_in)
+        act = opts.get("activation")
+        if not isinstance(act, str) or act not in _ACTS:
+            raise self.fail(f"custom option 'activation' = {act!r} is not one of {sorted(_ACTS)}")
+        w_scale = self.scales(opts, o, (1, o))
+        index_bytes = opts.get("index_bytes")
+        if not isinstance(index_bytes, dict):
+            raise self.fail(f"custom option 'index_bytes' = {index_bytes!r} is not a map")
+        if len(self.ins) != 5 or len(self.outs) != 1:
+            raise self.fail(f"expected 5 inputs (activation, arr, cptr, fidx, bias) and 1 output, "
+                            f"got {len(self.ins)} and {len(self.outs)}")
+        x = self.flat_activation(self.ins[0], "input 0 (activation)")
+        y = self.flat_activation(self.outs[0], "output")
+        if self.r.graph.tensors[x].shape[0] != n_in or self.r.graph.tensors[y].shape[0] != o:
+            raise self.fail(f"input {list(self.r.graph.tensors[x].shape)} / output "
+                            f"{list(self.r.graph.tensors[y].shape)} do not match in_features "
+                            f"{n_in} / out_features {o}")
+        arrays = {}
+        for pos, (field, types) in enumerate(LAYOUT["fwcs"], start=1):
+            a = self.array(pos, field, types)
+            if field != "arr" and index_bytes.get(field) != a.itemsize:
+                raise self.fail(f"input {pos} ({field}) has {a.itemsize}-byte elements but custom "
+                                f"option index_bytes[{field!r}] = {index_bytes.get(field)!r}")
+            arrays[field] = a
+        fmt = FWCS(shape=(o, n_in), size=size, name=self.name, **arrays)
+        try:
+            _formats.verify(fmt, (o, n_in))
+        except FormatError as e:
+            raise self.fail(f"{e}{self._locate(str(e))}") from None
+        bias = self.array(4, "bias", (TT.INT32,), n=o).astype(np.int32)
+        in_s, out_s = self.r.graph.tensors[x].qparams.s, self.r.graph.tensors[y].qparams.s
+        bq = self.r.tensors[self.ins[4]].quantization
+        if bq is not None and bq.scale is not None and len(bq.scale):
+            bs = np.asarray(bq.scale, np.float32)
+            want_bs = (np.float32(in_s) * w_scale).astype(np.float32)
+            if bs.shape != want_bs.shape or not np.array_equal(bs, want_bs):
+                raise self.fail(f"bias quantization: scales {bs[:4]} != input_scale * w_scale = "
+                                f"{want_bs[:4]}")
+        mult, shift = _fc_multipliers(in_s, w_scale, out_s)
+        if shift.size and (shift.min() < -31 or shift.max() > 30):
+            raise self.fail(f"input_scale * w_scale / output_scale is out of range (shift "
+                            f"{int(shift.min())}..{int(shift.max())})")
+        if act == "relu6":
+            with np.errstate(over="ignore", divide="ignore"):
+                if not np.isfinite(np.float32(6.0) / np.float32(out_s)):
+                    raise self.fail(f"output scale {out_s} is too small for relu6")
+        in_zp = self.r.graph.tensors[x].qparams.zp
+        self._check_no_overflow(fmt, bias, np.broadcast_to(shift, (o,)),
+                                max(abs(-128 - in_zp), abs(127 - in_zp)))
+        return CompressedFullyConnected(name=self.name, inputs=[x], output=y, source=self.source,
+                                        fmt=fmt, bias=bias, activation=_ACTS[act],
+                                        quant=ConvQuant(w_scale=w_scale, multiplier=mult,
+                                                        shift=shift))
+
     # -- the op
-    def read(self) -> CompressedConv2D:
+    def read(self) -> CompressedConv2D | CompressedFullyConnected:
+        if self.code == FC_CUSTOM_CODE:
+            return self.read_fc()
         fmt_name = _FORMAT_OF_CODE.get(self.code)
         if fmt_name is None:
-            raise self.fail(f"unsupported custom op {self.code!r}; known: {sorted(_FORMAT_OF_CODE)}")
+            raise self.fail(f"unsupported custom op {self.code!r}; known: "
+                            f"{sorted(list(_FORMAT_OF_CODE) + [FC_CUSTOM_CODE])}")
         opts = self.options()
         version = opts.get("version")
         if version != OPTIONS_VERSION or type(version) is not int:
@@ -439,8 +614,13 @@ class _OpReader:
         for some int8 input: per filter ``|bias| + xmax * sum|w|`` (times ``2**shift`` when
         the shift is a left shift) must fit int32. dtmm's kernels rely on it; it holds by
         orders of magnitude for any trained layer."""
-        cout, _, _, cin = fmt.shape
-        if isinstance(fmt, FWCS):
+        cout = fmt.shape[0]
+        if isinstance(fmt, FWCS) and len(fmt.shape) == 2:       # linear: runs, last shorter
+            lens = np.minimum(int(fmt.size), int(fmt.shape[1]) - fmt.cptr.astype(np.int64))
+            o = np.repeat(np.repeat(np.arange(cout), np.diff(fmt.fidx.astype(np.int64))), lens)
+            v = fmt.arr
+        elif isinstance(fmt, FWCS):
+            cin = fmt.shape[3]
             o = np.repeat(np.repeat(np.arange(cout), np.diff(fmt.fidx.astype(np.int64))), cin)
             v = fmt.arr
         elif isinstance(fmt, CSR):

@@ -49,7 +49,7 @@ import numpy as np
 
 import dtmm
 from dtmm.errors import GraphError
-from dtmm.graph.compressed import CompressedConv2D
+from dtmm.graph.compressed import CompressedConv2D, CompressedFullyConnected
 from dtmm.graph.ir import (Activation, Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D,
                            FullyConnected, Graph, MaxPool2D, Op, Reshape, Softmax)
 from dtmm.tflite._padding import same_pads
@@ -350,9 +350,15 @@ def _export_compressed_conv(mb: _ModelBuilder, op: CompressedConv2D) -> None:
     export_compressed_conv(mb, op)
 
 
+def _export_compressed_fc(mb: _ModelBuilder, op: CompressedFullyConnected) -> None:
+    from dtmm.tflite.custom_ops import export_compressed_fc     # custom_ops imports this module
+    export_compressed_fc(mb, op)
+
+
 _EXPORTERS = {
     Conv2D: _export_conv,
     CompressedConv2D: _export_compressed_conv,
+    CompressedFullyConnected: _export_compressed_fc,
     DepthwiseConv2D: _export_conv,
     FullyConnected: _export_fc,
     MaxPool2D: _export_pool,

@@ -31,7 +31,15 @@ from dtmm.errors import BuildError
 from .targets import get_target
 from .toolchain import SUPPORT_DIR, Artifact, _tool, cache_dir
 
-__all__ = ["RunResult", "RunError", "run", "plugin_path", "FAULT_EXIT_CODE", "qemu_command", "describe_fault"]
+__all__ = ["RunResult", "RunError", "run", "plugin_path", "FAULT_EXIT_CODE", "qemu_command", "describe_fault",
+           "INSTRUCTION_CLASSES", "CYCLE_MODELS"]
+
+#: Instruction classes of :attr:`RunResult.instruction_classes` (the counting plugin's
+#: decode of each executed Thumb-2 instruction).
+INSTRUCTION_CLASSES = ("scalar_alu", "load_store", "branch", "mve_load_store", "mve_mac",
+                       "mve_other")
+#: Target -> the plugin's cycle model (``model=`` argument).
+CYCLE_MODELS = {"cortex-m4": "m4", "cortex-m7": "m7", "cortex-m55": "m55"}
 
 #: Exit code of the firmware's fault handler (``DTMM_FAULT_EXIT_CODE`` in dtmm_platform.h).
 FAULT_EXIT_CODE = 250
@@ -59,6 +67,10 @@ class RunResult:
     (Cortex-M; ``[]`` when the firmware has none), ``None`` on the host.
     ``total_instructions``: all guest instructions of the run, startup and exit included
     (Cortex-M) or ``None`` (host).
+    ``instruction_classes``: per region, its instructions by class (``INSTRUCTION_CLASSES``
+    order), ``None`` on the host. ``estimated_cycles``: per region, the plugin's cycle
+    MODEL of the target core (a per-block static schedule, see dtmm.bench.cycles) --
+    an estimate, never a measurement; ``None`` on the host.
     """
 
     exit_code: int
@@ -66,6 +78,8 @@ class RunResult:
     instructions: list[int] | None
     stderr: str = ""
     total_instructions: int | None = None
+    instruction_classes: list[tuple[int, ...]] | None = None
+    estimated_cycles: list[int] | None = None
 
 
 def plugin_path() -> Path:
@@ -110,12 +124,16 @@ def qemu_command(artifact: Artifact, counts_file: Path | None = None) -> list[st
         if {"start", "stop"} <= set(artifact.markers):
             args += [f"start=0x{artifact.markers['start']:x}", f"stop=0x{artifact.markers['stop']:x}"]
         args.append(f"out={counts_file}")
+        if t.name in CYCLE_MODELS:
+            args.append(f"model={CYCLE_MODELS[t.name]}")
         cmd += ["-plugin", ",".join(args)]
     return cmd
 
 
-def _parse_counts(path: Path, stderr: str) -> tuple[list[int], int | None]:
+def _parse_counts(path: Path, stderr: str):
     regions: list[int] = []
+    classes: list[tuple[int, ...]] = []
+    cycles: list[int] = []
     total = None
     text = path.read_text() if path.is_file() else ""
     if not text.startswith("dtmm-insn-count 1"):
@@ -124,11 +142,16 @@ def _parse_counts(path: Path, stderr: str) -> tuple[list[int], int | None]:
         parts = line.split()
         if len(parts) == 2 and parts[0] == "region":
             regions.append(int(parts[1]))
+        elif len(parts) == 2 + len(INSTRUCTION_CLASSES) and parts[0] == "classes":
+            classes.append(tuple(int(v) for v in parts[1:1 + len(INSTRUCTION_CLASSES)]))
+            cycles.append(int(parts[-1]))
         elif len(parts) == 2 and parts[0] == "total":
             total = int(parts[1])
         elif parts == ["unpaired_stop"]:
             raise RunError("dtmm_bench_stop() was called without a matching dtmm_bench_start()")
-    return regions, total
+    if len(classes) != len(regions):
+        raise RunError(f"the counting plugin wrote {len(regions)} regions but {len(classes)} class lines")
+    return regions, total, classes, cycles
 
 
 _CFSR_BITS = {
@@ -241,5 +264,5 @@ def run(artifact: Artifact, *, timeout_s: float = 60, input_bytes: bytes | None 
                        if ln.startswith("qemu-system-arm:") and "warning" not in ln.lower()]
         if code != 0 and qemu_errors and not out:
             raise RunError(f"QEMU failed on {t.name} (exit {code}): {_tail(err.strip())}", out, err)
-        regions, total = _parse_counts(counts_file, err)
-        return RunResult(code, out, regions, err, total)
+        regions, total, classes, cycles = _parse_counts(counts_file, err)
+        return RunResult(code, out, regions, err, total, classes, cycles)

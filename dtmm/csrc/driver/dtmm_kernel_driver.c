@@ -13,6 +13,8 @@
  *                                                            values, bias, mult, shift
  *   DEPTHWISE  in, filter, out, cp, depth_multiplier   blobs x, w, bias, mult, shift
  *   FC         cp, per_channel batches in_f out_f      blobs x, w, bias, mult, shift
+ *   FC_FWCS    cp, per_channel batches in_f, size kh kw c_out cptr_bits fidx_bits
+ *                                                      blobs x, arr, cptr, fidx, offset, mult, shift
  *   MAX/AVG_POOL pool params (10), in, out             blobs x
  *   ADD        add params (12), size                   blobs a, b
  *   REQUANT    size                                    blobs acc, mult, shift (out int32)
@@ -120,7 +122,7 @@ int32_t dtmm_driver_scratch_size(int32_t op, const int32_t *ints)
         read_pattern(a, nb, &pw);
         return dtmm_conv_pattern_s8_get_buffer_size(&in, &pw);
     }
-    case DTMM_OP_DEPTHWISE: case DTMM_OP_FC: case DTMM_OP_MAX_POOL:
+    case DTMM_OP_DEPTHWISE: case DTMM_OP_FC: case DTMM_OP_FC_FWCS: case DTMM_OP_MAX_POOL:
     case DTMM_OP_AVG_POOL: case DTMM_OP_ADD: case DTMM_OP_REQUANT: case DTMM_OP_FWCS_CONFIG:
     case DTMM_OP_SCRATCH_SIZE:
         return 0;
@@ -183,6 +185,16 @@ int32_t dtmm_driver_call(int32_t op, const int32_t *ints, const void *const *b, 
         q.shift = (const int32_t *)b[4];
         return dtmm_fully_connected_s8(&cp, &q, a[0], a[1], a[2], a[3], (const int8_t *)b[0],
                                        (const int8_t *)b[1], (const int32_t *)b[2], (int8_t *)out);
+    case DTMM_OP_FC_FWCS: {
+        dtmm_fwcs fw;
+        a = read_cp(a, &cp);
+        /* a: per_channel batches in_features | size kh kw c_out cptr_bits fidx_bits */
+        read_fwcs(a + 3, b, &fw);
+        q.multiplier = (const int32_t *)b[5];
+        q.shift = (const int32_t *)b[6];
+        return dtmm_fully_connected_fwcs_s8(&cp, &q, a[0], a[1], a[2], &fw, (const int32_t *)b[4],
+                                            (const int8_t *)b[0], (int8_t *)out);
+    }
     case DTMM_OP_MAX_POOL:
     case DTMM_OP_AVG_POOL: {
         dtmm_pool_params pp;

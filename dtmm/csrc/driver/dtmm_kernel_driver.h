@@ -26,7 +26,8 @@ enum {
     DTMM_OP_ADD = 9,
     DTMM_OP_REQUANT = 10,
     DTMM_OP_FWCS_CONFIG = 11,
-    DTMM_OP_SCRATCH_SIZE = 12
+    DTMM_OP_SCRATCH_SIZE = 12,
+    DTMM_OP_FC_FWCS = 13
 };
 
 /* Scratch bytes the op needs (-1: unknown op). */
