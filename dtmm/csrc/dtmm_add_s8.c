@@ -69,8 +69,8 @@ dtmm_status dtmm_add_s8(const dtmm_add_params *p, const int8_t *in1, const int8_
         const int32_t lo = p->act_min, hi = p->act_max;
         for (int32_t i = 0; i < size; i++) {
             /* SRDHM(a, m) = SMMULR(2a, m) exactly: |2a| <= 255 << 23 fits int32 */
-            const int32_t ya = dtmm_smmulr((in1[i] - z1) << ls1, m1);
-            const int32_t yb = dtmm_smmulr((in2[i] - z2) << ls1, m2);
+            const int32_t ya = dtmm_smmulr((in1[i] - z1) * (1 << ls1), m1);
+            const int32_t yb = dtmm_smmulr((in2[i] - z2) * (1 << ls1), m2);
             const int32_t sa = ((ya + h1) - (int32_t)(((uint32_t)ya >> 31) & o1)) >> r1;
             const int32_t sb = ((yb + h2) - (int32_t)(((uint32_t)yb >> 31) & o2)) >> r2;
             out[i] = dtmm_requant_fast_s8(sa + sb, &fo, lo, hi);
