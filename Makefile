@@ -1,12 +1,12 @@
 # dtmm - the README's two commands are `make demo` and `make test`.
 # Each creates .venv if missing, installs the pinned Python packages and the
-# Debian packages (QEMU, Arm GCC, newlib) the project needs, then runs.
+# Debian packages (QEMU, Arm GCC, newlib; Chromium for the report's browser test) the project needs, then runs.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dtmm-setup-stamp
-DEB_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi
+DEB_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # CI and fresh machines have 2 cores: run tests on both.
 PYTEST_ARGS ?= -n 2 -q
@@ -17,7 +17,7 @@ setup: apt $(STAMP)
 
 apt:
 	@if command -v qemu-system-arm >/dev/null && command -v arm-none-eabi-gcc >/dev/null \
-	    && dpkg -s libnewlib-arm-none-eabi >/dev/null 2>&1; then \
+	    && dpkg -s libnewlib-arm-none-eabi >/dev/null 2>&1 && command -v chromium >/dev/null; then \
 	  echo "Debian packages present: $(DEB_PACKAGES)"; \
 	else \
 	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
@@ -45,6 +45,7 @@ test-all: setup
 # The host kernels and generated models built with -fsanitize=address,undefined
 # -fno-sanitize-recover=all (any finding aborts the test run): the kernel tests, the
 # zoo / synthetic / compressed bit-exact tests of the generated C model on the host,
+# the compressed-op tests (FWCS / CSR / pattern conv, compressed FC, concat in place)
 # and the hostile-file tests. Builds go to their own cache (build/sanitize-cache).
 # Not run here: tests that only exercise torch's C++ loader (a preloaded ASan runtime
 # aborts in its __cxa_throw interceptor on the first C++ exception torch throws: an
@@ -53,7 +54,8 @@ ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
 SANITIZE_ENV = DTMM_SANITIZE=1 DTMM_CACHE_DIR=$(CURDIR)/build/sanitize-cache \
 	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-SANITIZE_TESTS = tests/test_kernels.py tests/test_codegen.py tests/test_untrusted.py
+SANITIZE_TESTS = tests/test_kernels.py tests/test_codegen.py tests/test_untrusted.py \
+	tests/test_compressed.py tests/test_compressed_fc.py tests/test_concat_in_place.py
 test-sanitize: setup
 	$(SANITIZE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) -p no:cacheprovider \
 	  -m "not slow and not qemu" \

@@ -18,8 +18,11 @@ EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/pat
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a zoo model on a dataset", epilog=EPILOG)
-    p.add_argument("--model", required=True, help="zoo model name (see `dtmm models`)")
+    p = sub.add_parser("train", help="train a zoo model or your own on a dataset", epilog=EPILOG)
+    p.add_argument("--model", required=True,
+                   help="zoo name (see `dtmm models`) or path/to/file.py:factory (your own: a "
+                        "function returning a torch.nn.Module, called with input_shape= and "
+                        "num_classes= when it takes them)")
     p.add_argument("--data", required=True, help="dataset spec")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
@@ -28,17 +31,20 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use at most N samples (stratified)")
     p.add_argument("--out", required=True, help="output directory (gets checkpoint.pt)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
 
 
 def _add_quantize(sub) -> None:
     p = sub.add_parser("quantize", help="int8-quantize a checkpoint and export .tflite", epilog=EPILOG)
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--model", help="the checkpoint's model: zoo name or path/to/file.py:factory "
+                                   "(default: the one the checkpoint records)")
     p.add_argument("--data", required=True, help="dataset spec for calibration and evaluation")
     p.add_argument("--calibration", choices=["minmax", "percentile", "mse"], default="minmax")
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--eval-samples", type=int, default=None, help="limit test-split evaluation")
     p.add_argument("--out", required=True, help="output directory (gets model_int8.tflite, summary.json)")
+    p.add_argument("--quiet", action="store_true", help="no per-step lines")
 
 
 def _add_verify(sub) -> None:
@@ -49,18 +55,23 @@ def _add_verify(sub) -> None:
                    default="reference",
                    help="host: generated C model via ctypes; qemu-*: firmware under QEMU "
                         "(adds instruction counts and flash/RAM)")
+    p.add_argument("--board", help="qemu-* backends: link the firmware against a real board's flash "
+                                   "and SRAM (see `dtmm boards`); its core must be the backend's")
     p.add_argument("--data", required=True)
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--profile", action="store_true",
                    help="QEMU backends: executed instructions of every op (a second build with "
                         "per-op markers)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress of the QEMU runs")
 
 
 def _add_prune(sub) -> None:
     p = sub.add_parser("prune", help="prune a checkpoint in one shot, quantize, write a compressed "
                                      ".tflite", epilog=EPILOG)
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--model", help="the checkpoint's model: zoo name or path/to/file.py:factory "
+                                   "(default: the one the checkpoint records)")
     p.add_argument("--data", required=True, help="dataset spec (importance, calibration, evaluation)")
     p.add_argument("--granularity", choices=["filterlet", "filter", "element", "pattern"],
                    help="unit of --ratio/--ratios pruning (a plan sets its own)")
@@ -74,12 +85,15 @@ def _add_prune(sub) -> None:
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--out", required=True, help="output directory (gets model.tflite, summary.json)")
+    p.add_argument("--quiet", action="store_true", help="no per-step lines")
 
 
 def _add_plan(sub) -> None:
     p = sub.add_parser("plan", help="choose per-layer pruning (format, filter and filterlet ratios) "
                                     "under flash / SRAM / loss budgets", epilog=EPILOG)
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--model", help="the checkpoint's model: zoo name or path/to/file.py:factory "
+                                   "(default: the one the checkpoint records)")
     p.add_argument("--data", required=True, help="dataset spec (scores, loss estimates)")
     p.add_argument("--target", choices=["cortex-m4", "cortex-m7", "cortex-m55"], default="cortex-m55")
     p.add_argument("--flash", help="firmware flash budget, e.g. 512KB, 0.5MiB, 65536 (K = 1024)")
@@ -90,7 +104,9 @@ def _add_plan(sub) -> None:
                    help="loss budget (nats); minimises instructions under it (the paper's objective)")
     g.add_argument("--objective", choices=["min-loss"], help="minimise the loss change instead")
     p.add_argument("--solver", choices=["anneal", "exact"], default="anneal")
-    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default="taylor")
+    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default=None,
+                   help="sensitivity (default): each layer pruned alone and measured; taylor: the "
+                        "paper's first-order estimate")
     p.add_argument("--method", default="dtmm",
                    choices=["dtmm", "chip", "l1-filter", "patdnn", "unstructured"],
                    help="dtmm, or a baseline planned by the same scheduler")
@@ -112,7 +128,10 @@ def _add_compress(sub) -> None:
                                    "--checkpoint is given)")
     p.add_argument("--checkpoint", help="a trained checkpoint to compress")
     p.add_argument("--data", required=True, help="dataset spec")
-    p.add_argument("--target", default="cortex-m55", help="cortex-m4, cortex-m7 or cortex-m55")
+    p.add_argument("--target", default=None,
+                   help="cortex-m4, cortex-m7 or cortex-m55 (default: the board's core, else cortex-m55)")
+    p.add_argument("--board", help="a real board (see `dtmm boards`): sets --target, the --flash / "
+                                   "--ram budgets not given, and links against its memory")
     p.add_argument("--method", default="dtmm",
                    help="dtmm (filters + filterlets, FWCS), or a baseline: chip, l1-filter (whole "
                         "filters), patdnn (patterns + connectivity), unstructured (CSR)")
@@ -128,6 +147,10 @@ def _add_compress(sub) -> None:
                         "loss change under this budget")
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
+                   help="fine-tuning optimizer (sgd: momentum 0.9)")
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine",
+                   help="fine-tuning learning-rate schedule")
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model")
     p.add_argument("--gradual", action="store_true",
                    help="reach the plan's filterlet ratios gradually during fine-tuning (Zhu & Gupta's "
@@ -137,7 +160,9 @@ def _add_compress(sub) -> None:
                         "the accuracy bound (auto), always, or never")
     p.add_argument("--train-epochs", type=int, default=10, help="dense training epochs (no --checkpoint)")
     p.add_argument("--solver", choices=["anneal", "exact"], default="exact")
-    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default="taylor")
+    p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default=None,
+                   help="sensitivity (default): each layer pruned alone and measured; taylor: the "
+                        "paper's first-order estimate (faster, ranks plans worse: BENCHMARKS.md)")
     p.add_argument("--max-attempts", type=int, default=3, help="plans tried when the accuracy bound is missed")
     p.add_argument("--verify-samples", type=int, default=64, help="test images run under QEMU")
     p.add_argument("--seed", type=int, default=0)
@@ -166,27 +191,50 @@ def _add_inspect(sub) -> None:
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write a self-contained C project (model + kernels + Makefile)")
     p.add_argument("model", help="an int8 .tflite written by dtmm")
-    p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default="host")
+    p.add_argument("--target", choices=["host", "cortex-m4", "cortex-m7", "cortex-m55"], default=None,
+                   help="default: the board's core, else host")
+    p.add_argument("--board", help="a real board (see `dtmm boards`): sets --target and links against "
+                                   "its flash and SRAM; a model that does not fit is refused")
     p.add_argument("--out", required=True, help="output directory")
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def _say(args):
+    """The ``progress`` callback of a verb: lines on standard error (a bar for long loops on
+    a terminal), nothing with ``--quiet``."""
+    from dtmm.train.progress import Reporter
+
+    return Reporter(quiet=bool(getattr(args, "quiet", False)))
+
+
+def _emulator_note(target: str, board: str | None) -> None:
+    """On standard error: cortex-m4 / m7 without --board use the emulator's 4 MiB maps."""
+    from dtmm.codegen.platform.boards import emulator_note
+
+    note = None if board is not None or target == "host" else emulator_note(target)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _compress(args) -> int:
     from dtmm.pipeline.compress import CompressConfig, compress_command
 
-    cfg = CompressConfig(target=args.target, method=args.method, flash=args.flash, ram=args.ram,
+    target = args.target
+    if args.board is not None:
+        from dtmm.codegen.platform.boards import resolve_target
+        target = resolve_target(args.target, args.board, "cortex-m55").name
+    _emulator_note(target or "cortex-m55", args.board)
+    cfg = CompressConfig(target=target or "cortex-m55", board=args.board, method=args.method, flash=args.flash, ram=args.ram,
                          max_instructions=args.max_instructions,
                          max_accuracy_drop=(None if args.max_loss_increase is not None else
                                             (0.5 if args.max_accuracy_drop is None else args.max_accuracy_drop)),
                          max_loss_increase=args.max_loss_increase, solver=args.solver,
-                         loss_model=args.loss_model, epochs=args.epochs, lr=args.lr,
+                         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+                         schedule=args.schedule,
                          distill=args.distill, gradual=args.gradual, qat=args.qat,
                          train_epochs=args.train_epochs,
                          seed=args.seed, max_attempts=args.max_attempts,
-                         verify_samples=args.verify_samples)
+                         verify_samples=args.verify_samples,
+                         **({"loss_model": args.loss_model} if args.loss_model else {}))
     res = compress_command(model=args.model, checkpoint=args.checkpoint, data=args.data,
                            out=args.out, config=cfg, resume=args.resume, quiet=args.quiet)
     s = res.summary
@@ -217,7 +265,7 @@ def _compress_table(s: dict, files: dict) -> str:
         lines.append(f"{k:<16}" + (f"skipped: {v['skipped']}" if "skipped" in v else
                                    f"{'bit-exact' if v['bit_exact'] else 'MISMATCH'} on {v['samples']} "
                                    f"images, accuracy {v['accuracy']:.4f}"))
-    lines.append(f"report: {files['report.md']}")
+    lines.append(f"report: {files['report.html']} ({files['report.md']})")
     return "\n".join(lines)
 
 
@@ -236,7 +284,7 @@ def _calibrate(args) -> int:
         model = C.from_board_csv(args.board_csv, args.target, isa_path(args.target))
         obj = C.calibration_json(model)
     else:
-        obj = C.run_calibration(args.target, quick=args.quick, progress=None if args.quiet else _say)
+        obj = C.run_calibration(args.target, quick=args.quick, progress=_say(args))
     write_output_file(out, (json.dumps(obj, indent=2) + "\n").encode())
     ho = obj["meta"].get("held_out") or obj["meta"]["train"]
     print(json.dumps({"calibration": str(out), "target": args.target, "isa": obj["isa"],
@@ -276,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bench", choices=list(BENCHES), metavar="WHAT", help=", ".join(BENCHES))
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sub.add_parser("models", help="list the model zoo")
+    sub.add_parser("boards", help="list the real boards --board knows (flash, SRAM, core)")
     d = sub.add_parser("demo", help="train ResNet-8 on bundled MNIST, compress it for a Cortex-M55 "
                                     "budget, verify it bit-exactly on the host and under QEMU")
     d.add_argument("--out", default="runs/demo")
@@ -305,19 +354,24 @@ def _dispatch(args) -> int:
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "quantize":
-        res = quantize_command(checkpoint=args.checkpoint, data=args.data,
+        res = quantize_command(checkpoint=args.checkpoint, model=args.model, quiet=args.quiet,
+                               data=args.data,
                                          calibration=args.calibration,
                                          calib_samples=args.calib_samples,
                                          eval_samples=args.eval_samples, out=args.out)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "export":
-        res = export_command(model=args.model, target=args.target, out=args.out)
+        res = export_command(model=args.model, target=args.target, out=args.out, board=args.board)
+        _emulator_note(res["target"], args.board)
         _out(json.dumps(res, indent=2))
         return 0
     if args.verb == "verify":
+        if args.backend in ("qemu-m4", "qemu-m7"):
+            _emulator_note("cortex-" + args.backend[5:], args.board)
         res = verify_command(model=args.model, backend=args.backend, data=args.data,
-                                       samples=args.samples, profile=args.profile)
+                                       samples=args.samples, profile=args.profile, board=args.board,
+                                       progress=_say(args))
         if args.json:
             _out(json.dumps(res))
         else:
@@ -328,7 +382,8 @@ def _dispatch(args) -> int:
         return 0 if res["bit_exact"] else 1
     if args.verb == "prune" and args.plan:
         from dtmm.pipeline.planning import prune_with_plan
-        res = prune_with_plan(checkpoint=args.checkpoint, data=args.data, plan=args.plan,
+        res = prune_with_plan(checkpoint=args.checkpoint, model=args.model, progress=_say(args),
+                              data=args.data, plan=args.plan,
                               out=args.out, calib_samples=args.calib_samples,
                               eval_samples=args.eval_samples)
         _out(json.dumps(res, indent=2))
@@ -337,7 +392,8 @@ def _dispatch(args) -> int:
         from dtmm.pipeline.oneshot import prune_command
         if args.granularity is None:
             raise DtmmError("--granularity is required with --ratio / --ratios")
-        res = prune_command(checkpoint=args.checkpoint, data=args.data,
+        res = prune_command(checkpoint=args.checkpoint, model=args.model, quiet=args.quiet,
+                            data=args.data,
                             granularity=args.granularity, ratio=args.ratio, ratios=args.ratios,
                             importance=args.importance, calib_samples=args.calib_samples,
                             eval_samples=args.eval_samples, out=args.out)
@@ -345,14 +401,14 @@ def _dispatch(args) -> int:
         return 0
     if args.verb == "plan":
         from dtmm.pipeline.planning import plan_command
-        res = plan_command(checkpoint=args.checkpoint, data=args.data, out=args.out,
+        res = plan_command(checkpoint=args.checkpoint, model=args.model, data=args.data, out=args.out,
                            target=args.target, flash=args.flash, ram=args.ram,
                            max_instructions=args.max_instructions, max_loss=args.max_loss_increase,
                            objective="loss" if args.objective == "min-loss" else None,
                            solver=args.solver, loss_model=args.loss_model,
                            importance=args.importance, calibration=args.calibration,
                            seed=args.seed, iterations=args.iterations, method=args.method,
-                           progress=None if args.quiet else _say)
+                           progress=_say(args))
         table = res.pop("table")
         _out(json.dumps(res, indent=2) if args.json else table + f"\nplan written to {res['plan']}")
         return 0
@@ -375,6 +431,10 @@ def _dispatch(args) -> int:
         p = add_cli_arguments(argparse.ArgumentParser(prog=f"dtmm bench {args.bench}",
                                                       description=BENCHES[args.bench]))
         return run_cli(p.parse_args(args.bench_args), command=f"dtmm bench {args.bench}")
+    if args.verb == "boards":
+        from dtmm.codegen.platform.boards import board_table
+        print(board_table())
+        return 0
     if args.verb == "models":
         from dtmm.zoo import MODEL_NAMES
         print("\n".join(MODEL_NAMES))

@@ -3,7 +3,7 @@
 
 Starts from the dense baselines of scripts/train_dense.py (trained to convergence: the
 table there shows doubling the epochs no longer helps) and runs ``dtmm compress``
-(Cortex-M55 target, exact solver, Taylor loss model, 5 fine-tuning epochs, then
+(Cortex-M55 target, exact solver, the default loss model, 15 fine-tuning epochs, then
 post-training quantization and 2 epochs of quantization-aware fine-tuning, both
 measured) for:
 
@@ -33,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from dtmm.benchmd import write_section  # noqa: E402
+from dtmm.schedule.loss import DEFAULT_LOSS_MODEL  # noqa: E402
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench_compress"
 EPOCHS = 15
+LOSS_MODEL = DEFAULT_LOSS_MODEL
 
 
 def _dense_flash(checkpoint: Path) -> tuple[int, int]:
@@ -83,6 +85,7 @@ def main() -> int:
             out = tempfile.mkdtemp(prefix=f"{name}-{'kd' if distill else 'ce'}-", dir=RUNS)
             cfg = CompressConfig(target="cortex-m55", flash=budget["flash"], ram=budget["ram"],
                                  max_accuracy_drop=0.5, epochs=EPOCHS, distill=distill, qat="always",
+                                 loss_model=LOSS_MODEL,
                                  qat_epochs=2, max_attempts=1, verify_samples=64)
             t0 = time.time()
             res = compress_command(model=None, checkpoint=str(ck), data="mnist5k", out=out,
@@ -104,7 +107,7 @@ def _render(rows, seconds) -> str:
     L = ["## dtmm compress: small and accurate under budgets (ResNet-8, VGG-11 on mnist5k)", "",
          f"`python scripts/bench_compress.py` ({seconds / 60:.0f} min, one torch thread on the shared "
          "2-core machine). Dense baselines: `scripts/train_dense.py` (the longer of its two runs; "
-         "section `dense`). `dtmm compress` for Cortex-M55: exact solver, Taylor loss model, "
+         f"section `dense`). `dtmm compress` for Cortex-M55: exact solver, {LOSS_MODEL} loss model, "
          f"{EPOCHS} fine-tuning epochs (SGD, cosine, lr 0.01), then post-training quantization (PTQ) "
          "and 2 epochs of quantization-aware fine-tuning (QAT) from the same fine-tuned model. "
          "Accuracy on the 1,000-image test split (1 pp = 10 images; one seed). Flash, RAM and "

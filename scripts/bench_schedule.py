@@ -41,16 +41,19 @@ from dtmm.pipeline.data import load_splits, to_nhwc
 from dtmm.pipeline.train import train_command
 from dtmm.benchmd import write_section  # noqa: E402
 
-EPOCHS = {"resnet8": 6, "vgg11": 3, "resnet12": 3}
 TARGETS = ("cortex-m55", "cortex-m7")
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench_schedule"
+MODELS = ("resnet8", "vgg11", "resnet12")
 
 
 def _checkpoint(name: str) -> Path:
-    ck = RUNS / name / "checkpoint.pt"
+    """The dense baseline of scripts/train_dense.py (trained there if missing)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import train_dense
+
+    ck = train_dense.checkpoint(name)
     if not ck.is_file():
-        train_command(model=name, data="mnist5k", epochs=EPOCHS[name], out=str(ck.parent),
-                                seed=0, progress=False)
+        train_dense._train(name, 2 * train_dense.EPOCHS[name])
     return ck
 
 
@@ -140,7 +143,7 @@ def _spearman(inp, n, seed, val):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(EPOCHS))
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--quick", action="store_true", help="ResNet-8 on M55 only, fewer strategies")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -207,7 +210,7 @@ def _render(solver_rows, layer_rows, model_rows, speed_rows, spearman, cal, seco
     L = ["## Pruning-strategy scheduler (paper Sec. III-C)", "",
          f"`python scripts/bench_schedule.py{' --quick' if args.quick else ''}` ({seconds / 60:.0f} min). "
          "Models trained on mnist5k "
-         f"({', '.join(f'{k} {v} epochs' for k, v in EPOCHS.items())}); Taylor loss model (8 "
+         "(the dense baselines of scripts/train_dense.py); Taylor loss model (8 "
          "batches of 64); grids alpha 0-0.95 step 0.05, beta 0-0.75 step 1/8. Flash budget = the "
          "dense firmware's code + 26.65 % of its const data (the paper's 512 KB for a 1,921 KB "
          "VGG-11); SRAM budget (a) 4x the dense SRAM (the paper's 256 KB for 64 KB of feature maps), "

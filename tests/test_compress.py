@@ -60,9 +60,14 @@ def test_compress_meets_budgets_bit_exact_and_reproducible(netfile, tmp_path):
         assert 0.0 <= acc[k] <= 1.0
     out = tmp_path / "a"
     for f in ("model.tflite", "model_dense.tflite", "plan.json", "summary.json", "report.md",
-              "project/model.c"):
+              "report.html", "project/model.c"):
         assert (out / f).is_file(), f
     assert "## Budgets" in (out / "report.md").read_text()
+    # report.html: every plot from the real run; the per-op profile and the size split in it
+    assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 6
+    prof = {p["op"]: p["instructions"] for p in s["verify"]["qemu-m55"]["profile"]}
+    assert all(prof[ly["name"]] > 0 for ly in s["plan"]["layers"])
+    assert s["size_breakdown"]["compressed"]["total"] == s["const_bytes"]
     # the same inputs and seed: the same plan and the same bytes
     res2 = compress_command(model=spec, data="digits", out=str(tmp_path / "b"), config=_cfg(),
                             quiet=True)
@@ -113,6 +118,20 @@ def test_compress_refuses_bad_input_before_work(netfile, tmp_path, capsys, args,
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.json"))
 
 
+def test_compress_refuses_a_checkpoint_that_does_not_match_the_data(tmp_path, capsys):
+    """Checked before the run folder is made: the corrected command may reuse --out."""
+    from dtmm.train import save_checkpoint
+    from dtmm.zoo import build_model
+
+    ck = tmp_path / "r8.pt"
+    save_checkpoint(ck, build_model("resnet8", (1, 8, 8), 10), model_name="resnet8",
+                    input_shape=(1, 8, 8), num_classes=10, dataset="digits")
+    rc = main(["compress", "--checkpoint", str(ck), "--data", "mnist5k", "--flash", "200KB",
+               "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 2 and "checkpoint expects (1, 8, 8)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_compress_refuses_a_factory_that_returns_no_module(netfile, tmp_path, capsys):
     rc = main(["compress", "--model", f"{netfile}:not_a_module", "--data", "digits", "--flash", "40KB",
                "--out", str(tmp_path / "o")])
@@ -155,3 +174,73 @@ def test_compress_baseline_methods(netfile, tmp_path, method):
     assert s["verify"]["host"]["bit_exact"] and s["verify"]["qemu-m55"]["bit_exact"]
     formats = {ly["format"] for ly in s["plan"]["layers"]}
     assert formats <= ({"dense"} if method == "chip" else {"dense", "pattern"})
+
+
+def test_python_api_with_own_loaders_and_trainer(netfile, tmp_path):
+    """dtmm.compress on a user's nn.Module, DataLoaders and training loop: the callable is the
+    fine-tuning step, its masks hold, and the result carries the fine-tuned model and the
+    compressed int8 graph whose reference outputs are the deployed model's."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    import dtmm
+    from dtmm.data import load_dataset, split
+    from dtmm.runtime.reference import run_reference
+    from dtmm.quant.quantize import quantize_input
+    from dtmm.tflite.reader import read_tflite
+
+    spec = importlib.util.spec_from_file_location("mynet_api", netfile)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tr, va, te = split(load_dataset("digits"), val=0.1, test=0.2)
+    loader = lambda ds, shuffle=False: torch.utils.data.DataLoader(  # noqa: E731
+        torch.utils.data.TensorDataset(torch.from_numpy(ds.x), torch.from_numpy(ds.y)),
+        batch_size=64, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    net = mod.small((1, 8, 8), 10)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    for _ in range(6):                                  # the user's own training, before
+        for x, y in loader(tr, True):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    calls = []
+
+    def my_fine_tune(model, ctx):                       # the user's own loop, under masks
+        calls.append(sorted(ctx.masks))
+        o = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+        model.train()
+        for x, y in ctx.train_loader:
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            o.step()
+        return None
+
+    res = dtmm.compress(net, torch.zeros(1, 1, 8, 8), loader(tr, True), loader(va),
+                        {"flash": "40KB", "ram": "40KB", "max_accuracy_drop": 5.0},
+                        target="cortex-m55", test_loader=loader(te), fine_tune=my_fine_tune,
+                        out=str(tmp_path / "api"),
+                        config=CompressConfig(epochs=1, verify_samples=8, max_attempts=1,
+                                              qat="never", loss_model="taylor"))
+    assert calls and calls[0], "the user's fine-tuning step ran, with the masks to hold"
+    s = res.summary
+    assert s["budgets_met"]["flash"]["met"] and all(v.get("bit_exact", True) for v in s["verify"].values())
+    assert isinstance(res.model, torch.nn.Module)
+    g = read_tflite((tmp_path / "api" / "model.tflite").read_bytes())
+    x = quantize_input(np.transpose(te.x[:8], (0, 2, 3, 1)), g.tensors[g.inputs[0]].qparams)
+    assert np.array_equal(run_reference(res.graph, x), run_reference(g, x))
+    with torch.no_grad():                               # the fine-tuned float model, as tested
+        acc = float((res.model(torch.from_numpy(te.x)).argmax(1).numpy() == te.y).mean())
+    assert acc == pytest.approx(s["accuracy"]["float_after"], abs=1e-4)
+
+
+def test_fine_tuning_optimizer_and_schedule_are_settings():
+    from dtmm.pipeline.compress import _check_config
+
+    _check_config(_cfg(optimizer="adamw", schedule="step"))
+    with pytest.raises(DtmmError, match="--schedule must be one of cosine, step, constant"):
+        _check_config(_cfg(schedule="linear"))
+    with pytest.raises(DtmmError, match="--optimizer"):
+        _check_config(_cfg(optimizer="lbfgs"))

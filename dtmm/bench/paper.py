@@ -59,6 +59,7 @@ class Job:
     flash: int
     epochs: int
     verify_samples: int
+    loss_model: str
 
 
 def _dense(checkpoint: str, data: str) -> dict:
@@ -80,16 +81,20 @@ def _dense(checkpoint: str, data: str) -> dict:
 
 
 def jobs(root: Path, models: dict, fractions, checkpoints: dict, dense: dict, data: str, *,
-         epochs: int, verify_samples: int) -> list[Job]:
+         epochs: int, verify_samples: int, loss_model: str) -> list[Job]:
+    """The runs, size-major: the first size of every (model, method) comes first, so that
+    parallel workers do not measure the same sensitivity table at once (the later sizes
+    read it from the cache)."""
     out = []
-    for model, methods in models.items():
-        d = dense[model]
-        code = d["flash_bytes"] - d["const_bytes"]
-        for method in methods:
-            for frac in fractions:
+    for frac in fractions:
+        for model, methods in models.items():
+            d = dense[model]
+            code = d["flash_bytes"] - d["const_bytes"]
+            for method in methods:
                 out.append(Job(model, method, frac, str(checkpoints[model]), data,
                                str(root / model / f"{method}-{int(round(frac * 100)):02d}"),
-                               int(code + frac * d["const_bytes"]), epochs, verify_samples))
+                               int(code + frac * d["const_bytes"]), epochs, verify_samples,
+                               loss_model))
     return out
 
 
@@ -103,7 +108,7 @@ def run_job(job: Job) -> dict:
     torch.set_num_threads(1)
     cfg = CompressConfig(target="cortex-m55", method=job.method, flash=job.flash, ram="256KB",
                          max_accuracy_drop=None, epochs=job.epochs, qat="never", max_attempts=1,
-                         verify_samples=job.verify_samples)
+                         verify_samples=job.verify_samples, loss_model=job.loss_model)
     t0 = time.time()
     done = Path(job.out) / "summary.json"
     try:
@@ -129,7 +134,9 @@ def _slim(s: dict) -> dict:
 
 
 def run_paper_bench(*, quick: bool = False, jobs_n: int = 2, root: Path | None = None,
-                    progress=None) -> dict:
+                    progress=None, models: tuple[str, ...] | None = None) -> dict:
+    """Every (model, method, size) compress run, resumed from ``root``; ``models``: a subset
+    of :data:`FULL_MODELS` for the full run (the report names what was left out)."""
     from dtmm.benchmd import DEFAULT_PATH
 
     say = progress or (lambda m: None)
@@ -149,7 +156,15 @@ def run_paper_bench(*, quick: bool = False, jobs_n: int = 2, root: Path | None =
         sys.path.insert(0, str(repo / "scripts"))
         import train_dense
 
-        data, models, fracs, epochs, vs = "mnist5k", FULL_MODELS, FRACTIONS, 10, 32
+        if models:
+            bad = sorted(set(models) - set(FULL_MODELS))
+            if bad:
+                from dtmm.errors import InvalidArgument
+
+                raise InvalidArgument(f"--models: unknown {', '.join(bad)}; choose from "
+                                      f"{', '.join(FULL_MODELS)}")
+        subset = {m: FULL_MODELS[m] for m in FULL_MODELS if not models or m in models}
+        data, models, fracs, epochs, vs = "mnist5k", subset, FRACTIONS, 10, 32
         checkpoints, train_seconds = {}, {}
         for m in models:
             checkpoints[m] = train_dense.checkpoint(m)
@@ -157,7 +172,13 @@ def run_paper_bench(*, quick: bool = False, jobs_n: int = 2, root: Path | None =
                 train_dense._train(m, 2 * train_dense.EPOCHS[m])
             train_seconds[m] = json.loads((checkpoints[m].parent / "dense.json").read_text())["train_seconds"]
     dense = {m: _dense(str(checkpoints[m]), data) for m in models}
-    todo = jobs(root, models, fracs, checkpoints, dense, data, epochs=epochs, verify_samples=vs)
+    # --quick is a smoke test of the whole path: the fast Taylor tables; the full run the
+    # default (measured sensitivity), as a user's dtmm compress would
+    from dtmm.schedule.loss import DEFAULT_LOSS_MODEL
+
+    loss_model = "taylor" if quick else DEFAULT_LOSS_MODEL
+    todo = jobs(root, models, fracs, checkpoints, dense, data, epochs=epochs, verify_samples=vs,
+                loss_model=loss_model)
     say(f"bench paper: {len(todo)} compress runs in {jobs_n} processes")
     results = []
     if jobs_n <= 1:
@@ -169,8 +190,10 @@ def run_paper_bench(*, quick: bool = False, jobs_n: int = 2, root: Path | None =
             for j, r in zip(todo, ex.map(run_job, todo)):
                 results.append(r)
                 say(f"  {j.model} {j.method} {j.frac:.2f}: {_line(r)} ({time.time() - t0:.0f} s)")
-    extra = {"code": _code_sizes(), "ablation": _ablation(results, data)}
-    return {"quick": quick, "data": data, "dense": dense, "runs": results, "train_seconds": train_seconds,
+    extra = {"code": _code_sizes(), "ablation": _ablation(results, data, dense)}
+    return {"quick": quick, "data": data, "loss_model": loss_model,
+            "left_out": [] if quick else [m for m in FULL_MODELS if m not in models],
+            "epochs": epochs, "dense": dense, "runs": results, "train_seconds": train_seconds,
             "seconds": round(time.time() - t0, 1), **extra, "paper": PAPER}
 
 
@@ -194,9 +217,10 @@ def _code_sizes() -> dict:
     return out
 
 
-def _ablation(results: list[dict], data: str) -> dict:
-    """Whole-model M55 instructions of the smallest accurate DTMM model, operator ablated /
-    lanes reduced (the paper's Fig. 14 on a model)."""
+def _ablation(results: list[dict], data: str, dense: dict) -> dict:
+    """Whole-model M55 instructions of the smallest accurate DTMM model (within 0.5 pp of
+    the dense int8 accuracy; the smallest of all where none is), operator ablated / lanes
+    reduced (the paper's Fig. 14 on a model)."""
     from dtmm.codegen.backends import build_firmware, run_firmware
     from dtmm.pipeline.data import load_splits, to_nhwc
     from dtmm.pipeline.modelfiles import read_model
@@ -205,8 +229,10 @@ def _ablation(results: list[dict], data: str) -> dict:
     out = {}
     _, _, _, te = load_splits(data)
     for model in sorted({r["model"] for r in results}):
-        best = fig11_choice([r for r in results if r["model"] == model and r["method"] == "dtmm"],
-                            None)
+        runs = [r for r in results if r["model"] == model and r["method"] == "dtmm"]
+        best = fig11_choice(runs, dense[model]["int8_accuracy"])
+        accurate = best is not None
+        best = best or fig11_choice(runs, None)
         if best is None:
             continue
         cg, _ = read_model(str(Path(best["out"]) / "model.tflite"))
@@ -217,7 +243,7 @@ def _ablation(results: list[dict], data: str) -> dict:
                                    ("2 lanes (DSP)", "dsp", None), ("1 lane (plain C)", "scalar", None)):
             res = run_firmware(build_firmware(cg, "cortex-m55", simd=simd, defines=defines), x)
             row[tag] = res.instructions_per_inference
-        out[model] = {"frac": best["frac"], "instructions": row}
+        out[model] = {"frac": best["frac"], "accurate": accurate, "instructions": row}
     return out
 
 
@@ -235,11 +261,16 @@ def fig11_choice(rows: list[dict], dense_acc: float | None, drop_pp: float = 0.5
 def render_markdown(b: dict, command: str, plot: str | None) -> str:
     L = ["## The paper's evaluation on our models (Fig. 11-15)", "",
          f"`{command}` ({b['seconds'] / 60:.0f} min). Every point is one `dtmm compress` run: "
-         f"Cortex-M55, exact solver, Taylor loss model, 10 fine-tuning epochs, post-training "
+         f"Cortex-M55, exact solver, {b.get('loss_model', 'taylor')} loss model, "
+         f"{b.get('epochs', 10)} fine-tuning epochs, post-training "
          "quantization, flash budget = the dense firmware's code + a fraction of its model data, "
          "SRAM 256 KB; the same scheduler, fine-tuning and quantization for every method, each with "
          f"its own format and kernel. Data: {b['data']} (test split, 1 pp = 10 images, one seed). "
          "**Instructions are QEMU executed-instruction counts, not cycles.**", ""]
+    if b.get("left_out"):
+        L += [f"**Not run in this table: {', '.join(b['left_out'])}** (a partial run of the full "
+              "benchmark; the command above, without `--models`, runs every model and resumes "
+              "these runs).", ""]
     L += ["### Fig. 11: smallest model within 0.5 pp of the dense int8 accuracy", "",
           "| model | method | model data B | flash B | SRAM B | M55 instructions | int8 (dense) |",
           "|---|---|---:|---:|---:|---:|---:|"]
@@ -289,7 +320,7 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
     for model, a in b["ablation"].items():
         ins = a["instructions"]
         base = ins["full, 16 lanes (MVE)"]
-        L.append(f"| {model} ({a['frac']:.0%}) | " + " | ".join(
+        L.append(f"| {model} ({a['frac']:.0%}{'' if a.get('accurate', True) else ', none within 0.5 pp'}) | " + " | ".join(
             f"{v:,} ({v / base:.2f}x)" for v in ins.values()) + " |")
     L += ["", "### Fig. 15: code added to a firmware, and fine-tuning time", "",
           "Kernels' code in the linked image (bytes, from `dtmm calibrate`'s measured code-size "
@@ -380,6 +411,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small version (CI): ResNet-8 on digits")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--jobs", type=int, default=2, help="compress runs in parallel processes")
+    p.add_argument("--models", nargs="+", default=None,
+                   help=f"a subset of the full run's models ({', '.join(FULL_MODELS)}; default all)")
     p.add_argument("--out", type=Path, default=None, help="where the runs go (resumable)")
     p.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
     return p
@@ -389,14 +422,16 @@ def run_cli(args: argparse.Namespace, command: str = "dtmm bench paper") -> int:
     from dtmm.benchmd import DEFAULT_PATH, write_section
 
     log = (lambda m: print(m, file=sys.stderr, flush=True))
-    b = run_paper_bench(quick=args.quick, jobs_n=args.jobs, root=args.out, progress=log)
+    b = run_paper_bench(quick=args.quick, jobs_n=args.jobs, root=args.out, progress=log,
+                        models=tuple(args.models) if args.models else None)
     root = args.out or DEFAULT_PATH.parent / "runs" / ("bench_paper_quick" if args.quick else "bench_paper")
     (Path(root) / "paper.json").write_text(json.dumps(b, indent=1, default=str))
     plot = None
     if not args.quick and not args.no_write:
         plot = _plot(b, DEFAULT_PATH.parent / "docs" / "paper_fig12.png")
         plot = f"docs/{plot}" if plot else None
-    md = render_markdown(b, command + (" --quick" if args.quick else ""), plot)
+    md = render_markdown(b, command + (" --quick" if args.quick else "")
+                         + (f" --models {' '.join(args.models)}" if args.models else ""), plot)
     print(json.dumps(b, indent=1, default=str) if args.json else md)
     if not args.quick and not args.no_write:
         write_section("bench_paper", md)

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dtmm.codegen import render
 from dtmm.codegen.emit import cached_project
 from dtmm.codegen.plan import ModelPlan, plan_model
 from dtmm.errors import BuildError
@@ -46,6 +45,10 @@ from dtmm.graph.ir import Graph
 
 __all__ = ["HostModel", "Firmware", "TargetResult", "build_host_model", "build_firmware",
            "run_firmware", "run_backend", "BACKEND_TARGETS"]
+
+#: Images per QEMU run in :func:`run_firmware` (the harness streams any number; shorter
+#: runs keep each one well inside its timeout).
+IMAGES_PER_RUN = 16
 
 #: verify backend name -> platform target name.
 BACKEND_TARGETS = {"host": "host", "qemu-m4": "cortex-m4", "qemu-m7": "cortex-m7",
@@ -280,7 +283,7 @@ def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
 
 
 def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
-    """Run ``fw`` on the int8 batch ``x`` (in runs of at most ``HARNESS_MAX_IMAGES`` images)."""
+    """Run ``fw`` on the int8 batch ``x`` (in QEMU runs of at most ``IMAGES_PER_RUN`` images)."""
     from dtmm.codegen.platform import parse_hex_all, run, size
 
     plan = fw.plan
@@ -292,7 +295,7 @@ def run_firmware(fw: Firmware, x, *, timeout_s: float = 120) -> TargetResult:
     per_op: list[tuple[int, ...]] = []
     coded = fw.profiled_steps if fw.profile else ()
     regions = len(coded) if fw.profile else 1
-    step = render.HARNESS_MAX_IMAGES
+    step = IMAGES_PER_RUN
     for i0 in range(0, max(n, 1), step):
         chunk = x[i0:i0 + step]
         res = run(fw.artifact, timeout_s=timeout_s, input_bytes=chunk.tobytes())

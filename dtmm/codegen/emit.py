@@ -7,8 +7,10 @@ hash under ``cache_dir()/"models"`` for the verify backends.
 
 Layout of a generated project::
 
+    README.md             build, input / output formats, the C API, memory needed
     model.h  model.c      the model (constants, static arena, dtmm_model_invoke, ...)
-    main.c                harness: run on dtmm_input.bin, print outputs (DTMM_HEX lines)
+    main.c                harness: stream the inputs of dtmm_input.bin, print each output
+                          (DTMM_HEX lines) and, for a classifier, its class (DTMM_CLASS)
     Makefile              host: libdtmm_model.so + model_demo; Cortex-M: firmware.elf, make run
     kernels/              the dtmm_*.c kernels the model calls and their headers
     platform/             dtmm_platform.h and its support code (startup, semihosting,
@@ -22,7 +24,7 @@ Example:
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "proj"
     >>> _ = write_project(plan_model(sg.finish(), "host"), out)
     >>> sorted(p.name for p in out.iterdir())
-    ['.dtmm-manifest.json', 'Makefile', 'kernels', 'main.c', 'model.c', 'model.h', 'platform']
+    ['.dtmm-manifest.json', 'Makefile', 'README.md', 'kernels', 'main.c', 'model.c', 'model.h', 'platform']
 """
 from __future__ import annotations
 
@@ -57,16 +59,16 @@ def emulation_defines(plan: ModelPlan) -> dict[str, object]:
     return {}
 
 
-def project_files(plan: ModelPlan, *, harness_images: int = render.HARNESS_MAX_IMAGES
-                  ) -> dict[str, bytes]:
+def project_files(plan: ModelPlan) -> dict[str, bytes]:
     """Every file of the project, by relative path (rendered and copied), in memory."""
     from dtmm.codegen.platform import SUPPORT_DIR, toolchain
 
     t = plan.target_info
     files: dict[str, bytes] = {
+        "README.md": render.render_readme(plan, stack_bytes=_STACK_BYTES).encode(),
         "model.h": render.render_model_h(plan).encode(),
         "model.c": render.render_model_c(plan).encode(),
-        "main.c": render.render_harness(harness_images).encode(),
+        "main.c": render.render_harness(render.classifier_classes(plan)).encode(),
         "Makefile": render.render_makefile(plan, target_flags=t.compile_flags(plan.simd),
                                            defines=build_defines(plan),
                                            qemu_machine=t.qemu_machine).encode(),

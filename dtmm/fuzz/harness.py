@@ -81,7 +81,7 @@ def base_models() -> dict[str, bytes]:
     compressed by :func:`dtmm.graph.compressed.compress_graph`): builtin conv, depthwise,
     fully connected, max / average pool, add, concatenation, reshape, softmax, an
     explicit PAD and a PADV2 before a max pool, and the three custom formats (FWCS,
-    CSR, pattern).
+    CSR, pattern) and the compressed fully connected op (FWCS over input runs).
     """
     from dtmm.formats.pattern import pattern_mask
     from dtmm.graph.compressed import compress_graph
@@ -102,7 +102,10 @@ def base_models() -> dict[str, bytes]:
     fw = g.ops[3]
     fw.weight[:, 0, :, :] = 0                                       # prune filterlets
     fw.weight[::2, 1, 1, :] = 0
-    out["cnn"] = to_tflite_bytes(compress_graph(g, {fw.name: "fwcs"}))
+    fc = next(o for o in g.ops if o.kind == "fully_connected")      # -> compressed FC
+    fc.weight[1] = 0                                                # (an output with no run)
+    fc.weight[3, :] = 0
+    out["cnn"] = to_tflite_bytes(compress_graph(g, {fw.name: "fwcs", fc.name: "fwcs"}))
 
     sg = SynthGraph((6, 6, 4), seed=12)
     a = sg.conv(6, 3, pads="same", activation="relu")

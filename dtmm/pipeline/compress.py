@@ -21,7 +21,8 @@ Steps, each resumable (:class:`dtmm.pipeline.run.Run`):
 6. **verify** - the generated C model on the host and on the target under QEMU, every
    output byte against the NumPy reference; measured flash, SRAM and instructions
    against the budgets;
-7. **report** - ``summary.json`` and ``report.md``; final files written last.
+7. **report** - ``summary.json``, ``report.md`` and ``report.html`` (one self-contained page
+   with plots, :mod:`dtmm.pipeline.report_html`); final files written last.
 
 The same inputs and seed give the same plan and the same output bytes.
 """
@@ -39,12 +40,11 @@ from dtmm.errors import DtmmError
 
 __all__ = ["CompressConfig", "CompressResult", "compress_command", "METHODS", "QAT_MODES"]
 
+from dtmm.schedule.loss import DEFAULT_LOSS_MODEL
 from dtmm.schedule.methods import METHOD_SPACES
 
 METHODS = tuple(METHOD_SPACES)
 QAT_MODES = ("auto", "always", "never")
-#: Safety margin under the flash budget for the flash estimate (measured error ~0.1 %).
-FLASH_MARGIN = 0.995
 
 
 @dataclass
@@ -53,16 +53,20 @@ class CompressConfig:
 
     target: str = "cortex-m55"
     method: str = "dtmm"
+    #: a real board (``dtmm boards``): its core must be ``target``; its flash / SRAM are the
+    #: budgets not given, and the firmware is linked against them
+    board: str | None = None
     flash: str | int | None = None
     ram: str | int | None = None
     max_instructions: str | float | None = None
     max_accuracy_drop: float | None = 0.5          # percentage points of int8 test accuracy
     max_loss_increase: float | None = None
     solver: str = "exact"
-    loss_model: str = "taylor"
+    loss_model: str = DEFAULT_LOSS_MODEL           # measured; "taylor": the paper's first-order estimate
     epochs: int = 5                                # fine-tuning epochs
     lr: float = 0.01
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"                         # sgd (momentum 0.9) | adam | adamw
+    schedule: str = "cosine"                       # fine-tuning lr schedule: cosine | step | constant
     distill: bool = False
     gradual: bool = False                          # reach the plan's alphas gradually (Zhu & Gupta)
     qat: str = "auto"
@@ -82,18 +86,37 @@ class CompressResult:
     plan: dict
     files: dict[str, str]
     model: object = None                            # the fine-tuned (masked, shrunk) torch model
-    graph: object = None                            # the compressed int8 IR graph
+    graph: object = None                            # the compressed int8 IR graph (model.tflite)
     attempts: list = field(default_factory=list)
+
+
+def _default_cache_dir():
+    from dtmm.pipeline.planning import _default_cache_dir as d
+
+    return d()
 
 
 def _budgets(cfg: CompressConfig):
     from dtmm.schedule.problem import Budgets, parse_count, parse_size
 
-    return Budgets(flash=parse_size(cfg.flash, "--flash") if cfg.flash is not None else None,
-                   ram=parse_size(cfg.ram, "--ram") if cfg.ram is not None else None,
+    b = None
+    if cfg.board is not None:
+        from dtmm.codegen.platform.boards import get_board
+        b = get_board(cfg.board)
+    return Budgets(flash=(parse_size(cfg.flash, "--flash") if cfg.flash is not None else
+                          (b.flash_bytes if b else None)),
+                   ram=(parse_size(cfg.ram, "--ram") if cfg.ram is not None else
+                        (b.sram_bytes if b else None)),
                    max_instructions=(parse_count(cfg.max_instructions, "--max-instructions")
                                      if cfg.max_instructions is not None else None),
                    max_loss=cfg.max_loss_increase)
+
+
+def _target_spec(cfg: CompressConfig):
+    """The target the C project is built for: ``cfg.target`` with the board's memory sizes."""
+    from dtmm.codegen.platform.boards import resolve_target
+
+    return resolve_target(cfg.target, cfg.board, cfg.target)
 
 
 def _check_config(cfg: CompressConfig) -> None:
@@ -109,13 +132,22 @@ def _check_config(cfg: CompressConfig) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < (0 if name in ("epochs", "qat_epochs") else 1):
             raise DtmmError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-    if cfg.flash is None and cfg.ram is None and cfg.max_instructions is None:
-        raise DtmmError("give at least one budget: --flash, --ram or --max-instructions")
+    if cfg.board is not None:
+        from dtmm.codegen.platform.boards import resolve_target
+        resolve_target(cfg.target, cfg.board, cfg.target)        # the board's core is the target
+    if cfg.flash is None and cfg.ram is None and cfg.max_instructions is None and cfg.board is None:
+        raise DtmmError("give at least one budget: --flash, --ram, --max-instructions or --board")
     if cfg.max_accuracy_drop is not None and not 0 <= cfg.max_accuracy_drop <= 100:
         raise DtmmError(f"--max-accuracy-drop must be in [0, 100] percentage points, got "
                         f"{cfg.max_accuracy_drop}")
     if not cfg.lr > 0:
         raise DtmmError(f"--lr must be positive, got {cfg.lr}")
+    from dtmm.train.lr import SCHEDULES
+
+    if cfg.schedule not in SCHEDULES:
+        raise DtmmError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    if cfg.optimizer not in ("sgd", "adam", "adamw"):
+        raise DtmmError(f"--optimizer must be one of sgd, adam, adamw, got {cfg.optimizer!r}")
 
 
 # ------------------------------------------------------------------------- helpers
@@ -206,8 +238,13 @@ def compress_command(*, model: str | None, data: str, out: str, config: Compress
             raise DtmmError(f"--checkpoint {checkpoint}: no such file")
         digest = checkpoint_digest(checkpoint)
     ds, tr, va, te = load_splits(data)
-    probe = (M.load(checkpoint, model)[0] if checkpoint is not None
-             else M.build(model, ds.input_shape, ds.num_classes))
+    if checkpoint is not None:
+        from dtmm.pipeline.data import check_dataset_matches
+
+        probe, meta = M.load(checkpoint, model)
+        check_dataset_matches(ds, meta, data)          # before the run folder is created
+    else:
+        probe = M.build(model, ds.input_shape, ds.num_classes)
     check_before_work(probe, ds.input_shape, config, budgets)
     inputs = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None,
               "checkpoint_sha256": digest, "data": data, "config": asdict(config)}
@@ -229,8 +266,7 @@ def check_before_work(net, input_shape, config: CompressConfig, budgets) -> None
     g = capture(net.eval(), tuple(input_shape))
     lat, code = _calibration(config.target, None)
     cm = CostModel(method_space(g, config.method), lat, code=code, target=config.target)
-    flash = int(budgets.flash * FLASH_MARGIN) if budgets.flash else None
-    check_reachable(cm, Budgets(flash=flash, ram=budgets.ram))
+    check_reachable(cm, Budgets(flash=budgets.flash, ram=budgets.ram))
 
 
 class _Compress:
@@ -315,11 +351,11 @@ class _Compress:
 
         cfg = self.cfg
         b = self.budgets
-        b_plan = Budgets(flash=int(b.flash * FLASH_MARGIN) if b.flash else None, ram=b.ram,
+        b_plan = Budgets(flash=b.flash, ram=b.ram,         # solve() aims under flash by its margin
                          max_instructions=b.max_instructions, max_loss=settings.get("max_loss"))
         inp = scheduler_inputs(self.net, self.meta, self.tr, self.va, target=cfg.target,
                                loss_model=settings["loss_model"], budgets=b_plan, method=cfg.method,
-                               cache_dir=self.run_.out / ".dtmm-state" / "cache",
+                               cache_dir=_default_cache_dir(),
                                progress=self.run_.say)
         self.inp = inp
         objective = "instructions" if b_plan.max_loss is not None else "loss"
@@ -376,7 +412,7 @@ class _Compress:
                      for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0}
             grad = GradualPruning(final, granularity="filterlet", scorer="l2")
         ftc = FineTuneConfig(epochs=epochs, lr=cfg.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
-                             schedule=LRSchedule("cosine"),
+                             schedule=LRSchedule(cfg.schedule),
                              distill=Distillation() if settings["distill"] else None, gradual=grad)
         history = []
         teacher = copy.deepcopy(self.net).eval() if settings["distill"] else None
@@ -494,7 +530,7 @@ class _Compress:
             from dtmm.util.files import write_outputs
 
             cg = read_tflite(self.run_.artifact(f"model{a}.tflite").read_bytes())
-            p = plan_model(cg, self.cfg.target)
+            p = plan_model(cg, _target_spec(self.cfg))
             files = {f"project/{k}": v for k, v in project_files(p).items()}
             write_outputs(self.run_.out, files, group="project")
             return ({"const_bytes": p.const_bytes, "arena_bytes": p.arena.size,
@@ -507,10 +543,12 @@ class _Compress:
     def verify(self, a: int):
         from dtmm.codegen.backends import build_firmware, build_host_model, run_firmware
         from dtmm.codegen.platform import toolchain_available
+        from dtmm.pipeline.verify import op_profile
         from dtmm.quant.quantize import quantize_input
         from dtmm.runtime.reference import run_reference
         from dtmm.tflite.reader import read_tflite
         from dtmm.pipeline.data import to_nhwc
+        from dtmm.pipeline.verify import run_firmware_progress
 
         cfg = self.cfg
 
@@ -531,7 +569,8 @@ class _Compress:
                                            f"libnewlib-arm-none-eabi"}
             else:
                 n = min(cfg.verify_samples, len(x))
-                res = run_firmware(build_firmware(cg, cfg.target), x[:n])
+                res = run_firmware_progress(build_firmware(cg, _target_spec(cfg)), x[:n], self.run_.say,
+                                            backend)
                 ok = bool(np.array_equal(res.outputs, ref[:n]))
                 dq = read_tflite(self.run_.artifact("dense_int8.tflite").read_bytes())
                 dres = run_firmware(build_firmware(dq, cfg.target), x[:1])
@@ -544,6 +583,10 @@ class _Compress:
                                 "instructions_note": "executed instructions counted by QEMU (not cycles)",
                                 "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
                                 "arena_bytes": res.arena_bytes, "const_bytes": res.const_bytes}
+                # one profiled build run on one image: each op's instructions, for the report
+                # (the emulator's memory map: the markers' code must not overflow a small board)
+                out[backend].update(op_profile(cg, cfg.target, x[:1], res.outputs[:1],
+                                               res.instructions_per_inference))
             good = all(v.get("bit_exact", True) for v in out.values())
             dense_ref = out.pop("dense_on_target", None)
             return ({"verify": out, "dense_on_target": dense_ref, "summary": ", ".join(
@@ -595,7 +638,9 @@ class _Compress:
         return self.report(a, plan, ft, q, exp, ver)
 
     def report(self, a, plan, ft, q, exp, ver) -> CompressResult:
-        from dtmm.pipeline.report import compress_report
+        from dtmm.pipeline.report import size_breakdown
+        from dtmm.pipeline.report_html import report_files
+        from dtmm.tflite.reader import read_tflite
         from dtmm.util.files import write_outputs
 
         b = self.budgets
@@ -636,6 +681,9 @@ class _Compress:
             "accuracy": acc, "quantization": q["quantization"], "plan": plan,
             "attempts": self.attempts, "chosen_attempt": a, "verify": ver["verify"],
             "dense_on_target": ver.get("dense_on_target"),
+            "size_breakdown": size_breakdown(
+                read_tflite(self.run_.artifact("dense_int8.tflite").read_bytes()),
+                read_tflite(self.run_.artifact(f"model{a}.tflite").read_bytes())),
             "fine_tuning": {"epochs": ft["epochs"], "distill": ft["distill"], "history": ft["history"],
                             "val_accuracy_after_pruning": ft["val_accuracy_before"]},
             "dense": {"source": self.dense_res["source"], "train_epochs": self.dense_res["train_epochs"]},
@@ -647,9 +695,10 @@ class _Compress:
                  "model_dense.tflite": self.run_.artifact(f"model_dense{a}.tflite").read_bytes(),
                  "plan.json": (json.dumps(plan, indent=1) + "\n").encode(),
                  "summary.json": (json.dumps(summary, indent=1) + "\n").encode(),
-                 "report.md": compress_report(summary).encode()}
+                 **report_files(summary)}
         write_outputs(self.run_.out, files)
         out = self.run_.out
-        self.run_.say(f"[7/7] report: {out / 'report.md'}")
+        self.run_.summary(f"[7/7] report: {out / 'report.md'}, {out / 'report.html'}")
         return CompressResult(summary, plan, {k: str(out / k) for k in files} | {"project": str(out / "project")},
-                              attempts=self.attempts)
+                              model=self._finetuned(a, ft).eval(),
+                              graph=read_tflite(files["model.tflite"]), attempts=self.attempts)

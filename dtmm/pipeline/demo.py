@@ -29,7 +29,6 @@ def demo_command(*, out: str = "runs/demo", model: str = "resnet8", epochs: int 
     s = res.summary
     acc = s["accuracy"]
     dense = s.get("dense_on_target") or {}
-    tgt = next((v for k, v in s["verify"].items() if k.startswith("qemu") and "samples" in v), None)
     say("")
     say(f"{'':<32}{'dense int8':>14}{'compressed':>14}")
     say(f"{'test accuracy, float':<32}{acc['float_before']:>14.4f}{acc['float_after']:>14.4f}"
@@ -53,11 +52,10 @@ def demo_command(*, out: str = "runs/demo", model: str = "resnet8", epochs: int 
     ok = all(v["met"] for v in s["budgets_met"].values()) and all(
         v.get("bit_exact", True) for v in s["verify"].values())
     say("")
-    say(f"report:  {res.files['report.md']}")
+    say(f"report:  {res.files['report.md']}, with plots: {res.files['report.html']}")
     say(f"next:    dtmm export {res.files['model.tflite']} --target cortex-m55 --out {out}/fw")
     if not ok:
         bad = [k for k, v in s["budgets_met"].items() if not v["met"]]
         say(f"NOT MET: {', '.join(bad) or 'bit-exactness'} (see the report)", )
         print("demo: a budget or check was not met", file=sys.stderr)
-    del tgt
     return 0 if ok else 1

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dtmm.errors import DtmmError
 
-__all__ = ["ModelSpecError", "is_file_spec", "build", "load"]
+__all__ = ["ModelSpecError", "is_file_spec", "check_spec", "canonical", "build", "load"]
 
 
 class ModelSpecError(DtmmError):
@@ -36,6 +36,36 @@ def is_file_spec(spec: str) -> bool:
     """True for ``path.py:factory`` specs."""
     head, sep, tail = str(spec).rpartition(":")
     return bool(sep) and head.endswith(".py") and tail.isidentifier()
+
+
+def canonical(spec: str) -> str:
+    """``spec`` as a checkpoint records it: a file spec with the file's absolute path (so the
+    checkpoint loads from any working directory), a zoo name unchanged."""
+    if not is_file_spec(spec):
+        return spec
+    head, _, name = str(spec).rpartition(":")
+    return f"{Path(head).expanduser().resolve()}:{name}"
+
+
+def check_spec(spec: str) -> None:
+    """Refuse, naming what was expected, a spec that is neither a zoo name nor a file spec."""
+    from dtmm.zoo import MODEL_NAMES
+
+    s = str(spec)
+    if is_file_spec(s) or s in MODEL_NAMES:
+        return
+    if s.lower().endswith(".onnx"):
+        raise ModelSpecError(
+            f"--model {s}: ONNX models are not accepted (the onnx2torch importer needs a torchvision "
+            f"build matching dtmm's torch); write a factory that builds the model in PyTorch, or "
+            f"converts it with onnx2torch in your own environment, and pass path/to/file.py:factory")
+    head, sep, tail = s.rpartition(":")
+    if s.endswith(".py") or (sep and head.endswith(".py")):
+        what = f"{tail!r} is not a Python name" if sep and head.endswith(".py") else "no factory given"
+        raise ModelSpecError(f"--model {s}: {what}; expected path/to/file.py:factory, a function "
+                             f"in that file that returns a torch.nn.Module")
+    raise ModelSpecError(f"unknown model {s!r}; expected a zoo model ({', '.join(MODEL_NAMES)}) or "
+                         f"your own as path/to/file.py:factory")
 
 
 def _factory(spec: str):
@@ -61,12 +91,10 @@ def build(spec: str, input_shape, num_classes: int):
     """The ``nn.Module`` of a model spec (see the module docstring)."""
     import torch.nn as nn
 
+    check_spec(spec)
     if not is_file_spec(spec):
-        from dtmm.zoo import MODEL_NAMES, build_model
+        from dtmm.zoo import build_model
 
-        if spec not in MODEL_NAMES:
-            raise ModelSpecError(f"unknown model {spec!r}; zoo models: {', '.join(MODEL_NAMES)}, or "
-                                 f"give your own as path/to/file.py:factory")
         return build_model(spec, tuple(input_shape), int(num_classes))
     fn = _factory(spec)
     try:
@@ -93,16 +121,32 @@ def load(checkpoint, spec: str | None = None):
     (the checkpoint records the spec it was trained with, used when ``spec`` is None)."""
     from dtmm.train import load_checkpoint
 
+    if spec is not None:
+        check_spec(spec)
     if spec is not None and not is_file_spec(spec):
         return load_checkpoint(checkpoint, expected_model=spec)
+    meta = _header(checkpoint)
     if spec is None:
-        meta = _header(checkpoint)
         if not is_file_spec(meta.model_name):
             return load_checkpoint(checkpoint)
-        spec = meta.model_name
-    meta = _header(checkpoint)
+        spec = _recorded(checkpoint, meta.model_name)
     net = build(spec, meta.input_shape, meta.num_classes)
     return load_checkpoint(checkpoint, model=net)
+
+
+def _recorded(checkpoint, spec: str) -> str:
+    """The file spec a checkpoint records, found: as recorded (absolute, or relative to the
+    working directory), else the same file name next to the checkpoint."""
+    head, _, name = spec.rpartition(":")
+    path = Path(head).expanduser()
+    if path.is_file():
+        return spec
+    beside = Path(checkpoint).expanduser().parent / path.name
+    if beside.is_file():
+        return f"{beside}:{name}"
+    raise ModelSpecError(f"{checkpoint}: a checkpoint of your own model {spec}, whose file is not "
+                         f"found (nor {beside}); pass --model path/to/file.py:{name} (Python: "
+                         f"spec=) to rebuild it")
 
 
 def _header(checkpoint):
@@ -112,14 +156,15 @@ def _header(checkpoint):
     import torch
 
     from dtmm.errors import ModelFileError
-    from dtmm.train.checkpoint import _read_meta
+    from dtmm.train.checkpoint import _EXPECTED, _load_failure, _read_meta
 
     p = Path(os.path.expanduser(os.fspath(checkpoint)))
+    if not p.exists():
+        raise ModelFileError(f"checkpoint not found: {p}")
     if not p.is_file():
-        raise ModelFileError(f"checkpoint not found or not a file: {p}")
+        raise ModelFileError(f"{p}: is a folder, not a file; {_EXPECTED}")
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"{p}: cannot read checkpoint (truncated or corrupt?): "
-                             f"{type(e).__name__}") from None
+    except Exception as e:  # torch raises many types for truncated/corrupt files
+        raise ModelFileError(_load_failure(p, e)) from None
     return _read_meta(p, raw)

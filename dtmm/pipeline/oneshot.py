@@ -167,16 +167,21 @@ def prune_model(net: nn.Module, input_shape, spec: PruneSpec, x_train: np.ndarra
 
 def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
                   ratio: float | None = None, ratios: str | None = None, importance: str = "l2",
-                  calib_samples: int = 256, eval_samples: int | None = None) -> dict:
+                  calib_samples: int = 256, eval_samples: int | None = None,
+                  model: str | None = None, quiet: bool = True) -> dict:
     """``dtmm prune``: prune a checkpoint in one shot, quantize, write ``out/model.tflite``
-    (compressed) and ``out/summary.json``. Nothing is written if any step fails."""
+    (compressed) and ``out/summary.json``. Nothing is written if any step fails.
+
+    ``model``: the checkpoint's model (zoo name or ``path/to/file.py:factory``; default: the
+    one the checkpoint records). Unless ``quiet``, one line per step on standard error."""
     from dtmm.pipeline.data import SPLIT_SEED, check_dataset_matches, load_splits, to_nhwc
     from dtmm.pipeline.evaluate import float_accuracy, int8_predict
     from dtmm.util.files import check_output_path, write_outputs
     from dtmm.graph.float_exec import run_float
     from dtmm.report import inspect_graph
     from dtmm.tflite.export import to_tflite_bytes
-    from dtmm.train import load_checkpoint
+    from dtmm.pipeline import models as M
+    from dtmm.train.progress import Reporter
 
     if (ratio is None) == (ratios is None):
         raise DtmmError("give exactly one of --ratio R or --ratios FILE.json")
@@ -186,17 +191,26 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
                                                     "would no longer depend on its input"
                                                     if ratio >= 1.0 else "a negative share"))
     out_dir = check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
-    net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = load_splits(data, meta.input_shape)
-    check_dataset_matches(ds, meta, data)
-    spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(tr))
-    res = prune_model(net, meta.input_shape, spec, tr.x[order], tr.y[order], calib_samples=calib_samples)
-    model_bytes = to_tflite_bytes(res.graph)
-    xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
-    dense_acc = float_accuracy(net, xe, ye)
-    pruned_acc = float((run_float(res.float_graph, to_nhwc(xe)).argmax(-1) == ye).mean())
-    int8_acc = float((int8_predict(res.graph, xe).argmax(-1) == ye).mean())
+    say = Reporter(quiet=quiet, steps=3)
+    with say.step("load the checkpoint and the data") as st:
+        net, meta = M.load(checkpoint, model)
+        ds, tr, _, te = load_splits(data, meta.input_shape)
+        check_dataset_matches(ds, meta, data)
+        st.summary = f"{meta.model_name}, {len(tr)} training / {len(te)} test images"
+    with say.step(f"score ({importance}), prune ({granularity}), quantize") as st:
+        spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(tr))
+        res = prune_model(net, meta.input_shape, spec, tr.x[order], tr.y[order],
+                          calib_samples=calib_samples)
+        model_bytes = to_tflite_bytes(res.graph)
+        st.summary = f"{len(res.layer_kept)} layers pruned, {len(model_bytes):,} B .tflite"
+    with say.step("evaluate") as st:
+        xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
+        dense_acc = float_accuracy(net, xe, ye)
+        pruned_acc = float((run_float(res.float_graph, to_nhwc(xe)).argmax(-1) == ye).mean())
+        int8_acc = float((int8_predict(res.graph, xe).argmax(-1) == ye).mean())
+        st.summary = (f"float {dense_acc:.4f} unpruned, {pruned_acc:.4f} pruned; int8 {int8_acc:.4f} "
+                      f"on {len(ye)} test images")
     rep = inspect_graph(res.graph)
     dense_rep = inspect_graph(res.qgraph)
     summary = {

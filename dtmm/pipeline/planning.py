@@ -75,7 +75,7 @@ def _calibration(target: str, calibration: str | None):
     return lat, code
 
 
-def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str = "taylor",
+def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str | None = None,
                      importance: str | None = None, calibration: str | None = None,
                      alpha_step: float | None = None, beta_step: float | None = None,
                      beta_max: float | None = None, method: str = "dtmm",
@@ -91,6 +91,10 @@ def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str = "t
     from dtmm.graph.capture import capture
     from dtmm.schedule import loss as L
     from dtmm.schedule.costs import CostModel
+    if loss_model is None:
+        from dtmm.schedule.loss import DEFAULT_LOSS_MODEL
+
+        loss_model = DEFAULT_LOSS_MODEL
     if loss_model not in LOSS_MODELS:
         raise ScheduleError(f"unknown loss model {loss_model!r}; choose from {', '.join(LOSS_MODELS)}")
     say = progress or (lambda m: None)
@@ -136,15 +140,19 @@ def _default_cache_dir():
 
 def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-m55",
                  flash=None, ram=None, max_instructions=None, max_loss: float | None = None,
-                 objective: str | None = None, solver: str = "anneal", loss_model: str = "taylor",
+                 objective: str | None = None, solver: str = "anneal", loss_model: str | None = None,
                  importance: str | None = None, calibration: str | None = None, seed: int = 0,
-                 iterations: int = 20000, progress=None, method: str = "dtmm") -> dict:
-    """``dtmm plan``: solve a plan for a checkpoint under budgets; write it to ``out``."""
+                 iterations: int = 20000, progress=None, method: str = "dtmm",
+                 model: str | None = None) -> dict:
+    """``dtmm plan``: solve a plan for a checkpoint under budgets; write it to ``out``.
+
+    ``model``: the checkpoint's model (zoo name or ``path/to/file.py:factory``; default: the
+    one the checkpoint records)."""
     from dtmm.pipeline.data import check_dataset_matches, load_splits
     from dtmm.util.files import check_output_file, write_output_file
     from dtmm.schedule.plan import format_plan, solve
     from dtmm.schedule.problem import Budgets, Problem, parse_count, parse_size
-    from dtmm.train import load_checkpoint
+    from dtmm.pipeline import models as M
 
     budgets = Budgets(flash=parse_size(flash, "--flash") if flash is not None else None,
                       ram=parse_size(ram, "--ram") if ram is not None else None,
@@ -158,7 +166,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
     if out_path.is_dir():
         raise DtmmError(f"--out {out}: is a directory; give the plan file's path (e.g. {out}/plan.json)")
     check_output_file(out_path)                  # before any long work
-    net, meta = load_checkpoint(checkpoint)
+    net, meta = M.load(checkpoint, model)
     ds, tr, va, _ = load_splits(data)
     check_dataset_matches(ds, meta, data)
     inp = scheduler_inputs(net, meta, tr, va, target=target, loss_model=loss_model,
@@ -187,8 +195,9 @@ def apply_plan(inp: SchedulerInputs, plan_obj: dict, calib_nhwc: np.ndarray):
 
 
 def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_samples: int = 256,
-                    eval_samples: int | None = None, progress=None) -> dict:
-    """``dtmm prune --plan``: write the model a plan describes (``out/model.tflite``)."""
+                    eval_samples: int | None = None, progress=None, model: str | None = None) -> dict:
+    """``dtmm prune --plan``: write the model a plan describes (``out/model.tflite``);
+    ``model`` as in :func:`plan_command`."""
     from dtmm.pipeline.data import check_dataset_matches, load_splits, to_nhwc
     from dtmm.pipeline.evaluate import float_accuracy, int8_predict
     from dtmm.util.files import check_output_path, write_outputs
@@ -196,7 +205,7 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
     from dtmm.report import inspect_graph
     from dtmm.schedule.plan import load_plan
     from dtmm.tflite.export import to_tflite_bytes
-    from dtmm.train import load_checkpoint
+    from dtmm.pipeline import models as M
 
     out_dir = check_output_path(out, names=("model.tflite", "summary.json"))
     obj = load_plan(plan)
@@ -204,7 +213,7 @@ def prune_with_plan(*, checkpoint: str, data: str, plan: str, out: str, calib_sa
     if digest and digest != checkpoint_digest(checkpoint):
         raise ScheduleError(f"{plan} was made for another checkpoint (sha256 {digest[:12]}...), "
                             f"not {checkpoint}: plan it again for this one")
-    net, meta = load_checkpoint(checkpoint)
+    net, meta = M.load(checkpoint, model)
     ds, tr, va, te = load_splits(data)
     check_dataset_matches(ds, meta, data)
     inp = scheduler_inputs(net, meta, tr, va, target=obj["target"], loss_model=obj["loss_model"]

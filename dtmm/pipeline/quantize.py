@@ -15,23 +15,35 @@ QUANTIZE_OUTPUTS = ("model_int8.tflite", "summary.json")
 
 
 def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str = "minmax",
-                     calib_samples: int = 256, eval_samples: int | None = None) -> dict:
-    """Quantize a checkpoint; write ``out/model_int8.tflite`` and ``out/summary.json``."""
+                     calib_samples: int = 256, eval_samples: int | None = None,
+                     model: str | None = None, quiet: bool = True) -> dict:
+    """Quantize a checkpoint; write ``out/model_int8.tflite`` and ``out/summary.json``.
+
+    ``model``: the checkpoint's model (zoo name or ``path/to/file.py:factory``; default: the
+    one the checkpoint records). Unless ``quiet``, one line per step on standard error."""
+    from dtmm.pipeline import models as M
     from dtmm.tflite.export import to_tflite_bytes
-    from dtmm.train import load_checkpoint
+    from dtmm.train.progress import Reporter
 
     if calib_samples < 1:
         raise DataError("--calib-samples must be >= 1")
     out_dir = check_output_path(out, names=QUANTIZE_OUTPUTS)    # before any work
-    net, meta = load_checkpoint(checkpoint)
-    ds, tr, _, te = load_splits(data, meta.input_shape)
-    check_dataset_matches(ds, meta, data)
-    idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
-    g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
-    model_bytes = to_tflite_bytes(qg)
-    xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
-    facc = float_accuracy(net, xe, ye)
-    iacc = float((int8_predict(qg, xe).argmax(-1) == ye).mean())
+    say = Reporter(quiet=quiet, steps=3)
+    with say.step("load the checkpoint and the data") as st:
+        net, meta = M.load(checkpoint, model)
+        ds, tr, _, te = load_splits(data, meta.input_shape)
+        check_dataset_matches(ds, meta, data)
+        st.summary = f"{meta.model_name}, {len(tr)} training / {len(te)} test images"
+    with say.step(f"quantize ({calibration} calibration)") as st:
+        idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
+        g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
+        model_bytes = to_tflite_bytes(qg)
+        st.summary = f"{len(idx)} calibration images, {len(model_bytes):,} B .tflite"
+    with say.step("evaluate float and int8") as st:
+        xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
+        facc = float_accuracy(net, xe, ye)
+        iacc = float((int8_predict(qg, xe).argmax(-1) == ye).mean())
+        st.summary = f"float {facc:.4f}, int8 {iacc:.4f} on {len(ye)} test images"
     summary = {
         "model": meta.model_name, "dataset": data, "calibration": calibration,
         "calibration_samples": int(len(idx)), "eval_samples": int(len(ye)),

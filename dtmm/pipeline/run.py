@@ -10,8 +10,9 @@ resume with other inputs is refused, naming what changed.
 The folder must be new, empty, or one this kind of run wrote before (every file in it
 listed in dtmm's manifest); a folder with a user's files is refused before any work.
 
-Every step prints one line when it starts and one when it ends, with its elapsed time,
-whether or not output goes to a terminal; ``quiet`` silences them.
+Every step prints one line when it starts and one summary line when it ends, with its
+elapsed time, whether or not output goes to a terminal; ``quiet`` silences the start lines
+and the progress of long loops inside a step (bars, plain lines), not the summary lines.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from dtmm.errors import DtmmError, OutputPathError
+from dtmm.train.progress import Reporter
 
 __all__ = ["Run", "STATE_DIR"]
 
@@ -38,6 +40,8 @@ class Run:
         self.kind = kind
         self.quiet = quiet
         self.stream = stream or sys.stderr
+        #: the steps' ``progress`` callback: lines unless quiet, a bar for long loops on a terminal
+        self.say = Reporter(quiet=quiet, stream=self.stream)
         self.t0 = time.time()
         self.n_steps = steps
         self.k = 0
@@ -94,17 +98,13 @@ class Run:
         return self._path(rel)
 
     # -- steps
-    def say(self, msg: str) -> None:
-        if not self.quiet:
-            print(msg, file=self.stream, flush=True)
-
     def step(self, name: str, title: str, fn):
         """Run ``fn() -> (result dict, artifacts dict | None)`` unless step ``name`` is done."""
         self.k += 1
         tag = f"[{self.k}/{self.n_steps}]" if self.n_steps else f"[{self.k}]"
         done = self.load(name)
         if done is not None:
-            self.say(f"{tag} {title}: done in an earlier run (resumed)")
+            self.summary(f"{tag} {title}: done in an earlier run (resumed)")
             return done
         self.say(f"{tag} {title} ...")
         t = time.time()
@@ -112,6 +112,10 @@ class Run:
         res = dict(res)
         res["seconds"] = round(time.time() - t, 1)
         self.save(name, res, arts)
-        self.say(f"{tag} {title}: {res.get('summary', 'done')} ({res['seconds']:.0f} s, "
-                 f"{time.time() - self.t0:.0f} s in all)")
+        self.summary(f"{tag} {title}: {res.get('summary', 'done')} ({res['seconds']:.0f} s, "
+                      f"{time.time() - self.t0:.0f} s in all)")
         return res
+
+    def summary(self, line: str) -> None:
+        """A step's one-line summary: printed with or without ``quiet``."""
+        print(line, file=self.stream, flush=True)

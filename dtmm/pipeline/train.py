@@ -1,4 +1,5 @@
-"""``dtmm train``: train a zoo model and write its checkpoint."""
+"""``dtmm train``: train a zoo model or your own (``path/to/file.py:factory``) and write its
+checkpoint."""
 from __future__ import annotations
 
 import time
@@ -17,21 +18,23 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0,
                   batch_size: int = 64, lr: float | None = None, optimizer: str = "adam",
                   limit: int | None = None, progress: bool = True) -> dict:
-    """Train zoo model ``model`` on ``data`` and write ``out/checkpoint.pt``."""
+    """Train ``model`` (a zoo name or ``path/to/file.py:factory``) on ``data`` and write
+    ``out/checkpoint.pt`` (which records the model spec, a file's absolute path)."""
     import torch
 
     from dtmm.train import evaluate, save_checkpoint, train
-    from dtmm.zoo import build_model
+    from dtmm.pipeline import models as M
 
     if epochs < 1:
         raise DtmmError(f"--epochs must be >= 1, got {epochs}")
+    M.check_spec(model)                                          # before any data loading
     out_dir = check_output_path(out, names=[CHECKPOINT_NAME])     # before any training
     ds, tr, va, te = load_splits(data)
     if limit is not None:  # limit applies to the training split only
         idx = np.random.default_rng(seed).permutation(len(tr))[:limit]
         tr = tr.subset(np.sort(idx))
     torch.manual_seed(seed)
-    net = build_model(model, ds.input_shape, ds.num_classes)
+    net = M.build(model, ds.input_shape, ds.num_classes)
     t0 = time.time()
     if lr is None:
         lr = DEFAULT_LR[optimizer]
@@ -40,7 +43,7 @@ def train_command(*, model: str, data: str, epochs: int, out: str, seed: int = 0
     acc, loss = evaluate(net, te)
     check_output_path(out_dir, names=[CHECKPOINT_NAME])     # still ours to write?
     path = out_dir / CHECKPOINT_NAME
-    save_checkpoint(path, net, model_name=model, input_shape=ds.input_shape,
+    save_checkpoint(path, net, model_name=M.canonical(model), input_shape=ds.input_shape,
                     num_classes=ds.num_classes, dataset=data,
                     extra={"seed": seed, "epochs": epochs, "test_accuracy": acc})
     record_outputs(out_dir, [CHECKPOINT_NAME])

@@ -15,17 +15,33 @@ CODEGEN_BACKENDS = ("host", "qemu-m4", "qemu-m7", "qemu-m55")
 
 
 def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
-                   profile: bool = False) -> dict:
+                   profile: bool = False, progress=None, board: str | None = None) -> dict:
     """Run ``model`` on ``backend`` over test images and compare with the reference.
+
+    ``board`` (QEMU backends, see ``dtmm boards``): link the firmware against that board's
+    flash and SRAM (its core must be the backend's); a model that does not fit raises
+    :class:`~dtmm.codegen.platform.RegionOverflowError` naming the region and the overflow.
 
     ``profile`` (QEMU backends): also build the model with per-op markers and report
     each op's executed instructions on the first image (``profile`` list).
+    ``progress``: a callback (:class:`dtmm.train.progress.Reporter`: a bar on a terminal)
+    told how many images the QEMU runs have done.
     """
     from dtmm.quant.quantize import quantize_input
     from dtmm.runtime.reference import run_reference
 
     if samples < 1:
         raise DataError("--samples must be >= 1")
+    if board is not None:
+        from dtmm.codegen.backends import BACKEND_TARGETS
+        from dtmm.codegen.platform.boards import get_board
+        if backend not in CODEGEN_BACKENDS[1:]:
+            raise DtmmError(f"--board needs a QEMU backend ({', '.join(CODEGEN_BACKENDS[1:])}), "
+                            f"not {backend!r}")
+        b = get_board(board)
+        if BACKEND_TARGETS[backend] != b.core:
+            raise DtmmError(f"--board {b.name} is a {b.core} board ({b.mcu}); use --backend "
+                            f"qemu-{b.core.removeprefix('cortex-')}")
     if profile and backend not in CODEGEN_BACKENDS[1:]:
         raise DtmmError(f"--profile needs a QEMU backend ({', '.join(CODEGEN_BACKENDS[1:])}), "
                         f"not {backend!r}: only the emulator counts instructions")
@@ -58,7 +74,8 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
         # which must match the compressed layers run from their formats byte for byte.
         outs = run_tflm(to_tflite_bytes(dense_equivalent(qg)) if has_compressed_ops(qg) else model_bytes, xq)
     elif backend in CODEGEN_BACKENDS:
-        outs, extra = _run_codegen_backend(qg, backend, xq, profile=profile)
+        outs, extra = _run_codegen_backend(qg, backend, xq, profile=profile, progress=progress,
+                                           board=board)
     else:
         raise DtmmError(f"unknown backend {backend!r}; known: reference, tflm, "
                         f"{', '.join(CODEGEN_BACKENDS)}")
@@ -75,8 +92,39 @@ def verify_command(*, model: str, backend: str, data: str, samples: int = 100,
 
 
 
-def _run_codegen_backend(qg, backend: str, xq: np.ndarray,
-                         profile: bool = False) -> tuple[np.ndarray, dict]:
+#: images per QEMU run when progress is reported (one line / bar step each)
+PROGRESS_CHUNK = 16
+
+
+def run_firmware_progress(fw, xq: np.ndarray, progress=None, desc: str = "qemu"):
+    """:func:`dtmm.codegen.backends.run_firmware` over ``xq`` in runs of
+    :data:`PROGRESS_CHUNK` images, reporting the images done to ``progress`` (a bar on a
+    terminal, plain lines with elapsed and remaining time otherwise); one result."""
+    from dataclasses import replace
+
+    from dtmm.codegen.backends import run_firmware
+    from dtmm.train.progress import ticker
+
+    if progress is None or len(xq) <= PROGRESS_CHUNK:
+        with ticker(progress, f"{desc}: images run", len(xq), unit="image") as bar:
+            res = run_firmware(fw, xq)
+            bar.update(len(xq))
+        return res
+    parts = []
+    with ticker(progress, f"{desc}: images run", len(xq), unit="image") as bar:
+        for i in range(0, len(xq), PROGRESS_CHUNK):
+            parts.append(run_firmware(fw, xq[i:i + PROGRESS_CHUNK]))
+            bar.update(len(parts[-1].outputs))
+    cyc = [c for p in parts for c in (p.estimated_cycles or [])]
+    ops = [r for p in parts for r in (p.op_instructions or ())]
+    return replace(parts[0], outputs=np.concatenate([p.outputs for p in parts]),
+                   instructions=[c for p in parts for c in p.instructions],
+                   op_instructions=tuple(ops) if parts[0].op_instructions is not None else None,
+                   estimated_cycles=cyc if len(cyc) == len(xq) else None)
+
+
+def _run_codegen_backend(qg, backend: str, xq: np.ndarray, profile: bool = False,
+                         progress=None, board: str | None = None) -> tuple[np.ndarray, dict]:
     """Outputs of the generated C model on ``backend`` and the measurements to report."""
     from dtmm.codegen.backends import BACKEND_TARGETS, build_firmware, build_host_model, run_firmware
 
@@ -93,26 +141,15 @@ def _run_codegen_backend(qg, backend: str, xq: np.ndarray,
                       "arena_bytes": model.plan.arena.size,
                       "arena_lower_bound_bytes": model.plan.arena.peak_live,
                       "const_bytes": model.plan.const_bytes}
-    fw = build_firmware(qg, target)
-    res = run_firmware(fw, xq)
+    from dtmm.codegen.platform.boards import resolve_target
+    spec = resolve_target(target, board, target)     # the board's memory sizes, if one is given
+    fw = build_firmware(qg, spec)
+    res = run_firmware_progress(fw, xq, progress, backend)
     ins = res.instructions
-    prof = {}
-    if profile:
-        pres = run_firmware(build_firmware(qg, target, profile=True), xq[:1])
-        if not np.array_equal(pres.outputs, res.outputs[:1]):
-            raise DtmmError("the profiling build's output differs from the normal build's")
-        row = pres.op_instructions[0]
-        total = res.instructions_per_inference
-        prof = {"profile": [{"op": s.op_name, "kind": s.op_kind, "instructions": int(row[s.index]),
-                             "share": round(row[s.index] / total, 4) if total else None}
-                            for s in fw.plan.steps],
-                "profile_ops_total": int(sum(row)),
-                "profile_note": "executed instructions of each op's kernel call on image 0 "
-                                "(QEMU count, not cycles); the rest of "
-                                "instructions_per_inference is dtmm_model_invoke's input/output "
-                                "copies"}
+    prof = (op_profile(qg, spec, xq[:1], res.outputs[:1], res.instructions_per_inference)
+            if profile else {})
     return res.outputs, {
-        "target": target,
+        "target": target, **({"board": spec.board} if spec.board else {}),
         "instructions_per_inference": res.instructions_per_inference,
         "instructions_min": int(min(ins)), "instructions_max": int(max(ins)),
         "instructions_note": "executed instructions counted by QEMU around one "
@@ -122,3 +159,25 @@ def _run_codegen_backend(qg, backend: str, xq: np.ndarray,
         "const_bytes": res.const_bytes, "seconds": round(time.time() - t0, 2), **prof,
     }
 
+
+def op_profile(qg, target: str, x1: np.ndarray, expected: np.ndarray, total: int) -> dict:
+    """Each op's executed instructions for the one int8 image ``x1`` on a Cortex-M ``target``
+    (one build with per-op markers, one QEMU run): ``profile`` (op, kind, instructions,
+    share of ``total``, the plain build's instructions per inference), ``profile_ops_total``
+    and ``profile_note``. ``expected``: the plain build's output for ``x1``, which the
+    profiling build must reproduce."""
+    from dtmm.codegen.backends import build_firmware, run_firmware
+
+    fw = build_firmware(qg, target, profile=True)
+    pres = run_firmware(fw, x1)
+    if not np.array_equal(pres.outputs, expected):
+        raise DtmmError("the profiling build's output differs from the normal build's")
+    row = pres.op_instructions[0]
+    return {"profile": [{"op": s.op_name, "kind": s.op_kind, "instructions": int(row[s.index]),
+                         "share": round(row[s.index] / total, 4) if total else None}
+                        for s in fw.plan.steps],
+            "profile_ops_total": int(sum(row)),
+            "profile_note": "executed instructions of each op's kernel call on image 0 "
+                            "(QEMU count, not cycles); the rest of "
+                            "instructions_per_inference is dtmm_model_invoke's input/output "
+                            "copies"}

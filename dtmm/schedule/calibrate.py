@@ -28,7 +28,7 @@ from dtmm.schedule.latency import LatencyModel, OpShape, features, fit, op_shape
 from dtmm.schedule.space import ScheduleError
 
 __all__ = ["LayerSpec", "GraphSpec", "design", "build_graph", "measure", "calibrate",
-           "from_board_csv", "evaluate", "CSV_COLUMNS"]
+           "from_board_csv", "evaluate", "CSV_COLUMNS", "CSV_OPTIONAL"]
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,22 @@ def _convs(c: int, big: bool) -> list[LayerSpec]:
 
 def _others(h: int, w: int, c: int) -> list[LayerSpec]:
     out = [LayerSpec("dw", c, 3, 1), LayerSpec("dw", c, 3, 2), LayerSpec("maxpool", c, 2, 2),
-           LayerSpec("avgpool", c, 2, 2), LayerSpec("maxpool", c, 3, 2), LayerSpec("add", c)]
+           LayerSpec("avgpool", c, 2, 2), LayerSpec("maxpool", c, 3, 2), LayerSpec("add", c),
+           # windows other than 2x2 (else taps = 4 x outputs and the fit cannot tell
+           # per-tap from per-output costs): 3x3 stride 1 and a global pool
+           LayerSpec("avgpool", c, 3, 1), LayerSpec("maxpool", c, 3, 1)]
+    if h == w and h * w <= 255:       # (longer windows take the DSP avg pool's C loop)
+        out += [LayerSpec("avgpool", c, h, h), LayerSpec("maxpool", c, h, h)]
     if h * w * c <= 8192:
         out.append(LayerSpec("fc", 10))
     return out
 
 
 _TRAIN = ((32, 32, 1), (32, 32, 3), (28, 28, 8), (16, 16, 16), (16, 16, 32), (8, 8, 64),
-          (8, 8, 128), (4, 4, 256), (12, 12, 24))
+          (8, 8, 128), (4, 4, 256), (12, 12, 24),
+          # C_in that the MVE FWCS asm loop does not take (the generic loop): beta pruning
+          # makes such widths
+          (12, 12, 48), (6, 6, 80))
 _HELD_OUT = ((24, 24, 4), (10, 10, 48), (6, 6, 96), (20, 20, 12), (14, 14, 20))
 _QUICK = ((16, 16, 3), (8, 8, 32), (4, 4, 64))
 
@@ -210,24 +218,28 @@ def calibrate(target: str, *, quick: bool = False, simd: str = "auto", progress=
     from dtmm.codegen.arena import isa_path
 
     isa = isa_path(target, simd)
-    say = progress or (lambda msg: None)
+    from dtmm.train.progress import ticker
+
     t0 = time.time()
     train: list = []
     specs = design(quick=quick)
+    bar = ticker(progress, f"calibrate {target}: graphs measured", len(specs), unit="graph")
     for i, spec in enumerate(specs):
         train += measure(build_graph(spec, seed=i), target, simd=simd, with_invoke=i < 3, seed=i)
-        say(f"calibrate {target}: graph {i + 1}/{len(specs)} {spec.input} measured "
-            f"({time.time() - t0:.0f} s)")
+        bar.update(text=f"{spec.input}")
+    bar.close()
     coef, stats = fit([(s, y) for s, y, _ in train], isa)
     model = LatencyModel(target, isa, coef, {"unit": "instructions", "source": "qemu",
                                              "quick": bool(quick), "fit": stats})
     test: list = []
     if held_out:
         hs = design(held_out=True)
-        for i, spec in enumerate(hs if not quick else hs[:2]):
+        hs = hs if not quick else hs[:2]
+        bar = ticker(progress, f"calibrate {target}: held-out graphs measured", len(hs), unit="graph")
+        for i, spec in enumerate(hs):
             test += measure(build_graph(spec, seed=100 + i), target, simd=simd, seed=100 + i)
-            say(f"calibrate {target}: held-out graph {i + 1} {spec.input} measured "
-                f"({time.time() - t0:.0f} s)")
+            bar.update(text=f"{spec.input}")
+        bar.close()
         model.meta["held_out"] = evaluate(model, test)
     model.meta["train"] = evaluate(model, train)
     model.meta["seconds"] = round(time.time() - t0, 1)
@@ -237,12 +249,16 @@ def calibrate(target: str, *, quick: bool = False, simd: str = "auto", progress=
 #: Columns of a board measurement CSV (see the README): one measured layer per row.
 CSV_COLUMNS = ("kind", "out_h", "out_w", "c_in", "c_out", "kh", "kw", "in_h", "in_w", "kept",
                "cycles")
+#: Optional columns of the CSV (default: stride 1, no padding, depth multiplier 1); the
+#: depthwise and pool models count the taps inside the input from them.
+CSV_OPTIONAL = {"stride_h": 1, "stride_w": 1, "pad_t": 0, "pad_l": 0, "mult": 1}
 
 
 def from_board_csv(path, target: str, isa: str) -> LatencyModel:
     """Fit a latency model on a real board's measurements (a CSV with :data:`CSV_COLUMNS`;
     ``kind`` as in :class:`~dtmm.schedule.latency.OpShape`; ``kept`` the kept filterlets /
-    weights / kernels of a compressed layer, else 0). The model's unit is cycles."""
+    weights / kernels of a compressed layer, else 0; optionally :data:`CSV_OPTIONAL`,
+    the stride, top / left padding and depth multiplier). The model's unit is cycles."""
     from pathlib import Path
 
     p = Path(path)
@@ -261,6 +277,8 @@ def from_board_csv(path, target: str, isa: str) -> LatencyModel:
     for i, r in enumerate(rows, start=2):
         try:
             ints = {c: int(r[c]) for c in CSV_COLUMNS[1:-1]}
+            ints.update({c: int(r[c]) if (r.get(c) or "").strip() else d
+                         for c, d in CSV_OPTIONAL.items()})
             cycles = float(r["cycles"])
         except (TypeError, ValueError):
             raise ScheduleError(f"{p}: line {i}: every column but kind must be a number") from None
@@ -357,10 +375,12 @@ def measure_code_sizes(target: str, *, n_graphs: int = 36, seed: int = 0, progre
     from dtmm.schedule.flash import CodeSizes
     from dtmm.tflite.export import to_tflite_bytes
 
-    say = progress or (lambda msg: None)
+    from dtmm.train.progress import ticker
+
     rng = np.random.default_rng(seed)
     t0 = time.time()
     rows, rams, tfl = [], [], []
+    bar = ticker(progress, f"code sizes {target}: firmwares built", n_graphs, unit="firmware")
     for i in range(n_graphs):
         n = int(rng.integers(1, 6))
         kinds = [str(k) for k in rng.choice(_CODE_KINDS, size=n)]
@@ -380,8 +400,8 @@ def measure_code_sizes(target: str, *, n_graphs: int = 36, seed: int = 0, progre
         chans = sum(int(g.tensors[op.output].shape[-1]) for op in g.ops
                     if hasattr(op, "fmt") or hasattr(op, "weight"))
         tfl.append(([1.0, data, chans, len(g.ops), len(g.tensors)], len(to_tflite_bytes(g))))
-        if (i + 1) % 6 == 0:
-            say(f"code sizes {target}: {i + 1}/{n_graphs} firmwares built ({time.time() - t0:.0f} s)")
+        bar.update()
+    bar.close()
     files = sorted({KERNEL_SOURCES[k] for r in rows for k in r[0] if k in KERNEL_SOURCES})
     kinds_all = sorted({k for r in rows for k in r[0]})
     cols = ["base", "per_array"] + [f"kernel:{f}" for f in files] + [f"call:{k}" for k in kinds_all]

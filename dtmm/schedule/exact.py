@@ -249,6 +249,7 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
                                                       if cm.code is not None else 0.0)
 
     slack = 0.0
+    loss_slack = 0.0
     rounds = 0
     status = ""
     while True:
@@ -264,7 +265,12 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
         if bud.max_instructions is not None:
             rows.append((dict(terms["ins"]), -np.inf, bud.max_instructions - const["ins"]))
         if bud.max_loss is not None and loss is not None:
-            rows.append((dict(terms["loss"]), -np.inf, bud.max_loss + 1e-12))
+            # scaled to O(1): HiGHS's absolute feasibility tolerance (about 1e-6) is large
+            # against Taylor loss budgets of 1e-3, and a plan over budget by that much is
+            # refused by the exact check below
+            sc = 1.0 / max(bud.max_loss, 1e-9)
+            rows.append(({v: c * sc for v, c in terms["loss"].items()}, -np.inf,
+                         1.0 - 1e-6 - loss_slack * sc))
         ri, ci, vals, lo, hi = [], [], [], [], []
         for k, (r, a, b) in enumerate(rows):
             for v, c in r.items():
@@ -293,5 +299,8 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
         over = violations(c, bud)
         if "ram" in over and rounds < max_rounds and bud.ram is not None:
             slack += c.sram_bytes - bud.ram
+            continue
+        if "loss" in over and rounds < max_rounds and bud.max_loss is not None:
+            loss_slack += c.delta_loss - bud.max_loss        # a rounding overshoot: tighten
             continue
         return ExactResult(s, c, not over, status, time.perf_counter() - t0, B.n, rounds)

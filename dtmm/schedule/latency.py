@@ -44,7 +44,7 @@ import numpy as np
 
 from dtmm.schedule.space import ScheduleError
 
-__all__ = ["OpShape", "LatencyModel", "FEATURES", "KINDS", "op_kind", "op_shape", "features", "fit",
+__all__ = ["OpShape", "LatencyModel", "FEATURES", "KINDS", "op_kind", "fwcs_mve_vf", "op_shape", "features", "fit",
            "LANES", "load_calibration", "default_calibration", "CALIBRATION_DIR"]
 
 #: int8 lanes per SIMD MAC of each ISA path.
@@ -80,6 +80,19 @@ class OpShape:
     pad_l: int = 0
 
     @property
+    def taps_inside(self) -> int:
+        """Window taps that read the input, summed over the output pixels (the pools skip
+        padding taps).
+
+        >>> OpShape("max_pool", 4, 4, 8, 8, 3, 3, 4, 4, pad_t=1, pad_l=1).taps_inside  # (2+3+3+2)^2
+        100
+        """
+        def rows(n_out, k, s, p, n_in):
+            return sum(min(o * s - p + k, n_in) - max(o * s - p, 0) for o in range(n_out))
+        return (rows(self.out_h, self.kh, self.stride_h, self.pad_t, self.in_h)
+                * rows(self.out_w, self.kw, self.stride_w, self.pad_l, self.in_w))
+
+    @property
     def interior(self) -> int:
         """Output pixels whose whole window lies inside the input (no padding taps)."""
         def inside(n_out, k, s, p, n_in):
@@ -111,6 +124,15 @@ def _f_fwcs_wide(s: OpShape, l: int) -> dict[str, float]:
     return f
 
 
+def _f_fwcs_generic(s: OpShape, l: int) -> dict[str, float]:
+    # the generic C loop; on DSP it widens the input runs to int16 under the same rule as
+    # the fast loop (from 4 kept filterlets per kernel position)
+    f = _f_fwcs(s, l)
+    k = s.kh * s.kw
+    f["widen"] = s.out_h * s.out_w * k * s.c_in if l == 4 and s.kept >= 4 * k else 0
+    return f
+
+
 def _f_csr(s: OpShape, l: int) -> dict[str, float]:
     p = s.out_h * s.out_w
     band = s.out_h * s.kh * (s.in_w + 2 * s.kw) * _chunks(s.c_in, l)
@@ -139,10 +161,22 @@ def _f_fc(s: OpShape, l: int) -> dict[str, float]:
     return {"macs": s.c_out * _chunks(s.c_in, l), "outputs": s.c_out, "inputs": s.c_in, "call": 1}
 
 
-def _f_pool(s: OpShape, l: int) -> dict[str, float]:
-    p, c = s.out_h * s.out_w, s.c_out
-    return {"taps": p * s.kh * s.kw * c, "taps_vec": p * s.kh * s.kw * _chunks(c, 16),
-            "outputs": p * c, "pixels": p, "call": 1}
+def _f_max_pool(s: OpShape, l: int) -> dict[str, float]:
+    # dtmm_max_pool_s8.c: 16 channels per vector (MVE, the tail predicated), 4 per word
+    # (DSP: SSUB8 + SEL, a channel tail of 1-3 in C); only the taps inside the input
+    p, c, t = s.out_h * s.out_w, s.c_out, s.taps_inside
+    vec, tail = (_chunks(c, l), 0) if l == 16 else (c // l, c % l)
+    return {"taps": t * c, "taps_vec": t * vec, "taps_tail": t * tail, "outputs": p * c,
+            "out_vec": p * _chunks(c, l), "rows": s.out_h * s.kh, "pixels": p, "call": 1}
+
+
+def _f_avg_pool(s: OpShape, l: int) -> dict[str, float]:
+    # dtmm_avg_pool_s8.c: 4 channels per vector or word (int32 / int16 sums) on both SIMD
+    # paths; the division once per output vector (MVE) or per channel (DSP SDIV)
+    p, c, t = s.out_h * s.out_w, s.c_out, s.taps_inside
+    lanes = min(l, 4)
+    return {"taps": t * c, "taps_vec": t * _chunks(c, lanes), "outputs": p * c,
+            "out_vec": p * _chunks(c, lanes), "rows": s.out_h * s.kh, "pixels": p, "call": 1}
 
 
 def _f_add(s: OpShape, l: int) -> dict[str, float]:
@@ -166,19 +200,42 @@ def _f_invoke(s: OpShape, l: int) -> dict[str, float]:
 #: kind -> feature function ``(shape, lanes) -> {feature: value}``.
 FEATURES = {"conv": _f_conv, "fwcs": _f_fwcs, "fwcs_small": _f_fwcs, "fwcs_wide": _f_fwcs_wide,
             "csr": _f_csr, "pattern": _f_pattern, "depthwise": _f_depthwise, "fc": _f_fc,
-            "max_pool": _f_pool, "avg_pool": _f_pool, "add": _f_add, "softmax": _f_softmax,
+            "fwcs_generic": _f_fwcs_generic,
+            "max_pool": _f_max_pool, "avg_pool": _f_avg_pool, "add": _f_add, "softmax": _f_softmax,
             "concat": _f_concat, "invoke": _f_invoke}
 KINDS = tuple(FEATURES)
 
 
+def fwcs_mve_vf(c_in: int) -> int:
+    """Whole vectors per filterlet of the MVE asm filter loop for ``c_in``, or -1 where
+    ``dtmm_conv_fwcs_s8.c`` runs its generic C loop (mirrors its ``fwcs_mve_vf``).
+
+    >>> [fwcs_mve_vf(c) for c in (3, 16, 24, 48, 64, 80, 96, 128)]
+    [0, 1, 1, -1, 4, -1, -1, 8]
+    """
+    if c_in % 16 == 0:
+        vf = c_in // 16
+        return vf if vf in (1, 2, 4) or vf % 8 == 0 else -1
+    return c_in // 16 if c_in < 64 else -1
+
+
 def op_kind(shape: OpShape, isa: str) -> str:
     """The cost kind of an op on ISA path ``isa``: the FWCS kernel's paths are told apart
-    exactly as ``dtmm_conv_fwcs_s8.c`` chooses them."""
+    exactly as ``dtmm_conv_fwcs_s8.c`` chooses them (MVE: the asm filter loop where
+    :func:`fwcs_mve_vf` allows it, C_in 16/32/64 as their own unrolled kind; DSP: the
+    4-pixel SMLAD loop for C_in % 4 == 0, widened to int16 from 4 kept filterlets per
+    kernel position; otherwise the generic C loop)."""
     if shape.kind == "fwcs":
-        if isa == "mve" and shape.c_in in (16, 32, 64):
-            return "fwcs_small"
-        if isa == "dsp" and shape.kept >= 4 * shape.kh * shape.kw:
-            return "fwcs_wide"
+        kk = shape.kh * shape.kw
+        if isa == "mve":
+            if fwcs_mve_vf(shape.c_in) < 0 or kk > 256:
+                return "fwcs_generic"
+            return "fwcs_small" if shape.c_in in (16, 32, 64) else "fwcs"
+        if isa == "dsp":
+            if shape.c_in % 4 or kk > 256:
+                return "fwcs_generic"
+            if shape.kept >= 4 * kk:
+                return "fwcs_wide"
     return shape.kind
 
 
@@ -349,7 +406,8 @@ def op_shape(op, graph) -> OpShape | None:
         return OpShape("fc", 1, 1, n, o)
     if kind in ("max_pool2d", "avg_pool2d"):
         return OpShape(kind[:-2], oh, ow, int(ins[-1]), int(outs[-1]), int(op.kernel[0]),
-                       int(op.kernel[1]), ih, iw)
+                       int(op.kernel[1]), ih, iw, stride_h=int(op.stride[0]),
+                       stride_w=int(op.stride[1]), pad_t=int(op.pads[0]), pad_l=int(op.pads[2]))
     if kind == "add":
         n = int(np.prod(outs))
         return OpShape("add", 1, 1, n, n)

@@ -171,6 +171,14 @@ def solve(cm: CostModel, problem: Problem, *, solver: str = "anneal", seed: int 
     if solver not in SOLVERS:
         raise ScheduleError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
     check_reachable(cm, problem.budgets)
+    asked = problem
+    if problem.budgets.flash is not None:       # aim under the flash budget by the estimate's error
+        from dataclasses import replace
+
+        from dtmm.schedule.flash import FLASH_MARGIN
+
+        problem = replace(problem, budgets=replace(problem.budgets,
+                                                   flash=int(problem.budgets.flash * FLASH_MARGIN)))
     if solver == "anneal":
         r = anneal(cm, problem, iterations=iterations, seed=seed)
         meta = {"seconds": round(r.seconds, 3), "evaluations": r.evaluations, "seed": seed}
@@ -186,7 +194,7 @@ def solve(cm: CostModel, problem: Problem, *, solver: str = "anneal", seed: int 
                   if over else "no feasible point found")
         raise ScheduleError(f"no strategy meets all the budgets together ({detail}); each budget "
                             f"alone is reachable: relax one of them")
-    return build_plan(cm, problem, s, c, solver=solver, meta=meta)
+    return build_plan(cm, asked, s, c, solver=solver, meta=meta)
 
 
 # ------------------------------------------------------------------------- reading

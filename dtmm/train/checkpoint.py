@@ -266,7 +266,8 @@ def load_checkpoint(
         except ZooError as e:
             raise ModelFileError(
                 f"{p}: cannot rebuild model {meta.model_name!r} ({e}); zoo models are "
-                f"{', '.join(MODEL_NAMES)}: pass model= to load into your own module"
+                f"{', '.join(MODEL_NAMES)}: pass model= to load into your own module "
+                f"(on the command line: --model path/to/file.py:factory)"
             ) from e
     state = raw["state_dict"]
     _check_state(p, meta.model_name, model, state)

@@ -1,4 +1,5 @@
-"""Progress of long training runs: a tqdm bar on a terminal, plain lines otherwise.
+"""Progress of long runs: a tqdm bar on a terminal, plain lines with elapsed time and an
+estimate of the time remaining otherwise.
 
 :class:`Progress` writes to ``stream`` (standard error by default, so that standard
 output stays clean for ``--json`` results):
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "format_seconds"]
+__all__ = ["Progress", "Ticker", "Reporter", "ticker", "format_seconds"]
 
 
 def format_seconds(s: float) -> str:
@@ -97,3 +98,127 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+# ------------------------------------------------------------------ other long loops
+
+
+class Ticker:
+    """Progress of a loop over ``total`` items (pruned models measured, calibration graphs,
+    QEMU runs): a tqdm bar on a terminal, otherwise a plain line every tenth of the loop
+    (and at its end) with the elapsed time and an estimate of the time remaining.
+
+    ``say``: where plain lines go instead of ``stream`` (a ``progress`` callback).
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> t = Ticker("sensitivity", 4, unit="model", stream=out)
+        >>> for _ in range(4):
+        ...     t.update()
+        >>> t.close()
+        >>> out.getvalue().splitlines()[-1].startswith("sensitivity: 4/4 models | elapsed ")
+        True
+    """
+
+    def __init__(self, desc: str, total: int, *, unit: str = "step", quiet: bool = False,
+                 stream: TextIO | None = None, say=None):
+        self.desc, self.total, self.unit = desc, max(int(total), 0), unit
+        self.stream = sys.stderr if stream is None else stream
+        self.quiet = quiet
+        self.say = say
+        self.k = 0
+        self.t0 = time.perf_counter()
+        self.every = max(1, -(-self.total // 10))
+        self.bar = None
+        if not quiet and say is None and _is_tty(self.stream):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, unit=unit, desc=desc, leave=False, file=self.stream)
+
+    def update(self, n: int = 1, text: str | None = None) -> None:
+        """``n`` more items done; ``text`` (optional) is added to this item's line."""
+        self.k += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        if self.quiet or not (self.k % self.every == 0 or self.k >= self.total):
+            return
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / max(self.k, 1) * max(self.total - self.k, 0)
+        units = self.unit + ("s" if self.total != 1 else "")
+        line = (f"{self.desc}: {self.k}/{self.total} {units}{': ' + text if text else ''} | "
+                f"elapsed {format_seconds(elapsed)}, ~{format_seconds(left)} left")
+        if self.say is not None:
+            self.say(line)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Reporter:
+    """A ``progress`` callback for the pipeline: called with a line, prints it (to standard
+    error) unless ``quiet``; :func:`ticker` asks it for a :class:`Ticker` (a bar on a
+    terminal). :meth:`step` times one step of a verb and prints ``[k/n] title: summary``.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> say = Reporter(stream=out, steps=2)
+        >>> with say.step("load the checkpoint") as s:
+        ...     s.summary = "resnet8"
+        >>> out.getvalue().startswith("[1/2] load the checkpoint: resnet8 (")
+        True
+    """
+
+    def __init__(self, *, quiet: bool = False, stream: TextIO | None = None, steps: int | None = None):
+        self.quiet = quiet
+        self.stream = sys.stderr if stream is None else stream
+        self.steps = steps
+        self.k = 0
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=self.stream, flush=True)
+
+    def ticker(self, desc: str, total: int, unit: str = "step") -> Ticker:
+        return Ticker(desc, total, unit=unit, quiet=self.quiet, stream=self.stream)
+
+    def step(self, title: str) -> "_Step":
+        self.k += 1
+        tag = f"[{self.k}/{self.steps}]" if self.steps else f"[{self.k}]"
+        return _Step(self, tag, title)
+
+
+class _Step:
+    def __init__(self, rep: Reporter, tag: str, title: str):
+        self.rep, self.tag, self.title, self.summary = rep, tag, title, "done"
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.rep(f"{self.tag} {self.title}: {self.summary} "
+                     f"({format_seconds(time.perf_counter() - self.t0)})")
+
+
+def ticker(progress, desc: str, total: int, unit: str = "step") -> Ticker:
+    """The :class:`Ticker` for a ``progress`` callback: a :class:`Reporter`'s (a bar on a
+    terminal), plain lines through any other callable, or a silent one for ``None``."""
+    if progress is None:
+        return Ticker(desc, total, unit=unit, quiet=True)
+    if hasattr(progress, "ticker"):
+        return progress.ticker(desc, total, unit)
+    return Ticker(desc, total, unit=unit, say=progress)

@@ -20,6 +20,7 @@ counts between ``dtmm_bench_start()`` / ``dtmm_bench_stop()`` (``dtmm_platform.h
 (0, '285\\n', None)
 """
 
+from .boards import BOARDS, Board, board_table, emulator_note, get_board
 from .arrays import c_array, parse_hex, parse_hex_all
 from .runner import FAULT_EXIT_CODE, RunError, RunResult, describe_fault, plugin_path, qemu_command, run
 from .targets import SIMD_LEVELS, TARGETS, MemoryRegion, Target, get_target
@@ -36,6 +37,11 @@ from .toolchain import (
 
 __all__ = [
     "Artifact",
+    "BOARDS",
+    "Board",
+    "board_table",
+    "emulator_note",
+    "get_board",
     "FAULT_EXIT_CODE",
     "MemoryRegion",
     "RegionOverflowError",

@@ -70,6 +70,14 @@ class Target:
     #: (v7-M: a 1 KiB no-access MPU region under the stack) or "" (host)
     stack_guard: str = ""
     notes: str = field(default="", compare=False)
+    #: the real board whose flash / SRAM sizes ``regions`` carry (see
+    #: :mod:`dtmm.codegen.platform.boards`), "" for the emulator's own memory map
+    board: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """``"nucleo-f446re (cortex-m4)"`` for a board's target, else the target name."""
+        return f"{self.board} ({self.name})" if self.board else self.name
 
     @property
     def pointer_bytes(self) -> int:

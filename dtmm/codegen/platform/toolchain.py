@@ -176,11 +176,13 @@ def _fail(t: Target, what: str, proc: subprocess.CompletedProcess) -> BuildError
     text = (proc.stderr or "") + (proc.stdout or "")
     overflows = [(m.group(1), int(m.group(2))) for m in _OVERFLOW_RE.finditer(text)]
     if overflows:
-        regions = {r.name: f"{r.size // 1024} KiB at 0x{r.origin:08X}, {r.role}" for r in t.regions}
+        regions = {r.name: f"{r.size // 1024} KiB at 0x{r.origin:08X}, {r.role}"
+                           + (f": {r.description}" if t.board and r.description else "")
+                   for r in t.regions}
         seen: dict[str, int] = {}
         for name, n in overflows:
             seen[name] = max(n, seen.get(name, 0))
-        return RegionOverflowError(t.name, list(seen.items()), regions)
+        return RegionOverflowError(t.display_name, list(seen.items()), regions)
     lines = text.strip().splitlines()
     tail = "\n".join(lines[-40:])
     return BuildError(f"{what} failed for target {t.name} (exit {proc.returncode}):\n{tail}")
@@ -293,6 +295,8 @@ def build(
 
     h = hashlib.sha256()
     h.update(repr((t.name, kind, simd, stack_bytes, heap_min_bytes, common, dflags, link)).encode())
+    if t.board:                      # a board's region lengths: another linker script
+        h.update(repr((t.board, [r.linker_line() for r in t.regions])).encode())
     h.update(_tool_version(cc).encode())
     _hash_files(h, srcs)
     _hash_files(h, _headers(incs))

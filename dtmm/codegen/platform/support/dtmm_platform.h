@@ -45,6 +45,11 @@ void dtmm_print_hex(const char *name, const void *data, size_t nbytes);
  * Returns the number of bytes read (0 if there is no input). */
 size_t dtmm_read_input(void *buf, size_t cap);
 
+/* Stream the run's input: read the next up to n bytes into buf (the file is opened on the
+ * first call and read on from there). Returns the number of bytes read: n, fewer at the
+ * end of the input, 0 when it is exhausted (or there is no input). */
+size_t dtmm_input_next(void *buf, size_t n);
+
 /* Place very large constant tables / buffers.  On cortex-m55 these go to the 4 MiB
  * SSE-300 SRAM at 0x31000000 (the 512 KiB TCMs are too small for big models);
  * elsewhere they stay in the normal flash / RAM regions. */

@@ -17,3 +17,24 @@ size_t dtmm_read_input(void *buf, size_t cap)
     fclose(f);
     return n;
 }
+
+size_t dtmm_input_next(void *buf, size_t n)
+{
+    static FILE *f;
+    static int state; /* 0: not opened yet, 1: open, 2: no input or exhausted */
+    size_t got = 0;
+    if (state == 0) {
+        f = fopen("dtmm_input.bin", "rb");
+        state = f ? 1 : 2;
+    }
+    while (state == 1 && got < n) {
+        const size_t k = fread((char *)buf + got, 1, n - got, f);
+        got += k;
+        if (k == 0) {
+            fclose(f);
+            f = NULL;
+            state = 2;
+        }
+    }
+    return got;
+}

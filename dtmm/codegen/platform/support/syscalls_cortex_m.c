@@ -144,6 +144,33 @@ size_t dtmm_read_input(void *buf, size_t cap)
     return got;
 }
 
+size_t dtmm_input_next(void *buf, size_t n)
+{
+    static int h = -2; /* -2: not opened yet, -1: no input or exhausted */
+    static const char name[] = "dtmm_input.bin";
+    if (h == -2) {
+        uint32_t oargs[3] = {(uint32_t)name, 1u /* "rb" */, sizeof name - 1};
+        h = sh_call(SYS_OPEN, oargs);
+        if (h < 0) {
+            h = -1;
+        }
+    }
+    size_t got = 0;
+    while (h >= 0 && got < n) {
+        uint32_t rargs[3] = {(uint32_t)h, (uint32_t)((char *)buf + got), (uint32_t)(n - got)};
+        const size_t want = n - got;
+        const int left = sh_call(SYS_READ, rargs); /* bytes NOT read */
+        const size_t read = (left < 0 || (size_t)left > want) ? 0 : want - (size_t)left;
+        got += read;
+        if (read == 0) { /* end of the input */
+            uint32_t hargs[1] = {(uint32_t)h};
+            sh_call(SYS_CLOSE, hargs);
+            h = -1;
+        }
+    }
+    return got;
+}
+
 static char *put_hex(char *p, uint32_t v)
 {
     static const char digits[] = "0123456789abcdef";
