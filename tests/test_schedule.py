@@ -56,9 +56,10 @@ def test_residual_adds_tie_channel_groups():
     g = sp.groups[by_layer["stem.conv"]]
     assert set(g.producers) == {"stem.conv", "layers.0.conv2.conv"} and g.pinned is None
     assert sp.groups[by_layer["fc"]].pinned == "graph output"
-    # 1x1 convs prune through beta only; fully connected layers stay dense
+    # 1x1 convs prune through beta only; fully connected layers take dense or FWCS runs
     assert sp.options(sp.layer("layers.1.shortcut")) == [("dense", 0.0), ("fwcs", 0.0)]
-    assert sp.options(sp.layer("fc")) == [("dense", 0.0)]
+    assert sp.options(sp.layer("fc"))[:3] == [("dense", 0.0), ("fwcs", 0.0), ("fwcs", 0.05)]
+    assert len(sp.options(sp.layer("fc"))) == 1 + len(sp.alphas)
     assert len(sp.options(sp.layer("stem.conv"))) == 1 + len(sp.alphas)
 
 
@@ -86,13 +87,75 @@ def test_predicted_const_bytes_and_arena_equal_the_generated_model(name, digits)
         cm = _cost_model(net, target=target)
         sp = cm.space
         scores = unit_scores(net, sp, "l2")
-        for _ in range(2):
-            s = _random_strategy(cm, rng)
+        for k in range(2):
+            s = _with_pruned_fc(cm, _random_strategy(cm, rng), rng) if k == 0 else _random_strategy(cm, rng)
             c = cm.evaluate(s)
             masked, _, _ = mask_model(net, sp, s, scores, x)
             _, _, cg, _ = pruned_graphs(masked, (1, 8, 8), sp, s, x[:64].transpose(0, 2, 3, 1).copy())
+            if k == 0:                          # the FC is stored as FWCS runs, as planned
+                assert any(op.kind == "compressed_fully_connected" for op in cg.ops), name
             p = plan_model(cg, target)
             assert (p.const_bytes, p.arena.size) == (c.const_bytes, c.arena_bytes), (name, target, s)
+
+
+def _with_pruned_fc(cm, s, rng):
+    """``s`` with every fully connected layer FWCS at a random alpha > 0."""
+    opts = list(s.options)
+    for li, ly in enumerate(cm.space.layers):
+        if ly.kind == "fc":
+            o = cm.options[li]
+            choices = [i for i, (f, a) in enumerate(o) if f == "fwcs" and a > 0] or \
+                [i for i, (f, _) in enumerate(o) if f == "fwcs"]
+            opts[li] = int(rng.choice(choices))
+    return Strategy(s.betas, tuple(opts))
+
+
+def _pooled(c=40):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+    return realistic_bn(net, seed=2).eval()
+
+
+@pytest.mark.parametrize("kind", ["flattened", "pooled"])
+def test_pruned_fc_after_channel_removal_is_exact_and_bit_exact_on_the_host(kind, digits):
+    """An FWCS FC whose input channels shrink with beta: on a flattened map (8x8 positions,
+    NHWC columns: the torch mask is permuted back) or a pooled vector (40 or 25 inputs: a
+    short last run in every row). The FC's runs are those of its pruned inputs; predicted
+    bytes, arena and the fc_fwcs latency shape equal the generated model's, and the
+    generated C (host) equals the reference bit for bit."""
+    from dtmm.codegen.backends import build_host_model
+    from dtmm.runtime.reference import run_reference
+    from dtmm.schedule.latency import op_shape
+
+    x, y = digits
+    net = _tiny(digits) if kind == "flattened" else _pooled()
+    cm = _cost_model(net, betas=(0.0, 0.375))
+    sp = cm.space
+    scores = unit_scores(net, sp, "taylor", x, y, batches=2)
+    fc = next(ly for ly in sp.layers if ly.kind == "fc")
+    g_in = sp.layers[1].out_group                       # the conv feeding the FC
+    oi = sp.options(fc).index(("fwcs", 0.7 if kind == "flattened" else 0.3))
+    rng = np.random.default_rng(0)
+    xq = rng.integers(-128, 128, size=(4, 8, 8, 1)).astype(np.int8)
+    ins = []
+    for beta in (0, 1):
+        betas = tuple(beta if gi == g_in else 0 for gi in range(len(sp.groups)))
+        s = Strategy(betas, (0, 0, oi))
+        c = cm.evaluate(s)
+        lc = cm.layer_costs(s)[2]
+        masked, _, _ = mask_model(net, sp, s, scores, x)
+        _, _, cg, _ = pruned_graphs(masked, (1, 8, 8), sp, s, x[:64].transpose(0, 2, 3, 1).copy())
+        op = next(o for o in cg.ops if o.kind == "compressed_fully_connected")
+        assert op.fmt.shape == (10, lc.c_in) and op.fmt.n_filterlets == lc.kept < 10 * -(-lc.c_in // 16)
+        assert op_shape(op, cg) == OpShape("fc_fwcs", 1, 1, lc.c_in, 10, kept=lc.kept,
+                                           tail=10 if lc.c_in % 16 else 0)
+        p = plan_model(cg, "cortex-m55")
+        assert (p.const_bytes, p.arena.size) == (c.const_bytes, c.arena_bytes), beta
+        assert np.array_equal(build_host_model(cg)(xq), run_reference(cg, xq))
+        ins.append(lc.c_in)
+    assert ins == ([512, 320] if kind == "flattened" else [40, 25])
 
 
 # ----------------------------------------------------------------------------- solvers
@@ -116,6 +179,7 @@ def _small_problem(loss_scale: float = 1.0):
     torch.manual_seed(0)
     cm = _cost_model(Net(), alphas=(0.0, 0.3, 0.6, 0.9), betas=(0.0, 0.25, 0.5))
     sp = cm.space
+    assert ("fwcs", 0.9) in sp.options(sp.layer("fc"))         # the FC's runs are in the space
     rng = np.random.default_rng(3)
     groups = [np.concatenate([[0.0], np.cumsum(rng.random(len(sp.betas) - 1))]) if g.pinned is None
               else np.zeros(len(sp.betas)) for g in sp.groups]
@@ -227,7 +291,8 @@ def test_latency_fit_recovers_a_linear_model():
         s = OpShape("fwcs", out_h=int(rng.integers(2, 16)), out_w=int(rng.integers(2, 16)),
                     c_in=int(rng.integers(1, 100)), c_out=int(rng.integers(1, 64)), kh=3, kw=3,
                     kept=int(rng.integers(10, 500)))
-        n = 3.0 * s.out_h * s.out_w * s.kept * -(-s.c_in // 16) + 20 * s.out_h * s.out_w * s.c_out + 500
+        slots = -(-s.out_h * s.out_w // 4) * 4            # the kernel's 4-pixel blocks
+        n = 3.0 * slots * s.kept * -(-s.c_in // 16) + 20 * slots * s.c_out + 500
         samples.append((s, n))
     coef, stats = fit(samples, "mve")
     assert coef["fwcs"]["macs"] == pytest.approx(3.0, rel=1e-4)
@@ -309,6 +374,12 @@ def test_taylor_loss_tables_are_the_removed_units_scores(digits):
     oi = sp.options(ly).index(("fwcs", 0.5))
     assert 0 < loss.layers[ly.index][0, oi] < scores.filterlets["3"].sum()
     assert loss.layers[ly.index][0, 0] == 0.0
+    # the FC's filterlets are its runs of 16 inputs (IR column order): Taylor |sum dL/dw * w|
+    fc = sp.layer("7")
+    assert scores.filterlets["7"].shape == (10, 32)
+    oi = sp.options(fc).index(("fwcs", 0.5))
+    removed = np.sort(scores.filterlets["7"].ravel())[:160].sum()
+    assert loss.layers[fc.index][0, oi] == pytest.approx(removed)
 
 
 def test_sensitivity_loss_is_measured_and_cached(digits, tmp_path):
@@ -322,6 +393,8 @@ def test_sensitivity_loss_is_measured_and_cached(digits, tmp_path):
     ly = sp.layer("3")
     oi9 = sp.options(ly).index(("fwcs", 0.9))
     assert a.layers[ly.index][0, oi9] != 0.0           # pruning 90 % changes the loss
+    fc = sp.layer("7")                                  # so does 90 % of the FC's runs
+    assert a.layers[fc.index][0, sp.options(fc).index(("fwcs", 0.9))] != 0.0
     b = sensitivity_loss(net, sp, scores, x, x[:64], y[:64], alphas=(0.5, 0.9), bn_batches=2,
                          cache_dir=tmp_path)
     assert all(np.array_equal(p, q) for p, q in zip(a.layers, b.layers))

@@ -40,7 +40,7 @@ from __future__ import annotations
 from dtmm.errors import FormatError
 
 __all__ = ["STRUCT_FIELDS", "OP_STRUCTS", "OP_ARRAYS", "op_array_count", "POINTER_BYTES", "struct_size", "meta_bytes",
-           "conv_quant_bytes", "fc_quant_bytes", "op_bytes", "graph_bytes"]
+           "conv_quant_bytes", "fc_quant_bytes", "fc_fwcs_bytes_from_counts", "op_bytes", "graph_bytes"]
 
 #: Pointer width of the deployment targets (32-bit Cortex-M); hosts pass their own.
 POINTER_BYTES = 4
@@ -146,6 +146,28 @@ def fc_quant_bytes(out_features: int, *, per_channel: bool) -> int:
     """Bias (int32 per output) + multiplier + shift (one int32 each, or one per output)."""
     n_mult = int(out_features) if per_channel else 1
     return 4 * int(out_features) + 8 * n_mult
+
+
+def fc_fwcs_bytes_from_counts(shape, n_runs: int, n_tail_runs: int = 0, *, per_channel: bool = False,
+                              pointer_bytes: int = POINTER_BYTES, name: str = "layer"):
+    """The (b) bytes of a compressed (FWCS) fully connected layer of weight shape ``(O, I)``
+    from counts alone (the scheduler's view of :func:`op_bytes` of a
+    ``CompressedFullyConnected``): the FWCS arrays of ``n_runs`` kept runs of which
+    ``n_tail_runs`` are the short last run of their row
+    (:func:`dtmm.formats.fwcs.bytes_from_counts`), the fully connected quant constants and
+    structs.
+
+    >>> fc_fwcs_bytes_from_counts((10, 40), 12, 10).as_dict()
+    {'weights': 112, 'index': 23, 'quant': 48, 'meta': 84, 'total': 267}
+    """
+    from dtmm.formats import fwcs
+    from dtmm.formats.common import ByteCount
+
+    b = fwcs.bytes_from_counts(tuple(int(d) for d in shape), n_runs, n_tail_filterlets=n_tail_runs,
+                               name=name, pointer_bytes=pointer_bytes)
+    return ByteCount(weights=b.weights, index=b.index,
+                     quant=fc_quant_bytes(int(shape[0]), per_channel=per_channel),
+                     meta=meta_bytes("compressed_fully_connected", pointer_bytes))
 
 
 def op_bytes(op, graph=None, pointer_bytes: int = POINTER_BYTES):

@@ -6,7 +6,7 @@
 :mod:`dtmm.schedule.select`, so the same units the loss model scored), re-estimates
 BatchNorm; :func:`pruned_graphs` captures, removes the dead channels (the plan's
 betas, across residual adds), quantizes and stores every FWCS layer with exactly the
-kept filterlets. The result has exactly the channel counts and kept filterlets of the
+kept filterlets (a fully connected one as a ``CompressedFullyConnected`` of its kept runs). The result has exactly the channel counts and kept filterlets of the
 plan, so its const bytes and arena are the plan's predictions (tested).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from dtmm.schedule.costs import Strategy
 from dtmm.schedule.select import UnitScores, strategy_masks
-from dtmm.schedule.space import ScheduleError, Space
+from dtmm.schedule.space import ScheduleError, Space, fc_runs
 
 __all__ = ["plan_strategy", "mask_model", "pruned_graphs"]
 
@@ -99,10 +99,14 @@ def pruned_graphs(masked_net, input_shape, space: Space, strategy: Strategy, cal
             raise ScheduleError(f"layer {ly.name!r}: {op.weight.shape[0]} output channels after "
                                 f"pruning, the plan has {want} (a filter the plan keeps is all zero?)")
         fmt, _ = space.options(ly)[strategy.options[li]]
-        if fmt == "fwcs":
-            if ly.kind != "conv":
-                raise ScheduleError(f"layer {ly.name!r}: FWCS for fully connected layers is not "
-                                    f"supported by the code generator")
+        if fmt == "fwcs" and ly.kind == "fc":      # the kept runs of 16 of the pruned inputs
+            w = np.asarray(op.weight != 0)
+            size, npos, _ = fc_runs(w.shape[1])
+            pad = np.zeros((w.shape[0], npos * size), bool)
+            pad[:, :w.shape[1]] = w
+            formats[ly.name] = "fwcs"
+            masks[ly.name] = pad.reshape(w.shape[0], npos, size).any(axis=2)
+        elif fmt == "fwcs":
             formats[ly.name] = "fwcs"
             masks[ly.name] = np.asarray(op.weight != 0).any(axis=3)
         elif fmt in ("csr", "pattern"):      # exactly the kept weights (int8 may round some to 0)

@@ -36,7 +36,10 @@ class LayerSpec:
     """One layer of a calibration graph, reading the graph input.
 
     ``op``: ``conv``, ``fwcs``, ``csr``, ``pattern``, ``dw``, ``maxpool``, ``avgpool``,
-    ``add``, ``fc`` (+ ``softmax`` after it); ``ratio``: share of the format's units pruned.
+    ``add``, ``fc`` (+ ``softmax`` after it), ``fcf`` (an FWCS fully connected layer; ``k``
+    its source: 0 the flattened input, 1 the globally average-pooled input, ``k > 1`` a
+    dense fully connected layer of ``k`` outputs on the pooled input, so that runs of 16
+    leave short tails); ``ratio``: share of the format's units pruned.
     """
 
     op: str
@@ -83,12 +86,31 @@ def _others(h: int, w: int, c: int) -> list[LayerSpec]:
     return out
 
 
+def _fc_fwcs(h: int, w: int, c: int, held_out: bool = False) -> list[LayerSpec]:
+    """FWCS fully connected layers on a flattened map (inputs a multiple of 16 here), on
+    the pooled vector and behind a dense layer of a width that leaves a short last run."""
+    flat, pooled = h * w * c <= 4096, h == w and h * w <= 255
+    if held_out:
+        return (([LayerSpec("fcf", 12, 0, ratio=0.6)] if flat else [])
+                + ([LayerSpec("fcf", 20, 1, ratio=0.3), LayerSpec("fcf", 14, 72, ratio=0.6)] if pooled else []))
+    out = [LayerSpec("fcf", 10, 0, ratio=a) for a in (0.0, 0.5, 0.9)] if flat else []
+    if h * w * c <= 2048:
+        out.append(LayerSpec("fcf", 24, 0, ratio=0.7))
+    if pooled:
+        out += [LayerSpec("fcf", 16, 1, ratio=0.5), LayerSpec("fcf", 10, 40, ratio=0.5),
+                LayerSpec("fcf", 33, 100, ratio=0.3), LayerSpec("fcf", 12, 200, ratio=0.8)]
+    return out
+
+
 _TRAIN = ((32, 32, 1), (32, 32, 3), (28, 28, 8), (16, 16, 16), (16, 16, 32), (8, 8, 64),
           (8, 8, 128), (4, 4, 256), (12, 12, 24),
           # C_in that the MVE FWCS asm loop does not take (the generic loop): beta pruning
           # makes such widths
-          (12, 12, 48), (6, 6, 80))
-_HELD_OUT = ((24, 24, 4), (10, 10, 48), (6, 6, 96), (20, 20, 12), (14, 14, 20))
+          (12, 12, 48), (6, 6, 80),
+          # a few output pixels, not a multiple of the FWCS kernel's 4-pixel block (VGG-11's
+          # last stage at 28x28 input)
+          (3, 3, 128))
+_HELD_OUT = ((24, 24, 4), (10, 10, 48), (6, 6, 96), (20, 20, 12), (14, 14, 20), (5, 5, 64))
 _QUICK = ((16, 16, 3), (8, 8, 32), (4, 4, 64))
 
 
@@ -103,11 +125,11 @@ def design(*, quick: bool = False, held_out: bool = False) -> list[GraphSpec]:
                       LayerSpec("fwcs", co, 3, 1, 0.8), LayerSpec("fwcs", co, 5, 1, 0.6),
                       LayerSpec("fwcs", co, 3, 2, 0.75), LayerSpec("csr", co, 3, 1, 0.7),
                       LayerSpec("pattern", co, 3, 1, 0.7), LayerSpec("fwcs", 8, 3, 1, 0.85),
-                      LayerSpec("fwcs", 12, 3, 2, 0.9)] + _others(h, w, c)
+                      LayerSpec("fwcs", 12, 3, 2, 0.9)] + _others(h, w, c) + _fc_fwcs(h, w, c, True)
             specs.append(GraphSpec((h, w, c), tuple(layers)))
         return specs
     shapes = _QUICK if quick else _TRAIN
-    return [GraphSpec(s, tuple(_convs(s[2], not quick) + _others(*s))) for s in shapes]
+    return [GraphSpec(s, tuple(_convs(s[2], not quick) + _others(*s) + _fc_fwcs(*s))) for s in shapes]
 
 
 def _mask_count(n: int, ratio: float) -> int:
@@ -163,6 +185,23 @@ def build_graph(spec: GraphSpec, seed: int = 0):
             flat = sg.reshape((h * w * c,), x=x)
             sg.fc(ly.c_out, x=flat)
             sg.softmax()
+        elif ly.op == "fcf":            # random kept runs, >= 1 per output (the scheduler's count)
+            if ly.k == 0:
+                v = sg.reshape((h * w * c,), x=x)
+            else:
+                v = sg.reshape((c,), x=sg.global_avg_pool(x=x))
+                if ly.k > 1:
+                    v = sg.fc(ly.k, activation="relu", x=v)
+            sg.fc(ly.c_out, x=v)
+            op = sg.g.ops[-1]
+            o, n = op.weight.shape
+            npos = -(-n // min(16, n))
+            keep = max(o, _mask_count(o * npos, ly.ratio))
+            m = np.zeros((o, npos), bool)
+            m[np.arange(o), rng.integers(0, npos, o)] = True
+            rest = np.flatnonzero(~m.ravel())
+            m.flat[rng.permutation(rest)[:keep - o]] = True
+            formats[op.name], masks[op.name] = "fwcs", m
         else:
             raise ScheduleError(f"unknown calibration layer op {ly.op!r}")
     g = sg.finish()
@@ -296,7 +335,7 @@ def from_board_csv(path, target: str, isa: str) -> LatencyModel:
 # ------------------------------------------------------------------- code sizes
 
 _CODE_KINDS = ("conv", "fwcs", "csr", "pattern", "dw", "fc", "maxpool", "avgpool", "add",
-               "softmax", "concat")
+               "softmax", "concat", "fcfwcs")
 
 
 def _code_graph(kinds: list[str], seed: int):
@@ -341,12 +380,17 @@ def _code_graph(kinds: list[str], seed: int):
             c2 = sg.conv(4, 1, x=a)
             sg.set_qparams(c2, sg.g.tensors[b].qparams)
             sg.concat([b, c2])
-        elif k in ("fc", "softmax"):
+        elif k in ("fc", "softmax", "fcfwcs"):
             h, w, c = sg.g.tensors[sg.last].shape
             sg.reshape((h * w * c,))
             sg.fc(10)
             if k == "softmax":
                 sg.softmax()
+            if k == "fcfwcs":
+                op = sg.g.ops[-1]
+                m = rng.random((10, -(-h * w * c // 16))) < 0.5
+                m[:, 0] = True
+                formats[op.name], masks[op.name] = "fwcs", m
             fc_done = True
     g = sg.finish()
     return compress_graph(g, formats, masks) if formats else g
@@ -357,7 +401,7 @@ def _code_features(graph, plan) -> tuple[dict[str, int], int, int]:
 
     kinds: dict[str, int] = {}
     for op in graph.ops:
-        k = op.format_name if op.kind == "compressed_conv2d" else op.kind
+        k = op.format_name if op.kind == "compressed_conv2d" else op.kind   # FWCS FC: its kind
         kinds[k] = kinds.get(k, 0) + 1
     n_arrays = sum(OP_ARRAYS.get(k, 0) * n for k, n in kinds.items())
     return kinds, n_arrays, plan.const_bytes
@@ -395,7 +439,7 @@ def measure_code_sizes(target: str, *, n_graphs: int = 36, seed: int = 0, progre
         from dtmm import formats as F
 
         data = sum(F.byte_count(op.fmt).weights + F.byte_count(op.fmt).index
-                   if op.kind == "compressed_conv2d" else int(np.asarray(op.weight).size)
+                   if getattr(op, "fmt", None) is not None else int(np.asarray(op.weight).size)
                    for op in g.ops if hasattr(op, "fmt") or hasattr(op, "weight"))
         chans = sum(int(g.tensors[op.output].shape[-1]) for op in g.ops
                     if hasattr(op, "fmt") or hasattr(op, "weight"))

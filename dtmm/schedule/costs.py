@@ -31,9 +31,9 @@ from dtmm.formats.common import ByteCount
 from dtmm.graph.ir import DepthwiseConv2D
 from dtmm.prune.select import num_pruned
 from dtmm.schedule.latency import LatencyModel, OpShape
-from dtmm.schedule.space import Layer, ScheduleError, Space
+from dtmm.schedule.space import Layer, ScheduleError, Space, fc_runs
 
-__all__ = ["Strategy", "LayerCost", "Costs", "CostModel", "layer_kept_units"]
+__all__ = ["Strategy", "LayerCost", "Costs", "CostModel", "layer_kept_units", "fc_tail_runs"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,14 @@ class Costs:
 
 def layer_kept_units(space: Space, layer: Layer, fmt: str, alpha: float, c_in: int, c_out: int) -> int:
     """Kept units of a layer: filterlets (fwcs), weights (csr, dense), kernels (pattern); the
-    share ``alpha`` of them removed, but never a filter's last one."""
+    share ``alpha`` of them removed, but never a filter's last one. A fully connected
+    layer's filterlets are its runs of 16 of its ``c_in`` (pruned) inputs."""
     k = layer.kernel[0] * layer.kernel[1]
     if fmt == "fwcs":
-        return space.kept_filterlets(layer, c_out, alpha) if layer.kind == "conv" else \
-            max(c_out, c_out * -(-c_in // 16) - num_pruned(c_out * -(-c_in // 16), alpha))
+        if layer.kind == "conv":
+            return space.kept_filterlets(layer, c_out, alpha)
+        n = c_out * fc_runs(c_in)[1]
+        return max(c_out, n - num_pruned(n, alpha))
     if fmt == "csr":             # at least one weight per filter (filters leave through beta)
         n = c_out * k * c_in
         return max(c_out, n - num_pruned(n, alpha))
@@ -88,6 +91,14 @@ def layer_kept_units(space: Space, layer: Layer, fmt: str, alpha: float, c_in: i
         n = c_out * c_in
         return max(c_out, n - num_pruned(n, alpha))
     return c_out * k * c_in
+
+
+def fc_tail_runs(c_in: int, c_out: int) -> int:
+    """Kept short last runs of an FWCS fully connected layer: every kept filter keeps its
+    short last run (the selection rule of :func:`dtmm.schedule.select.layer_mask`), so
+    there are ``c_out`` of them when 16 does not divide ``c_in``, else none."""
+    _, npos, tail = fc_runs(c_in)
+    return int(c_out) if npos > 1 and tail != fc_runs(c_in)[0] else 0
 
 
 class CostModel:
@@ -159,11 +170,17 @@ class CostModel:
         kh, kw = ly.kernel
         pb = self.pointer_bytes
         kept = layer_kept_units(self.space, ly, fmt, alpha, c_in, c_out)
-        if ly.kind == "fc":
-            if fmt != "dense":
-                raise ScheduleError(f"layer {ly.name!r}: fully connected layers are dense only")
-            bc = formats.dense.bytes_from_counts((c_out, c_in), pointer_bytes=pb)
-            sh = OpShape("fc", 1, 1, c_in, c_out)
+        if ly.kind == "fc":                      # no scratch, dense or FWCS
+            if fmt == "dense":
+                bc = formats.dense.bytes_from_counts((c_out, c_in), pointer_bytes=pb)
+                sh = OpShape("fc", 1, 1, c_in, c_out)
+            elif fmt == "fwcs":
+                tail = fc_tail_runs(c_in, c_out)
+                bc = footprint.fc_fwcs_bytes_from_counts((c_out, c_in), kept, tail, per_channel=False,
+                                                         pointer_bytes=pb, name=ly.name)
+                sh = OpShape("fc_fwcs", 1, 1, c_in, c_out, kept=kept, tail=tail)
+            else:
+                raise ScheduleError(f"layer {ly.name!r}: a fully connected layer cannot be {fmt!r}")
             scratch = 0
         else:
             shape = (c_out, kh, kw, c_in)

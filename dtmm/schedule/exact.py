@@ -37,6 +37,7 @@ from dtmm.formats.footprint import OP_ARRAYS
 from dtmm.schedule.costs import CostModel, Costs, Strategy
 from dtmm.schedule.latency import OpShape
 from dtmm.schedule.problem import Problem, violations
+from dtmm.schedule.flash import layer_op_kind
 from dtmm.schedule.space import ScheduleError
 
 __all__ = ["ExactResult", "solve_exact"]
@@ -129,7 +130,7 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
                     cells.setdefault((bi, bo), []).append(v)
                     terms["bytes"][v] = lc.bytes.total
                     terms["ins"][v] = lc.instructions
-                    kind = "fully_connected" if ly.kind == "fc" else ("conv2d" if lc.format == "dense" else lc.format)
+                    kind = layer_op_kind(ly, lc.format)
                     v_fmt[v] = kind
                     if cm.code is not None:
                         terms["code"][v] = cm.code.calls.get(kind, 0.0)

@@ -30,7 +30,7 @@ from dtmm.codegen.plan import KERNEL_SOURCES
 from dtmm.formats.footprint import OP_ARRAYS
 from dtmm.schedule.space import ScheduleError
 
-__all__ = ["CodeSizes", "op_counts", "default_code_sizes", "FLASH_MARGIN"]
+__all__ = ["CodeSizes", "op_counts", "layer_op_kind", "default_code_sizes", "FLASH_MARGIN"]
 
 #: Plans aim at this share of a flash budget: the firmware flash above is an estimate
 #: (within about 0.3 % of the linked image in BENCHMARKS.md ``bench_schedule``), and a
@@ -98,11 +98,20 @@ class CodeSizes:
             raise ScheduleError(f"{source}: malformed code-size table ({type(e).__name__}: {e})") from None
 
 
+def layer_op_kind(layer, fmt: str) -> str:
+    """The code-size kind of a prunable layer in format ``fmt``: ``conv2d`` /
+    ``fully_connected`` dense, a compressed conv its format, an FWCS fully connected layer
+    ``compressed_fully_connected`` (the keys of :data:`~dtmm.codegen.plan.KERNEL_SOURCES`)."""
+    if layer.kind == "fc":
+        return "fully_connected" if fmt == "dense" else "compressed_fully_connected"
+    return "conv2d" if fmt == "dense" else fmt
+
+
 def op_counts(cm, lcs) -> dict[str, int]:
     """``{op kind: count}`` of the pruned model (a compressed conv counts as its format)."""
     kinds: dict[str, int] = {}
     for lc, ly in zip(lcs, cm.space.layers):
-        k = "fully_connected" if ly.kind == "fc" else ("conv2d" if lc.format == "dense" else lc.format)
+        k = layer_op_kind(ly, lc.format)
         kinds[k] = kinds.get(k, 0) + 1
     for _, op in cm._others:
         kinds[op.kind] = kinds.get(op.kind, 0) + 1

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dtmm.codegen.scratch import FWCS_REUSE
 from dtmm.schedule.space import ScheduleError
 
 __all__ = ["OpShape", "LatencyModel", "FEATURES", "KINDS", "op_kind", "fwcs_mve_vf", "op_shape", "features", "fit",
@@ -56,9 +57,11 @@ class OpShape:
     """What an op's cost depends on (zeros where a field does not apply).
 
     ``kind``: ``conv`` (dense), ``fwcs``, ``csr``, ``pattern``, ``depthwise``, ``fc``,
-    ``max_pool``, ``avg_pool``, ``add``, ``softmax``, ``concat``, ``invoke``; ``kept``:
-    kept filterlets (fwcs), weights (csr) or kernels (pattern); for pools ``kh, kw`` is
-    the window; for ``fc`` ``c_in`` is the input features; for ``softmax`` ``out_h`` is
+    ``fc_fwcs``, ``max_pool``, ``avg_pool``, ``add``, ``softmax``, ``concat``, ``invoke``;
+    ``kept``: kept filterlets (fwcs; runs of 16 inputs for ``fc_fwcs``), weights (csr) or
+    kernels (pattern); ``tail``: of an ``fc_fwcs``'s kept runs, those that are the short
+    last run of their row; for pools ``kh, kw`` is the window; for ``fc`` / ``fc_fwcs``
+    ``c_in`` is the input features; for ``softmax`` ``out_h`` is
     the rows and ``c_out`` the depth; for ``invoke`` ``c_in`` / ``c_out`` are the input
     and output bytes.
     """
@@ -78,6 +81,7 @@ class OpShape:
     stride_w: int = 1
     pad_t: int = 0
     pad_l: int = 0
+    tail: int = 0
 
     @property
     def taps_inside(self) -> int:
@@ -114,7 +118,10 @@ def _f_conv(s: OpShape, l: int) -> dict[str, float]:
 
 def _f_fwcs(s: OpShape, l: int) -> dict[str, float]:
     p, k, ch = s.out_h * s.out_w, s.kh * s.kw, _chunks(s.c_in, l)
-    return {"macs": p * s.kept * ch, "filterlets": p * s.kept, "outputs": p * s.c_out,
+    # the kernel runs blocks of FWCS_REUSE output pixels: a partial last block costs a whole
+    # one in the filter loop
+    slots = _chunks(p, FWCS_REUSE) * FWCS_REUSE
+    return {"macs": slots * s.kept * ch, "filterlets": slots * s.kept, "outputs": slots * s.c_out,
             "tables": p * k, "pixels": p, "offsets": s.kept * ch + s.c_out, "call": 1}
 
 
@@ -161,6 +168,27 @@ def _f_fc(s: OpShape, l: int) -> dict[str, float]:
     return {"macs": s.c_out * _chunks(s.c_in, l), "outputs": s.c_out, "inputs": s.c_in, "call": 1}
 
 
+def _f_fc_fwcs(s: OpShape, l: int) -> dict[str, float]:
+    """``dtmm_fully_connected_fwcs_s8.c``: per output an offset, the ``fidx`` look-up and a
+    requantization (MVE: 4 outputs per vector, ``blocks``); per kept run a ``cptr`` load
+    and its length; per run its dot product: ``ceil(len / 16)`` VMLADAVA (MVE, a run of
+    length other than 16 through the predicated loop: ``odd_runs``), ``len // 4`` word
+    pairs of SMLAD plus ``len % 4`` scalar MACs (DSP), ``len`` MACs (C)."""
+    from dtmm.schedule.space import fc_runs
+
+    size, _, tail = fc_runs(max(s.c_in, 1))
+    full, short = s.kept - s.tail, s.tail
+    if l == 16:
+        macs = full * _chunks(size, 16) + short * _chunks(tail, 16)
+        rem = 0
+    else:
+        macs = full * (size // l) + short * (tail // l)
+        rem = full * (size % l) + short * (tail % l)
+    odd = (full if size != 16 else 0) + (short if tail != 16 else 0)
+    return {"macs": macs, "rem": rem, "odd_runs": odd if l == 16 else 0, "runs": s.kept,
+            "outputs": s.c_out, "blocks": _chunks(s.c_out, 4), "call": 1}
+
+
 def _f_max_pool(s: OpShape, l: int) -> dict[str, float]:
     # dtmm_max_pool_s8.c: 16 channels per vector (MVE, the tail predicated), 4 per word
     # (DSP: SSUB8 + SEL, a channel tail of 1-3 in C); only the taps inside the input
@@ -200,6 +228,7 @@ def _f_invoke(s: OpShape, l: int) -> dict[str, float]:
 #: kind -> feature function ``(shape, lanes) -> {feature: value}``.
 FEATURES = {"conv": _f_conv, "fwcs": _f_fwcs, "fwcs_small": _f_fwcs, "fwcs_wide": _f_fwcs_wide,
             "csr": _f_csr, "pattern": _f_pattern, "depthwise": _f_depthwise, "fc": _f_fc,
+            "fc_fwcs": _f_fc_fwcs,
             "fwcs_generic": _f_fwcs_generic,
             "max_pool": _f_max_pool, "avg_pool": _f_avg_pool, "add": _f_add, "softmax": _f_softmax,
             "concat": _f_concat, "invoke": _f_invoke}
@@ -377,7 +406,7 @@ def op_shape(op, graph) -> OpShape | None:
     >>> from dtmm.runtime.synth import SynthGraph
     >>> sg = SynthGraph((8, 8, 4), seed=0); _ = sg.conv(6, 3, stride=2, pads="same"); g = sg.finish()
     >>> op_shape(g.ops[0], g)
-    OpShape(kind='conv', out_h=4, out_w=4, c_in=4, c_out=6, kh=3, kw=3, in_h=8, in_w=8, kept=0, mult=1, stride_h=2, stride_w=2, pad_t=0, pad_l=0)
+    OpShape(kind='conv', out_h=4, out_w=4, c_in=4, c_out=6, kh=3, kw=3, in_h=8, in_w=8, kept=0, mult=1, stride_h=2, stride_w=2, pad_t=0, pad_l=0, tail=0)
     """
     kind = getattr(op, "kind", "")
     ins = graph.tensors[op.inputs[0]].shape if op.inputs else ()
@@ -404,6 +433,13 @@ def op_shape(op, graph) -> OpShape | None:
     if kind == "fully_connected":
         o, n = (int(d) for d in op.weight.shape)
         return OpShape("fc", 1, 1, n, o)
+    if kind == "compressed_fully_connected":
+        o, n = (int(d) for d in op.fmt.shape)
+        f = op.fmt
+        npos = -(-n // f.size)               # (the cost features assume the default size 16)
+        short = n - (npos - 1) * f.size != f.size
+        tails = int((np.asarray(f.cptr) == (npos - 1) * f.size).sum()) if short else 0
+        return OpShape("fc_fwcs", 1, 1, n, o, kept=int(f.n_filterlets), tail=tails)
     if kind in ("max_pool2d", "avg_pool2d"):
         return OpShape(kind[:-2], oh, ow, int(ins[-1]), int(outs[-1]), int(op.kernel[0]),
                        int(op.kernel[1]), ih, iw, stride_h=int(op.stride[0]),

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtmm.schedule.select import UnitScores, group_order, removed_channels
+from dtmm.schedule.select import UnitScores, fc_run_scores, group_order, removed_channels
 from dtmm.schedule.space import ScheduleError, Space
 
-__all__ = ["TableLoss", "unit_scores", "taylor_loss", "sensitivity_loss", "torch_masks",
+__all__ = ["TableLoss", "unit_scores", "taylor_loss", "sensitivity_loss", "torch_masks", "fc_to_ir",
+           "fc_to_torch",
            "LOSS_MODELS", "DEFAULT_LOSS_MODEL", "SENSITIVITY_ALPHAS"]
 
 LOSS_MODELS = ("taylor", "sensitivity")
@@ -43,7 +44,7 @@ LOSS_MODELS = ("taylor", "sensitivity")
 DEFAULT_LOSS_MODEL = "sensitivity"
 #: Filterlet ratios at which :func:`sensitivity_loss` measures each layer.
 #: Bumped when what :func:`sensitivity_loss` measures changes (part of its cache key).
-SENSITIVITY_VERSION = 2
+SENSITIVITY_VERSION = 3
 SENSITIVITY_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
@@ -136,8 +137,49 @@ def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
         fl = fn(net, names, "filterlet", **kw) if scorer != "chip" else prune.l2(net, names, "filterlet")
     filt = {ly.name: np.asarray(f[ly.name], np.float64) for ly in space.layers}
     flt = {ly.name: np.asarray(fl[ly.name], np.float64).reshape(ly.c_out, ly.positions)
-           for ly in space.layers}
-    return UnitScores(filt, flt, scorer, elements=elements)
+           for ly in space.layers if ly.kind == "conv"}
+    # fully connected runs: per-weight values in the IR's column order, summed per run of
+    # the (pruned) inputs (select.fc_run_scores): Taylor |sum dL/dw * w|, else |w| (l1) or w**2
+    fc_in = {}
+    for ly in space.layers:
+        if ly.kind != "fc":
+            continue
+        if scorer == "taylor":
+            v = np.asarray(contrib[ly.name], np.float64)
+        else:
+            w = mods[ly.name].weight.detach().cpu().numpy().astype(np.float64)
+            v = np.abs(w) if scorer == "l1" else w * w
+        fc_in[ly.name] = fc_to_ir(space, ly, v.reshape(ly.c_out, ly.c_in))
+    red = "abs_sum" if scorer == "taylor" else "sum"
+    out = UnitScores(filt, flt, scorer, elements=elements, fc_inputs=fc_in, fc_reduce=red)
+    for ly in space.layers:
+        if ly.kind == "fc":
+            flt[ly.name] = fc_run_scores(out, ly, np.arange(ly.c_in))
+            if scorer == "taylor":                       # a filter: the sum of its runs
+                filt[ly.name] = flt[ly.name].sum(axis=1)
+    return out
+
+
+def _fc_layout(space: Space, ly) -> tuple[int, int]:
+    """``(positions, channels)`` of a fully connected layer's input (a flattened ``(H, W, C)``
+    map: ``H * W`` and ``C``; a vector: 1 and its length)."""
+    p = space.tensors[ly.in_tensor].positions
+    if p < 1 or ly.c_in % p:
+        raise ScheduleError(f"layer {ly.name!r}: {ly.c_in} inputs from {p} positions")
+    return p, ly.c_in // p
+
+
+def fc_to_ir(space: Space, ly, a: np.ndarray) -> np.ndarray:
+    """A fully connected layer's (O, I) array from torch's column order (NCHW flatten,
+    ``c * H*W + p``) into the IR's (NHWC, ``p * C + c``; the capture permutes the columns)."""
+    p, c = _fc_layout(space, ly)
+    return np.ascontiguousarray(np.asarray(a).reshape(-1, c, p).transpose(0, 2, 1).reshape(a.shape[0], -1))
+
+
+def fc_to_torch(space: Space, ly, a: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`fc_to_ir`."""
+    p, c = _fc_layout(space, ly)
+    return np.ascontiguousarray(np.asarray(a).reshape(-1, p, c).transpose(0, 2, 1).reshape(a.shape[0], -1))
 
 
 # ------------------------------------------------------------------------ taylor
@@ -200,7 +242,7 @@ def taylor_loss(space: Space, scores: UnitScores, selection: UnitScores | None =
 def torch_masks(space: Space, masks: dict[str, np.ndarray], removed: dict[int, np.ndarray],
                 net) -> dict:
     """Torch-layout (OIHW / OI) bool masks from :func:`~dtmm.schedule.select.strategy_masks`'
-    OHWI / OI keep-masks."""
+    OHWI / OI keep-masks (a fully connected mask's columns back in torch's order)."""
     import torch
 
     mods = dict(net.named_modules())
@@ -208,7 +250,7 @@ def torch_masks(space: Space, masks: dict[str, np.ndarray], removed: dict[int, n
     for ly in space.layers:
         m = np.asarray(masks[ly.name], bool)
         w = mods[ly.name].weight
-        t = m.transpose(0, 3, 1, 2) if m.ndim == 4 else m
+        t = m.transpose(0, 3, 1, 2) if m.ndim == 4 else fc_to_torch(space, ly, m)
         t = torch.from_numpy(np.array(t, dtype=bool, copy=True))
         if tuple(t.shape) != tuple(w.shape):
             raise ScheduleError(f"layer {ly.name!r}: mask {tuple(t.shape)} vs weight {tuple(w.shape)}")

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtmm.schedule.space import ScheduleError, Space
+from dtmm.schedule.space import ScheduleError, Space, fc_runs
 
 __all__ = ["UnitScores", "group_order", "removed_channels", "keep_filterlets", "strategy_masks",
-           "layer_mask"]
+           "layer_mask", "fc_input_keep", "fc_run_scores"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,11 @@ class UnitScores:
     runs of 16 inputs; for the baselines, ``elements[name]`` (C_out, KH*KW*C_in) per weight
     in OHWI order (unstructured / CSR), ``kernels[name]`` (C_out, C_in) per 3x3 kernel after
     its pattern and ``patterns[name]`` (C_out, C_in) the kernel's pattern in ``library``
-    (PatDNN).
+    (PatDNN). A fully connected layer's runs are those of its *pruned* inputs (what the
+    FWCS kernel stores), so they are scored from ``fc_inputs[name]`` (O, I), one value per
+    weight in the IR's column order: a run scores ``|sum|`` of its values
+    (``fc_reduce="abs_sum"``, Taylor's signed ``dL/dw * w``) or their ``sum``
+    (``"sum"``: ``|w|`` or ``w**2``).
     """
 
     filters: dict[str, np.ndarray]
@@ -50,6 +54,8 @@ class UnitScores:
     kernels: dict[str, np.ndarray] | None = None
     patterns: dict[str, np.ndarray] | None = None
     library: tuple | None = None
+    fc_inputs: dict[str, np.ndarray] | None = None
+    fc_reduce: str = "sum"
 
 
 def group_order(space: Space, scores: UnitScores) -> dict[int, np.ndarray]:
@@ -118,26 +124,91 @@ def strategy_masks(space: Space, strategy, scores: UnitScores):
         fmt, alpha = space.options(ly)[strategy.options[li]]
         alive = np.ones(ly.c_out, bool)
         alive[removed[ly.out_group]] = False
-        masks[ly.name] = layer_mask(space, ly, fmt, alpha, alive, kept_ch[ly.out_group], scores)
+        in_keep = fc_input_keep(space, ly, removed) if ly.kind == "fc" else None
+        masks[ly.name] = layer_mask(space, ly, fmt, alpha, alive, kept_ch[ly.out_group], scores,
+                                    in_keep=in_keep)
     return masks, removed
 
 
+def fc_input_keep(space: Space, ly, removed: dict[int, np.ndarray]) -> np.ndarray:
+    """(I,) bool: the inputs of fully connected layer ``ly`` (IR column order ``p * C + c``)
+    that survive the channel removal ``removed`` (per group, as :func:`strategy_masks`)."""
+    ti = space.tensors[ly.in_tensor]
+    parts = []
+    for sg in ti.segments:
+        k = np.ones(sg.channels, bool)
+        gone = removed.get(sg.group)
+        if gone is not None and len(gone):
+            k[np.asarray(gone, np.int64)] = False
+        parts.append(np.repeat(k, sg.factor))
+    keep_c = np.concatenate(parts) if parts else np.ones(0, bool)
+    out = np.tile(keep_c, ti.positions)
+    if out.size != ly.c_in:
+        raise ScheduleError(f"layer {ly.name!r}: {out.size} inputs from its tensor, weight has {ly.c_in}")
+    return out
+
+
+def fc_run_scores(scores: UnitScores, ly, cols: np.ndarray) -> np.ndarray:
+    """(O, runs) scores of the runs of 16 of a fully connected layer's inputs ``cols`` (the
+    surviving input columns, ascending), from ``scores.fc_inputs`` (see :class:`UnitScores`)."""
+    if scores.fc_inputs is None or ly.name not in scores.fc_inputs:
+        raise ScheduleError(f"layer {ly.name!r}: no per-input scores for its FWCS runs")
+    el = np.asarray(scores.fc_inputs[ly.name], np.float64)
+    if el.shape != (ly.c_out, ly.c_in):
+        raise ScheduleError(f"layer {ly.name!r}: input scores of shape {el.shape}, expected "
+                            f"{(ly.c_out, ly.c_in)}")
+    size, npos, _ = fc_runs(len(cols))
+    pad = np.zeros((ly.c_out, npos * size))
+    pad[:, :len(cols)] = el[:, cols]
+    r = pad.reshape(ly.c_out, npos, size).sum(axis=2)
+    return np.abs(r) if scores.fc_reduce == "abs_sum" else r
+
+
+def _keep_runs(s: np.ndarray, alive: np.ndarray, kept: int, short_tail: bool) -> np.ndarray:
+    """:func:`keep_filterlets` for a fully connected layer's runs; where the last run of a
+    row is short (16 does not divide the inputs) every alive row keeps it (so the bytes
+    follow from counts: :func:`dtmm.schedule.costs.fc_tail_runs`), and the best of the
+    full runs fill the rest."""
+    if not short_tail:
+        return keep_filterlets(s, alive, kept)
+    o, k = s.shape
+    n_alive = int(alive.sum())
+    if not n_alive <= kept <= n_alive * k:
+        raise ScheduleError(f"cannot keep {kept} runs of {n_alive} outputs x {k} runs")
+    keep = np.zeros((o, k), bool)
+    keep[alive, k - 1] = True
+    rest = kept - n_alive
+    if rest:
+        cand = np.flatnonzero((~keep & alive[:, None]).ravel())
+        order = np.lexsort((-cand, -s.ravel()[cand]))
+        keep.flat[cand[order[:rest]]] = True
+    return keep
+
+
 def layer_mask(space: Space, ly, fmt: str, alpha: float, alive: np.ndarray, kept_out: int,
-               scores: UnitScores) -> np.ndarray:
-    """The keep-mask of one layer (see :func:`strategy_masks`)."""
+               scores: UnitScores, *, in_keep: np.ndarray | None = None) -> np.ndarray:
+    """The keep-mask of one layer (see :func:`strategy_masks`); ``in_keep``: a fully
+    connected layer's surviving inputs (:func:`fc_input_keep`; None: all), whose runs of
+    16 are its filterlets."""
     from dtmm.schedule.costs import layer_kept_units
 
     kh, kw = ly.kernel
     full = (ly.c_out, kh, kw, ly.c_in) if ly.kind == "conv" else (ly.c_out, ly.c_in)
     if fmt == "dense" or alpha == 0 and fmt == "fwcs":
         return np.broadcast_to(alive.reshape((-1,) + (1,) * (len(full) - 1)), full).copy()
+    if fmt == "fwcs" and ly.kind == "fc":
+        cols = np.flatnonzero(np.ones(ly.c_in, bool) if in_keep is None else in_keep)
+        size, npos, tail = fc_runs(len(cols))
+        kept = layer_kept_units(space, ly, fmt, alpha, len(cols), kept_out)
+        keep = _keep_runs(fc_run_scores(scores, ly, cols), alive, kept, npos > 1 and tail != size)
+        m = np.zeros(full, bool)
+        m[:, cols] = np.repeat(keep, size, axis=1)[:, :len(cols)]
+        return m
     if fmt == "fwcs":
         fl = _scores(scores.filterlets, ly.name, (ly.c_out, ly.positions))
         kept = layer_kept_units(space, ly, fmt, alpha, ly.c_in, kept_out)
         keep = keep_filterlets(fl, alive, kept)
-        if ly.kind == "conv":
-            return np.broadcast_to(keep.reshape(ly.c_out, kh, kw, 1), full).copy()
-        return np.repeat(keep, 16, axis=1)[:, :ly.c_in]
+        return np.broadcast_to(keep.reshape(ly.c_out, kh, kw, 1), full).copy()
     if fmt == "csr":
         el = _scores(scores.elements, ly.name, (ly.c_out, kh * kw * ly.c_in))
         kept = layer_kept_units(space, ly, fmt, alpha, ly.c_in, kept_out)

@@ -35,6 +35,8 @@ Example:
     [(1, (), False), (8, ('0',), True), (16, ('2',), True), (10, ('5',), False)]
     >>> sp.groups[3].pinned
     'graph output'
+    >>> sp.options(sp.layers[2])[:3]                # a fully connected layer: dense or FWCS runs
+    [('dense', 0.0), ('fwcs', 0.0), ('fwcs', 0.05)]
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ from dtmm.graph.ir import (Add, AvgPool2D, Concat, Conv2D, DepthwiseConv2D, Full
 from dtmm.prune.select import num_pruned
 
 __all__ = ["ScheduleError", "Group", "Segment", "TensorInfo", "Layer", "Space", "build_space",
-           "alpha_grid", "beta_grid", "LAYER_FORMATS", "DEFAULT_ALPHA_STEP", "DEFAULT_BETA_STEP",
+           "alpha_grid", "beta_grid", "LAYER_FORMATS", "FC_FORMATS", "FC_RUN", "fc_runs", "DEFAULT_ALPHA_STEP", "DEFAULT_BETA_STEP",
            "DEFAULT_BETA_MAX"]
 
 
@@ -59,6 +61,11 @@ class ScheduleError(DtmmError):
 
 #: Storage formats a prunable layer may take.
 LAYER_FORMATS = ("dense", "fwcs", "csr", "pattern")
+#: Storage formats a fully connected layer may take (FWCS: kept runs of 16 inputs,
+#: :mod:`dtmm.graph.compressed`'s ``CompressedFullyConnected``).
+FC_FORMATS = ("dense", "fwcs")
+#: Inputs per filterlet (run) of a fully connected layer (``dtmm.formats.fwcs`` linear layout).
+FC_RUN = 16
 DEFAULT_ALPHA_STEP = 0.05
 DEFAULT_BETA_STEP = 0.125
 DEFAULT_BETA_MAX = 0.75
@@ -197,14 +204,16 @@ class Space:
 
     def options(self, layer: Layer) -> list[tuple[str, float]]:
         """The (format, alpha) choices of a layer: dense at alpha 0, the other allowed
-        formats at every alpha of the grid (alpha 0 only for 1x1 convs and for CSR/pattern
-        layers, whose ratio the baselines set through ``alpha`` too)."""
+        formats at every alpha of the grid (FWCS at alpha 0 only for 1x1 convs and fully
+        connected layers of at most 16 inputs, whose filters have one filterlet; CSR and
+        pattern layers take every alpha, the baselines setting their ratio through it)."""
         out: list[tuple[str, float]] = []
         for f in self.layer_formats.get(layer.name, self.formats):
             if f == "dense":
                 out.append(("dense", 0.0))
-            elif layer.kind == "conv" and layer.kernel == (1, 1) and f == "fwcs":
-                out.append((f, 0.0))
+            elif f == "fwcs" and (layer.kernel == (1, 1) if layer.kind == "conv"
+                                  else layer.positions == 1):
+                out.append((f, 0.0))            # one filterlet per filter: beta prunes it
             else:
                 out.extend((f, a) for a in self.alphas)
         return out
@@ -214,6 +223,20 @@ class Space:
         ``alpha`` of ``kept_out * positions`` removed, but at least one per filter."""
         n = kept_out * layer.positions
         return max(kept_out, n - num_pruned(n, alpha))
+
+
+def fc_runs(n_in: int) -> tuple[int, int, int]:
+    """``(size, runs, tail)`` of a fully connected layer with ``n_in`` inputs: its FWCS
+    run length (``min(16, n_in)``, as :func:`dtmm.formats.fwcs.geometry`), runs per output
+    and the length of the last run (``size`` when the runs tile the inputs exactly).
+
+    >>> fc_runs(40), fc_runs(64), fc_runs(10)
+    ((16, 3, 8), (16, 4, 16), (10, 1, 10))
+    """
+    n = int(n_in)
+    size = min(FC_RUN, n)
+    npos = -(-n // size)
+    return size, npos, n - (npos - 1) * size
 
 
 # ------------------------------------------------------------------------- analysis
@@ -253,9 +276,10 @@ def build_space(graph: Graph, *, alphas: tuple[float, ...] | None = None,
     """Analyse a (float or quantized) IR graph into a :class:`Space`.
 
     ``formats``: storage formats allowed for every layer (``layer_formats`` overrides per
-    layer; a fully connected layer gets ``"dense"`` only unless its list says otherwise,
-    since only conv layers have compressed kernels); ``prune_fc``: whether fully connected
-    layers take part (their filters may still shrink with a group).
+    layer; a fully connected layer gets those of :data:`FC_FORMATS`, dense and FWCS, since
+    its compressed kernel ``dtmm_fully_connected_fwcs_s8`` stores runs of 16 inputs only);
+    ``prune_fc``: whether fully connected layers take part (their filters may still
+    shrink with a group).
     """
     for f in formats:
         if f not in LAYER_FORMATS:
@@ -377,7 +401,8 @@ def build_space(graph: Graph, *, alphas: tuple[float, ...] | None = None,
             why = "no prunable producer"
         groups.append(Group(k, chans[k], prod, tuple(members.get(k, ())), why))
     layers = [_relabel(ly, roots[uf.find(ly.out_group)]) for ly in layers]
-    lf = {ly.name: (("dense",) if ly.kind == "fc" else formats) for ly in layers}
+    lf = {ly.name: ((tuple(f for f in formats if f in FC_FORMATS) or ("dense",)) if ly.kind == "fc"
+                    else formats) for ly in layers}
     lf.update(layer_formats or {})
     if not prune_fc:
         lf.update({ly.name: ("dense",) for ly in layers if ly.kind == "fc"})
@@ -385,6 +410,10 @@ def build_space(graph: Graph, *, alphas: tuple[float, ...] | None = None,
         bad = [f for f in fs if f not in LAYER_FORMATS]
         if bad:
             raise ScheduleError(f"layer {name!r}: unknown format {bad[0]!r}")
+        ly = next((l for l in layers if l.name == name), None)
+        if ly is not None and ly.kind == "fc" and any(f not in FC_FORMATS for f in fs):
+            raise ScheduleError(f"layer {name!r}: a fully connected layer can be "
+                                f"{' or '.join(FC_FORMATS)}, not {fs}")
         if "pattern" in fs and next(l for l in layers if l.name == name).kernel != (3, 3):
             lf[name] = tuple(f for f in fs if f != "pattern") or ("dense",)
     return Space(graph, tuple(layers), tuple(groups), tensors, alphas, betas, tuple(formats), lf)
