@@ -17,7 +17,8 @@ runs/bench_schedule/), on Cortex-M55 and Cortex-M7:
   arena and firmware flash;
 * the calibration's fit error on held-out layer shapes (from the shipped files);
 * on ResNet-8, how well the Taylor and the measured-sensitivity loss estimators rank
-  24 random strategies: Spearman between predicted loss change and the loss measured
+  48 random strategies (all prunable layers, and convolutions only): Spearman between
+  predicted loss change and the loss measured
   after one-shot pruning (BatchNorm re-estimated, validation split);
 * the time to evaluate one strategy (random strategies, fresh each time), on the
   largest zoo model by layer count too.
@@ -57,15 +58,17 @@ def _checkpoint(name: str) -> Path:
     return ck
 
 
-def _random_strategy(cm, rng, pmax=None):
+def _random_strategy(cm, rng, pmax=None, fc_dense=False):
     from dtmm.schedule.costs import Strategy
 
     sp = cm.space
     nb = len(sp.betas) if pmax is None else pmax[0]
     betas = tuple(int(rng.integers(nb)) if g.pinned is None else 0 for g in sp.groups)
     opts = []
-    for o in cm.options:
-        if pmax is None:
+    for ly, o in zip(sp.layers, cm.options):
+        if fc_dense and ly.kind == "fc":
+            opts.append(o.index(("dense", 0.0)))
+        elif pmax is None:
             opts.append(int(rng.integers(len(o))))
         else:
             ok = [i for i, (f, a) in enumerate(o) if a <= pmax[1]]
@@ -113,8 +116,9 @@ def _validate(inp, s, target):
     return layers, totals
 
 
-def _spearman(inp, n, seed, val):
-    """(taylor rho, sensitivity rho, measured losses) over n random strategies."""
+def _spearman(inp, n, seed, val, fc_dense=False):
+    """(taylor rho, sensitivity rho, measured losses) over n random strategies (``fc_dense``:
+    the fully connected layers kept dense, convolutions only)."""
     import copy
 
     from scipy.stats import spearmanr
@@ -124,7 +128,7 @@ def _spearman(inp, n, seed, val):
 
     cm = inp.cost_model
     rng = np.random.default_rng(seed)
-    strategies = [_random_strategy(cm, rng, pmax=(4, 0.6)) for _ in range(n)]
+    strategies = [_random_strategy(cm, rng, pmax=(4, 0.6), fc_dense=fc_dense) for _ in range(n)]
     base = L._val_loss(inp.net, val.x, val.y)
     measured = []
     for s in strategies:
@@ -190,8 +194,9 @@ def main() -> int:
                     model_rows.append((name, target, totals))
                     print(totals, flush=True)
             if name == "resnet8" and target == "cortex-m55":
-                spearman = _spearman(inp, 12 if args.quick else 24, 0, va)
-                print("spearman", spearman[:2], flush=True)
+                n = 12 if args.quick else 48
+                spearman = [_spearman(inp, n, 0, va), _spearman(inp, n, 0, va, fc_dense=True)]
+                print("spearman", [s[:2] for s in spearman], flush=True)
     cal = {t: default_calibration(t).meta for t in ("cortex-m55", "cortex-m7", "cortex-m4")}
     text = _render(solver_rows, layer_rows, model_rows, speed_rows, spearman, cal,
                    time.time() - t_all, args)
@@ -256,16 +261,18 @@ def _render(solver_rows, layer_rows, model_rows, speed_rows, spearman, cal, seco
             cells.append("" if v is None else f"{100 * v['mean_rel_error']:.1f} / {100 * v['max_rel_error']:.1f} % ({v['samples']})")
         L.append(f"| {k} | " + " | ".join(cells) + " |")
     if spearman is not None:
-        rt, rs, meas, tay, sens = spearman
+        (rt, rs, meas, tay, sens), (rt2, rs2, meas2, _, _) = spearman
         L += ["", "### Loss estimators: rank correlation with measured loss (ResNet-8, Cortex-M55 space)", "",
-              f"{len(meas)} random strategies (beta <= 3/8, alpha <= 0.6), each applied in one shot "
-              "(BatchNorm re-estimated) and its validation loss measured. Spearman rho between the "
-              "predicted and the measured loss increase:", "",
-              "| estimator | Spearman rho |", "|---|---:|",
-              f"| first-order Taylor (paper Eq. 2-3) | {rt:.3f} |",
-              f"| measured per-layer sensitivity, additive | {rs:.3f} |", "",
-              f"Measured loss increases ranged {min(meas):.3f}-{max(meas):.3f}; Taylor predicted "
-              f"{min(tay):.3f}-{max(tay):.3f}, sensitivity {min(sens):.3f}-{max(sens):.3f}."]
+              f"{len(meas)} random strategies (beta <= 3/8, alpha <= 0.6) per space, each applied in "
+              "one shot (BatchNorm re-estimated) and its validation loss measured. Spearman rho "
+              "between the predicted and the measured loss increase, with the fully connected layer "
+              "pruned too (FWCS runs) and with it kept dense:", "",
+              "| estimator | all prunable layers | convolutions only |", "|---|---:|---:|",
+              f"| first-order Taylor (paper Eq. 2-3) | {rt:.3f} | {rt2:.3f} |",
+              f"| measured per-layer sensitivity, additive | {rs:.3f} | {rs2:.3f} |", "",
+              f"All layers: measured loss increases {min(meas):.3f}-{max(meas):.3f}; Taylor "
+              f"predicted {min(tay):.3f}-{max(tay):.3f}, sensitivity {min(sens):.3f}-{max(sens):.3f}. "
+              f"Convolutions only: measured {min(meas2):.3f}-{max(meas2):.3f}."]
     L += ["", "### Time to evaluate one strategy", "", "Random strategies, each new to the "
           "cost model's memo tables except per-layer costs (bytes, flash, arena, instructions, loss).", "",
           "| model | target | prunable layers | ops | microseconds per evaluation |", "|---|---|---:|---:|---:|"]

@@ -244,3 +244,21 @@ def test_fine_tuning_optimizer_and_schedule_are_settings():
         _check_config(_cfg(schedule="linear"))
     with pytest.raises(DtmmError, match="--optimizer"):
         _check_config(_cfg(optimizer="lbfgs"))
+
+
+def test_gradual_keeps_fully_connected_runs_out_of_the_filterlet_schedule():
+    """--gradual reaches convolution filterlets step by step; an FWCS fully connected layer's
+    runs are pruned at once (kept in the beta-only plan) and skipped by the exact filterlet
+    pass, whose masks are 4-D."""
+    import torch.nn as nn
+
+    from dtmm.pipeline.compress import _beta_only, _exact_filterlets
+
+    plan = {"layers": [{"name": "0", "format": "fwcs", "alpha": 0.5, "kept_filterlets": 36},
+                       {"name": "3", "format": "fwcs", "alpha": 0.5, "kept_filterlets": 10}]}
+    b = _beta_only(plan, frozenset({"3"}))
+    assert [ly["alpha"] for ly in b["layers"]] == [0.0, 0.5] and plan["layers"][0]["alpha"] == 0.5
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    _exact_filterlets(net, plan, skip=frozenset({"3"}))
+    assert int((net[0].weight != 0).reshape(8, 1, 9).any(dim=1).sum()) == 36
+    assert bool((net[3].weight != 0).all())

@@ -185,15 +185,18 @@ def _rebuild(base_net, shrink_channels: dict, state: dict):
     return gm.eval()
 
 
-def _beta_only(plan: dict) -> dict:
-    """The plan with every alpha set to 0 (filters removed, filterlets all kept)."""
+def _beta_only(plan: dict, keep=frozenset()) -> dict:
+    """The plan with every alpha set to 0 (filters removed, filterlets all kept), but for the
+    layers named in ``keep`` (fully connected ones: their runs are pruned at once, the
+    gradual schedule follows convolution filterlets)."""
     out = copy.deepcopy(plan)
     for ly in out["layers"]:
-        ly["alpha"] = 0.0
+        if ly["name"] not in keep:
+            ly["alpha"] = 0.0
     return out
 
 
-def _exact_filterlets(gm, plan: dict) -> None:
+def _exact_filterlets(gm, plan: dict, skip=frozenset()) -> None:
     """Masks of exactly the plan's kept filterlets per FWCS layer of the (shrunk) model ``gm``,
     chosen by the L2 norm of the current weights with the rule of
     :func:`dtmm.schedule.select.keep_filterlets` (at least one per filter)."""
@@ -205,7 +208,7 @@ def _exact_filterlets(gm, plan: dict) -> None:
     mods = dict(gm.named_modules())
     masks = {}
     for ly in plan["layers"]:
-        if ly["format"] != "fwcs" or ly["alpha"] == 0:
+        if ly["format"] != "fwcs" or ly["alpha"] == 0 or ly["name"] in skip:
             continue
         w = mods[ly["name"]].weight.detach()                 # (O, I, KH, KW), masked view
         o, i, kh, kw = w.shape
@@ -389,9 +392,11 @@ class _Compress:
         cfg = self.cfg
         inp = self.inp
         s = plan_strategy(inp.space, plan)
-        gradual = bool(settings.get("gradual")) and any(ly["alpha"] > 0 for ly in plan["layers"])
+        fc = frozenset(ly.name for ly in inp.space.layers if ly.kind == "fc")
+        gradual = bool(settings.get("gradual")) and any(ly["alpha"] > 0 for ly in plan["layers"]
+                                                        if ly["name"] not in fc)
         if gradual:          # whole filters now (group-consistent), filterlets gradually below
-            s_beta = plan_strategy(inp.space, _beta_only(plan))
+            s_beta = plan_strategy(inp.space, _beta_only(plan, fc))
             masked, fl, removed = mask_model(self.net, inp.space, s_beta, inp.scores, inp.train_x)
         else:
             masked, fl, removed = mask_model(self.net, inp.space, s, inp.scores, inp.train_x)
@@ -409,7 +414,8 @@ class _Compress:
             from dtmm.train.finetune import GradualPruning
 
             final = {ly["name"]: 1.0 - ly["kept_filterlets"] / (ly["c_out"] * inp.space.layer(ly["name"]).positions)
-                     for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0}
+                     for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0
+                     and ly["name"] not in fc}
             grad = GradualPruning(final, granularity="filterlet", scorer="l2")
         ftc = FineTuneConfig(epochs=epochs, lr=cfg.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
                              schedule=LRSchedule(cfg.schedule),
@@ -422,7 +428,7 @@ class _Compress:
                             fn=self.fine_tune_fn, quiet=self.run_.quiet)
             history = [asdict(h) for h in res.history]
         if gradual:          # the plan's exact kept filterlets, then one epoch with them fixed
-            _exact_filterlets(gm, plan)
+            _exact_filterlets(gm, plan, skip=fc)
             res = fine_tune(gm, self.ft_train, self.ft_val, teacher=teacher, fn=self.fine_tune_fn,
                             config=FineTuneConfig(epochs=1, lr=cfg.lr / 10, optimizer=cfg.optimizer,
                                                   seed=cfg.seed + a, schedule=LRSchedule("constant"),
@@ -481,15 +487,15 @@ class _Compress:
         """Each compressed layer stored with exactly its kept units (the float graph's
         non-zero filterlets / weights; int8 rounding may zero a kept weight)."""
         from dtmm.graph.compressed import compress_graph
+        from dtmm.schedule.apply import kept_units_mask
 
         formats, masks, libraries = {}, {}, {}
         for ly in plan["layers"]:
             fmt = ly["format"]
             if fmt == "dense":
                 continue
-            nz = np.asarray(g.op(ly["name"]).weight != 0)
             formats[ly["name"]] = fmt
-            masks[ly["name"]] = nz.any(axis=3) if fmt == "fwcs" else nz
+            masks[ly["name"]] = kept_units_mask(fmt, g.op(ly["name"]).weight)
             if fmt == "pattern":
                 libraries[ly["name"]] = self.inp.scores.library
         return compress_graph(qg, formats, masks, libraries=libraries or None) if formats else qg

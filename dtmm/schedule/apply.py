@@ -19,7 +19,27 @@ from dtmm.schedule.costs import Strategy
 from dtmm.schedule.select import UnitScores, strategy_masks
 from dtmm.schedule.space import ScheduleError, Space, fc_runs
 
-__all__ = ["plan_strategy", "mask_model", "pruned_graphs"]
+__all__ = ["plan_strategy", "mask_model", "pruned_graphs", "kept_units_mask"]
+
+
+def kept_units_mask(fmt: str, weight) -> np.ndarray:
+    """The storage mask of a pruned layer's float weight: exactly its kept units (the non-zero
+    ones; int8 rounding may later zero a kept weight, which stays stored). FWCS conv: a
+    filterlet mask ``(C_out, KH, KW)``; FWCS fully connected: the kept runs of 16 inputs
+    ``(C_out, runs)``; CSR / pattern: the element mask.
+
+    >>> kept_units_mask("fwcs", np.r_[np.zeros(16), np.ones(4)].reshape(1, 20)).tolist()
+    [[False, True]]
+    """
+    nz = np.asarray(weight) != 0
+    if fmt == "fwcs" and nz.ndim == 2:           # the kept runs of 16 of the (pruned) inputs
+        size, npos, _ = fc_runs(nz.shape[1])
+        pad = np.zeros((nz.shape[0], npos * size), bool)
+        pad[:, :nz.shape[1]] = nz
+        return pad.reshape(nz.shape[0], npos, size).any(axis=2)
+    if fmt == "fwcs":
+        return nz.any(axis=3)
+    return nz
 
 
 def plan_strategy(space: Space, plan: dict) -> Strategy:
@@ -99,19 +119,9 @@ def pruned_graphs(masked_net, input_shape, space: Space, strategy: Strategy, cal
             raise ScheduleError(f"layer {ly.name!r}: {op.weight.shape[0]} output channels after "
                                 f"pruning, the plan has {want} (a filter the plan keeps is all zero?)")
         fmt, _ = space.options(ly)[strategy.options[li]]
-        if fmt == "fwcs" and ly.kind == "fc":      # the kept runs of 16 of the pruned inputs
-            w = np.asarray(op.weight != 0)
-            size, npos, _ = fc_runs(w.shape[1])
-            pad = np.zeros((w.shape[0], npos * size), bool)
-            pad[:, :w.shape[1]] = w
-            formats[ly.name] = "fwcs"
-            masks[ly.name] = pad.reshape(w.shape[0], npos, size).any(axis=2)
-        elif fmt == "fwcs":
-            formats[ly.name] = "fwcs"
-            masks[ly.name] = np.asarray(op.weight != 0).any(axis=3)
-        elif fmt in ("csr", "pattern"):      # exactly the kept weights (int8 may round some to 0)
+        if fmt != "dense":
             formats[ly.name] = fmt
-            masks[ly.name] = np.asarray(op.weight != 0)
+            masks[ly.name] = kept_units_mask(fmt, op.weight)
             if fmt == "pattern":
                 if library is None:
                     raise ScheduleError(f"layer {ly.name!r}: a pattern layer needs its library")

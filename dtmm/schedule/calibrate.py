@@ -288,9 +288,10 @@ def calibrate(target: str, *, quick: bool = False, simd: str = "auto", progress=
 #: Columns of a board measurement CSV (see the README): one measured layer per row.
 CSV_COLUMNS = ("kind", "out_h", "out_w", "c_in", "c_out", "kh", "kw", "in_h", "in_w", "kept",
                "cycles")
-#: Optional columns of the CSV (default: stride 1, no padding, depth multiplier 1); the
-#: depthwise and pool models count the taps inside the input from them.
-CSV_OPTIONAL = {"stride_h": 1, "stride_w": 1, "pad_t": 0, "pad_l": 0, "mult": 1}
+#: Optional columns of the CSV (default: stride 1, no padding, depth multiplier 1, no short
+#: runs); the depthwise and pool models count the taps inside the input from them, and an
+#: ``fc_fwcs`` row's ``tail`` is how many of its kept runs are the short last run.
+CSV_OPTIONAL = {"stride_h": 1, "stride_w": 1, "pad_t": 0, "pad_l": 0, "mult": 1, "tail": 0}
 
 
 def from_board_csv(path, target: str, isa: str) -> LatencyModel:
