@@ -25,7 +25,8 @@ from pathlib import Path
 
 from dtmm.errors import DtmmError
 
-__all__ = ["ModelSpecError", "is_file_spec", "check_spec", "canonical", "build", "load"]
+__all__ = ["ModelSpecError", "is_file_spec", "check_spec", "canonical", "build", "load",
+           "load_with_data"]
 
 
 class ModelSpecError(DtmmError):
@@ -132,6 +133,17 @@ def load(checkpoint, spec: str | None = None):
         spec = _recorded(checkpoint, meta.model_name)
     net = build(spec, meta.input_shape, meta.num_classes)
     return load_checkpoint(checkpoint, model=net)
+
+
+def load_with_data(checkpoint, spec: str | None, data: str):
+    """``(model, meta, dataset, train, val, test)``: :func:`load`, and the data set's splits,
+    refused (naming both shapes) when they do not match the checkpoint's input and classes."""
+    from dtmm.pipeline.data import check_dataset_matches, load_splits
+
+    net, meta = load(checkpoint, spec)
+    ds, tr, va, te = load_splits(data, meta.input_shape)
+    check_dataset_matches(ds, meta, data)
+    return net, meta, ds, tr, va, te
 
 
 def _recorded(checkpoint, spec: str) -> str:

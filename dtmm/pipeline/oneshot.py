@@ -174,7 +174,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
 
     ``model``: the checkpoint's model (zoo name or ``path/to/file.py:factory``; default: the
     one the checkpoint records). Unless ``quiet``, one line per step on standard error."""
-    from dtmm.pipeline.data import SPLIT_SEED, check_dataset_matches, load_splits, to_nhwc
+    from dtmm.pipeline.data import SPLIT_SEED, to_nhwc
     from dtmm.pipeline.evaluate import float_accuracy, int8_predict
     from dtmm.util.files import check_output_path, write_outputs
     from dtmm.graph.float_exec import run_float
@@ -193,9 +193,7 @@ def prune_command(*, checkpoint: str, data: str, granularity: str, out: str,
     out_dir = check_output_path(out, names=PRUNE_OUTPUTS)     # before any work
     say = Reporter(quiet=quiet, steps=3)
     with say.step("load the checkpoint and the data") as st:
-        net, meta = M.load(checkpoint, model)
-        ds, tr, _, te = load_splits(data, meta.input_shape)
-        check_dataset_matches(ds, meta, data)
+        net, meta, ds, tr, _, te = M.load_with_data(checkpoint, model, data)
         st.summary = f"{meta.model_name}, {len(tr)} training / {len(te)} test images"
     with say.step(f"score ({importance}), prune ({granularity}), quantize") as st:
         spec = PruneSpec(granularity, ratio if ratio is not None else ratios, importance)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from dtmm.errors import DataError
-from dtmm.pipeline.data import SPLIT_SEED, check_dataset_matches, load_splits
+from dtmm.pipeline.data import SPLIT_SEED
 from dtmm.pipeline.evaluate import float_accuracy, int8_predict, quantize_model
 from dtmm.util.files import check_output_path, write_outputs
 
@@ -30,9 +30,7 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
     out_dir = check_output_path(out, names=QUANTIZE_OUTPUTS)    # before any work
     say = Reporter(quiet=quiet, steps=3)
     with say.step("load the checkpoint and the data") as st:
-        net, meta = M.load(checkpoint, model)
-        ds, tr, _, te = load_splits(data, meta.input_shape)
-        check_dataset_matches(ds, meta, data)
+        net, meta, ds, tr, _, te = M.load_with_data(checkpoint, model, data)
         st.summary = f"{meta.model_name}, {len(tr)} training / {len(te)} test images"
     with say.step(f"quantize ({calibration} calibration)") as st:
         idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]

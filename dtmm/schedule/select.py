@@ -97,10 +97,14 @@ def keep_filterlets(scores: np.ndarray, alive: np.ndarray, kept: int) -> np.ndar
     # the best filterlet of each alive filter (on ties the higher index: lower ones go first)
     best = k - 1 - np.argmax(s[rows][:, ::-1], axis=1)
     keep[rows, best] = True
-    rest = kept - n_alive
+    return _fill_best(keep, s, alive, kept - n_alive)
+
+
+def _fill_best(keep: np.ndarray, s: np.ndarray, alive: np.ndarray, rest: int) -> np.ndarray:
+    """Keep ``rest`` more units of the alive rows, the highest scores first; among equal
+    scores the higher index (the lower is pruned first)."""
     if rest:
         cand = np.flatnonzero((~keep & alive[:, None]).ravel())
-        # highest score first; among equal scores the higher index (the lower is pruned first)
         order = np.lexsort((-cand, -s.ravel()[cand]))
         keep.flat[cand[order[:rest]]] = True
     return keep
@@ -177,12 +181,7 @@ def _keep_runs(s: np.ndarray, alive: np.ndarray, kept: int, short_tail: bool) ->
         raise ScheduleError(f"cannot keep {kept} runs of {n_alive} outputs x {k} runs")
     keep = np.zeros((o, k), bool)
     keep[alive, k - 1] = True
-    rest = kept - n_alive
-    if rest:
-        cand = np.flatnonzero((~keep & alive[:, None]).ravel())
-        order = np.lexsort((-cand, -s.ravel()[cand]))
-        keep.flat[cand[order[:rest]]] = True
-    return keep
+    return _fill_best(keep, s, alive, kept - n_alive)
 
 
 def layer_mask(space: Space, ly, fmt: str, alpha: float, alive: np.ndarray, kept_out: int,
