@@ -47,9 +47,10 @@ test-all: setup
 # zoo / synthetic / compressed bit-exact tests of the generated C model on the host,
 # the compressed-op tests (FWCS / CSR / pattern conv, compressed FC, concat in place)
 # and the hostile-file tests. Builds go to their own cache (build/sanitize-cache).
-# Not run here: tests that only exercise torch's C++ loader (a preloaded ASan runtime
-# aborts in its __cxa_throw interceptor on the first C++ exception torch throws: an
-# ASan/preload limitation, not a finding in dtmm's C code).
+# Not run here: tests that only exercise torch's C++ loader or TFLite Micro refusing a
+# model (a preloaded ASan runtime aborts in its __cxa_throw interceptor on the first C++
+# exception torch or TFLM's interpreter throws: an ASan/preload limitation, not a finding
+# in dtmm's C code).
 ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
 SANITIZE_ENV = DTMM_SANITIZE=1 DTMM_CACHE_DIR=$(CURDIR)/build/sanitize-cache \
 	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -59,7 +60,8 @@ SANITIZE_TESTS = tests/test_kernels.py tests/test_codegen.py tests/test_untruste
 test-sanitize: setup
 	$(SANITIZE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) -p no:cacheprovider \
 	  -m "not slow and not qemu" \
-	  -k "not qemu and not firmware and not cortex_m and not damaged_checkpoints" $(SANITIZE_TESTS)
+	  -k "not qemu and not firmware and not cortex_m and not damaged_checkpoints and not tflm_refuses" \
+	  $(SANITIZE_TESTS)
 
 # The fuzz harness at full size (scripts/fuzz_models.py; writes BENCHMARKS.md).
 fuzz: setup
