@@ -16,6 +16,21 @@ needs_qemu = pytest.mark.skipif(
            "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
 
 
+def small_net_source(factory: str) -> str:
+    """Python source of a user's model file: ``factory(input_shape, num_classes)`` returning
+    a small conv net (3 convs + BatchNorm, global pool, linear), as a test writes it to disk."""
+    return f'''import torch.nn as nn
+
+def {factory}(input_shape, num_classes):
+    c = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(c, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+'''
+
+
 def realistic_bn(model: nn.Module, seed: int) -> nn.Module:
     """BatchNorm statistics as after training (see :func:`dtmm.zoo.trained_like_batchnorm`)."""
     return trained_like_batchnorm(model, seed)

@@ -9,18 +9,9 @@ from dtmm.cli import main
 from dtmm.pipeline.compress import CompressConfig, compress_command
 from dtmm.errors import DtmmError
 
-from _helpers import needs_qemu
+from _helpers import needs_qemu, small_net_source
 
-NET = '''import torch.nn as nn
-
-def small(input_shape, num_classes):
-    c = input_shape[0]
-    return nn.Sequential(
-        nn.Conv2d(c, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
-
+NET = small_net_source("small") + '''
 def not_a_module(input_shape, num_classes):
     return "oops"
 '''

@@ -11,18 +11,9 @@ import pytest
 
 from dtmm.cli import main
 
-from _helpers import needs_qemu
+from _helpers import needs_qemu, small_net_source
 
-NET = '''import torch.nn as nn
-
-def make(input_shape, num_classes):
-    c = input_shape[0]
-    return nn.Sequential(
-        nn.Conv2d(c, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
-
+NET = small_net_source("make") + '''
 def broken():
     return 42
 '''

@@ -97,8 +97,8 @@ def fc_tail_runs(c_in: int, c_out: int) -> int:
     """Kept short last runs of an FWCS fully connected layer: every kept filter keeps its
     short last run (the selection rule of :func:`dtmm.schedule.select.layer_mask`), so
     there are ``c_out`` of them when 16 does not divide ``c_in``, else none."""
-    _, npos, tail = fc_runs(c_in)
-    return int(c_out) if npos > 1 and tail != fc_runs(c_in)[0] else 0
+    size, npos, tail = fc_runs(c_in)
+    return int(c_out) if npos > 1 and tail != size else 0
 
 
 class CostModel:
