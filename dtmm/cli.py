@@ -99,6 +99,8 @@ def _add_plan(sub) -> None:
     p.add_argument("--flash", help="firmware flash budget, e.g. 512KB, 0.5MiB, 65536 (K = 1024)")
     p.add_argument("--ram", help="SRAM budget (arena + static data + 16 KiB stack), e.g. 128KB")
     p.add_argument("--max-instructions", help="instructions per inference budget, e.g. 3M")
+    p.add_argument("--model-bytes", help="budget of the model's constant data alone (weights, "
+                   "index, quantization; no code), e.g. 28KB")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--max-loss-increase", type=float,
                    help="loss budget (nats); minimises instructions under it (the paper's objective)")
@@ -138,6 +140,8 @@ def _add_compress(sub) -> None:
     p.add_argument("--flash", help="firmware flash budget, e.g. 512KB (K = 1024)")
     p.add_argument("--ram", help="SRAM budget (firmware RAM + stack), e.g. 256KB")
     p.add_argument("--max-instructions", help="instructions per inference budget, e.g. 3M")
+    p.add_argument("--model-bytes", help="budget of the model's constant data alone (weights, "
+                   "index, quantization; no code), e.g. 28KB")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="int8 test accuracy may drop at most this many percentage points "
@@ -157,7 +161,8 @@ def _add_compress(sub) -> None:
                         "polynomial schedule; whole filters are removed first)")
     p.add_argument("--qat", choices=["auto", "always", "never"], default="auto",
                    help="quantization-aware fine-tuning: when post-training quantization misses "
-                        "the accuracy bound (auto), always, or never")
+                        "the accuracy bound (auto: the one of the two more accurate on the "
+                        "validation split is kept), always, or never")
     p.add_argument("--train-epochs", type=int, default=10, help="dense training epochs (no --checkpoint)")
     p.add_argument("--solver", choices=["anneal", "exact"], default="exact")
     p.add_argument("--loss-model", choices=["taylor", "sensitivity"], default=None,
@@ -224,7 +229,7 @@ def _compress(args) -> int:
         target = resolve_target(args.target, args.board, "cortex-m55").name
     _emulator_note(target or "cortex-m55", args.board)
     cfg = CompressConfig(target=target or "cortex-m55", board=args.board, method=args.method, flash=args.flash, ram=args.ram,
-                         max_instructions=args.max_instructions,
+                         max_instructions=args.max_instructions, model_bytes=args.model_bytes,
                          max_accuracy_drop=(None if args.max_loss_increase is not None else
                                             (0.5 if args.max_accuracy_drop is None else args.max_accuracy_drop)),
                          max_loss_increase=args.max_loss_increase, solver=args.solver,
@@ -404,7 +409,7 @@ def _dispatch(args) -> int:
         res = plan_command(checkpoint=args.checkpoint, model=args.model, data=args.data, out=args.out,
                            target=args.target, flash=args.flash, ram=args.ram,
                            max_instructions=args.max_instructions, max_loss=args.max_loss_increase,
-                           objective="loss" if args.objective == "min-loss" else None,
+                           model_bytes=args.model_bytes, objective="loss" if args.objective == "min-loss" else None,
                            solver=args.solver, loss_model=args.loss_model,
                            importance=args.importance, calibration=args.calibration,
                            seed=args.seed, iterations=args.iterations, method=args.method,

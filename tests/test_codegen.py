@@ -468,3 +468,50 @@ def test_export_never_replaces_a_directory_of_user_files(tmp_path):
     with pytest.raises(OutputPathError, match="model.c: it changed since dtmm wrote it"):
         write_project(plan, out)
     assert (out / "model.c").read_text() == "/* edited by the user */\n"
+
+@need_arm
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
+def test_linker_map_parts_add_up_to_the_firmware_flash(target):
+    """Fig. 15's breakdown: every flash byte of the linked image goes to exactly one part,
+    each FWCS-using firmware links the FWCS kernel, and the model data is the generated
+    model's constants (at least its weight bytes)."""
+    from dtmm.codegen.platform import size
+    from dtmm.codegen.platform.linkmap import flash_parts
+
+    sg, g, convs = _pruned_graph()
+    cg = compress_graph(g, {n: "fwcs" for n in convs})
+    fw = build_firmware(cg, target)
+    parts = flash_parts(fw.artifact)
+    assert parts["flash"] == size(fw.artifact)[0]
+    assert parts["kernels"]["dtmm_conv_fwcs_s8.c"] > 500
+    assert "dtmm_conv_csr_s8.c" not in parts["kernels"]
+    assert parts["model_code"] > 0 and parts["libc"] > 0 and parts["startup"] > 0
+    # the model data is the plan's constant data plus the op descriptors (their alignment)
+    assert fw.plan.const_bytes <= parts["model_data"] <= fw.plan.const_bytes + 2048
+
+
+def test_linker_map_parser_reads_split_and_fill_lines():
+    from dtmm.codegen.platform.linkmap import MapError, parse_map
+
+    text = """Memory Configuration
+Linker script and memory map
+
+.text           0x00000100      0x40
+ .text.dtmm_conv_s8
+                0x00000100       0x30 /tmp/a.o
+                0x00000100                dtmm_conv_s8
+ *fill*         0x00000130        0x2 
+ .text          0x00000134        0xc lib/libc.a(lib_a-exit.o)
+.dtmm_large_const
+                0x30000000       0x10
+ .dtmm_large_const.w
+                0x30000000       0x10 /tmp/m.o
+"""
+    outs, ins = parse_map(text)
+    assert outs == {".text": 0x40, ".dtmm_large_const": 0x10}
+    assert ins == [(".text", ".text.dtmm_conv_s8", 0x100, 0x30, "/tmp/a.o"),
+                   (".text", "*fill*", 0x130, 2, ""),
+                   (".text", ".text", 0x134, 0xc, "lib/libc.a(lib_a-exit.o)"),
+                   (".dtmm_large_const", ".dtmm_large_const.w", 0x30000000, 0x10, "/tmp/m.o")]
+    with pytest.raises(MapError, match="not a GNU ld map"):
+        parse_map("hello")

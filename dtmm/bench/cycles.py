@@ -21,9 +21,11 @@ four EPU pipelines control / load-store / integer / float-multiply; in-order, sc
 ALU instructions one cycle, mispredict penalty 3. ``ARMScheduleM7.td``: dual issue of
 most instructions, two ALUs, two load pipes, one store, one MAC and one branch pipe,
 LDM/STM/LDRD/STRD single-issue, divides 7 cycles, mispredict 4-6). The Cortex-M4
-figures (single issue, loads 2 cycles, LDM 1 + N, branches 2, divide 2-12) are from
-Arm's Cortex-M4 Technical Reference Manual instruction timing table, as recalled here
-(not re-checked against the document in this environment).
+figures (single issue, loads 2 cycles, LDM 1 + N, branches 2, divide 2-12 depending on
+the operands) are from Arm's Cortex-M4 Technical Reference Manual instruction timing
+table, as recalled here (not re-checked against the document in this environment). The
+model has no operand values, so every divide costs a fixed 7 cycles on all three cores
+(the M7's figure, inside the M4's 2-12 range).
 
 Example:
     >>> MODELS["cortex-m55"]["mve_load_store"]
@@ -60,7 +62,7 @@ MODELS = {
         "overlap": "register dependencies not tracked (an optimistic bound)",
     },
     "cortex-m4": {
-        "scalar_alu": "1 cycle (divide 7)",
+        "scalar_alu": "1 cycle (divide: a fixed 7, the TRM's range is 2-12)",
         "load_store": "2 cycles (LDM/STM/PUSH/POP 1 + N)",
         "branch": "2 cycles",
         "mve_load_store": "-", "mve_mac": "-", "mve_other": "-",

@@ -2,9 +2,10 @@
 
 Every point is a ``dtmm compress`` run (one per model x method x size): the same
 scheduler under the same budgets, the same fine-tuning, the same quantization, each
-method with its own format and kernel (:mod:`dtmm.schedule.methods`). Sizes are flash
-budgets that leave the model ``frac`` of its dense int8 constant data (the code of the
-firmware stays); SRAM 256 KB (the paper's). Runs are resumable (each one's folder keeps
+method with its own format and kernel (:mod:`dtmm.schedule.methods`). Sizes are
+model-data budgets (``--model-bytes``: the generated model's constant data, weights +
+index + quantization, without the kernel code) of ``frac`` of the dense int8 model's;
+SRAM 256 KB (the paper's). Runs are resumable (each one's folder keeps
 its finished steps) and run in parallel processes (``--jobs``).
 
 * **Fig. 11**: per model and method, the smallest model whose int8 test accuracy is at
@@ -56,7 +57,7 @@ class Job:
     checkpoint: str
     data: str
     out: str
-    flash: int
+    model_bytes: int
     epochs: int
     verify_samples: int
     loss_model: str
@@ -89,11 +90,10 @@ def jobs(root: Path, models: dict, fractions, checkpoints: dict, dense: dict, da
     for frac in fractions:
         for model, methods in models.items():
             d = dense[model]
-            code = d["flash_bytes"] - d["const_bytes"]
             for method in methods:
                 out.append(Job(model, method, frac, str(checkpoints[model]), data,
                                str(root / model / f"{method}-{int(round(frac * 100)):02d}"),
-                               int(code + frac * d["const_bytes"]), epochs, verify_samples,
+                               int(frac * d["const_bytes"]), epochs, verify_samples,
                                loss_model))
     return out
 
@@ -106,7 +106,7 @@ def run_job(job: Job) -> dict:
     from dtmm.pipeline.compress import CompressConfig, compress_command
 
     torch.set_num_threads(1)
-    cfg = CompressConfig(target="cortex-m55", method=job.method, flash=job.flash, ram="256KB",
+    cfg = CompressConfig(target="cortex-m55", method=job.method, model_bytes=job.model_bytes, ram="256KB",
                          max_accuracy_drop=None, epochs=job.epochs, qat="never", max_attempts=1,
                          verify_samples=job.verify_samples, loss_model=job.loss_model)
     t0 = time.time()
@@ -190,7 +190,7 @@ def run_paper_bench(*, quick: bool = False, jobs_n: int = 2, root: Path | None =
             for j, r in zip(todo, ex.map(run_job, todo)):
                 results.append(r)
                 say(f"  {j.model} {j.method} {j.frac:.2f}: {_line(r)} ({time.time() - t0:.0f} s)")
-    extra = {"code": _code_sizes(), "ablation": _ablation(results, data, dense)}
+    extra = {"code": _code_sizes(results, dense), "ablation": _ablation(results, data, dense)}
     return {"quick": quick, "data": data, "loss_model": loss_model,
             "left_out": [] if quick else [m for m in FULL_MODELS if m not in models],
             "epochs": epochs, "dense": dense, "runs": results, "train_seconds": train_seconds,
@@ -204,16 +204,28 @@ def _line(r: dict) -> str:
     return f"{s['const_bytes']:,} B, int8 {s['accuracy']['int8_after']:.4f}"
 
 
-def _code_sizes() -> dict:
-    """Per target: the code the runtime adds (kernels + model call code), from the measured
-    code-size tables (linked images)."""
-    from dtmm.schedule.flash import default_code_sizes
+def _code_sizes(results: list[dict], dense: dict) -> dict:
+    """Per model and target: the flash of the Fig. 11 DTMM model's firmware by part, read
+    from the linker map of the linked image (:func:`dtmm.codegen.platform.linkmap.flash_parts`):
+    kernels, generated model code, model data, start-up + harness, C library."""
+    from dtmm.codegen.backends import build_firmware
+    from dtmm.codegen.platform import size
+    from dtmm.codegen.platform.linkmap import flash_parts
+    from dtmm.pipeline.modelfiles import read_model
 
     out = {}
-    for t in ("cortex-m4", "cortex-m7", "cortex-m55"):
-        c = default_code_sizes(t)
-        out[t] = {"kernels": {k: round(v) for k, v in c.kernels.items()}, "base": round(c.base),
-                  "calls": {k: round(v) for k, v in c.calls.items()}}
+    for model in sorted({r["model"] for r in results}):
+        runs = [r for r in results if r["model"] == model and r["method"] == "dtmm"]
+        best = fig11_choice(runs, dense[model]["int8_accuracy"]) or fig11_choice(runs, None)
+        if best is None:
+            continue
+        cg, _ = read_model(str(Path(best["out"]) / "model.tflite"))
+        out[model] = {}
+        for t in ("cortex-m4", "cortex-m7", "cortex-m55"):
+            fw = build_firmware(cg, t)
+            parts = flash_parts(fw.artifact)
+            parts.update(flash_measured=size(fw.artifact)[0], frac=best["frac"], method="dtmm")
+            out[model][t] = parts
     return out
 
 
@@ -263,8 +275,8 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
          f"`{command}` ({b['seconds'] / 60:.0f} min). Every point is one `dtmm compress` run: "
          f"Cortex-M55, exact solver, {b.get('loss_model', 'taylor')} loss model, "
          f"{b.get('epochs', 10)} fine-tuning epochs, post-training "
-         "quantization, flash budget = the dense firmware's code + a fraction of its model data, "
-         "SRAM 256 KB; the same scheduler, fine-tuning and quantization for every method, each with "
+         "quantization, model-data budget (`--model-bytes`: weights + index + quantization, no "
+         "kernel code) = a fraction of the dense int8 model's, SRAM 256 KB; the same scheduler, fine-tuning and quantization for every method, each with "
          f"its own format and kernel. Data: {b['data']} (test split, 1 pp = 10 images, one seed). "
          "**Instructions are QEMU executed-instruction counts, not cycles.**", ""]
     if b.get("left_out"):
@@ -323,19 +335,19 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
         L.append(f"| {model} ({a['frac']:.0%}{'' if a.get('accurate', True) else ', none within 0.5 pp'}) | " + " | ".join(
             f"{v:,} ({v / base:.2f}x)" for v in ins.values()) + " |")
     L += ["", "### Fig. 15: code added to a firmware, and fine-tuning time", "",
-          "Kernels' code in the linked image (bytes, from `dtmm calibrate`'s measured code-size "
-          "tables); the paper: TFLite Micro with the needed operators 30 KB, its DTMM operator "
-          "+4 KB (measured there, not here).", "",
-          "| target | dense conv | FWCS (DTMM) | CSR | pattern | depthwise | FC | pools + add + softmax | start-up, libc, harness |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for t, c in b["code"].items():
-        k = c["kernels"]
-        small = sum(k.get(f, 0) for f in ("dtmm_max_pool_s8.c", "dtmm_avg_pool_s8.c", "dtmm_add_s8.c",
-                                            "dtmm_softmax_s8.c"))
-        L.append(f"| {t} | {k.get('dtmm_conv_s8.c', 0):,} | {k.get('dtmm_conv_fwcs_s8.c', 0):,} | "
-                 f"{k.get('dtmm_conv_csr_s8.c', 0):,} | {k.get('dtmm_conv_pattern_s8.c', 0):,} | "
-                 f"{k.get('dtmm_depthwise_conv_s8.c', 0):,} | {k.get('dtmm_fully_connected_s8.c', 0):,} | "
-                 f"{small:,} | {c['base']:,} |")
+          "The flash of each Fig. 11 DTMM model's firmware by part, read from the linker map of the "
+          "linked image (`dtmm.codegen.platform.linkmap`; bytes). What dtmm adds to a user's "
+          "firmware is the kernels and the generated model code (the start-up, harness and C "
+          "library are this project's test firmware). The paper: TFLite Micro with the needed "
+          "operators 30 KB, its DTMM operator +4 KB (measured there, not here).", "",
+          "| model | target | kernels (of which FWCS) | model code | dtmm adds (kernels + model code) | model data | start-up + harness | C library | padding | flash |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, per_target in b["code"].items():
+        for t, c in per_target.items():
+            k = sum(c["kernels"].values())
+            L.append(f"| {model} | {t} | {k:,} ({c['kernels'].get('dtmm_conv_fwcs_s8.c', 0):,}) | "
+                     f"{c['model_code']:,} | {k + c['model_code']:,} | {c['model_data']:,} | "
+                     f"{c['startup']:,} | {c['libc']:,} | {c['padding']:,} | {c['flash']:,} |")
     L += ["", "| model | dense training s | fine-tuning s (DTMM, Fig. 11 model) | ratio (paper: about 0.5) |",
           "|---|---:|---:|---:|"]
     for model in b["dense"]:

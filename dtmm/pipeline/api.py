@@ -61,8 +61,8 @@ def compress(model, example_input, train_loader, val_loader, budgets: dict, *,
     :class:`~dtmm.pipeline.compress.CompressResult` (``summary``, ``plan``, ``files``).
 
     ``budgets``: ``{"flash": "512KB", "ram": "256KB", "max_instructions": "3M",
-    "max_accuracy_drop": 0.5 | "max_loss_increase": 0.1}`` (any subset with a size
-    budget); ``example_input``: a tensor ``(1, C, H, W)``; ``test_loader``: where the
+    "model_bytes": "28KB", "max_accuracy_drop": 0.5 | "max_loss_increase": 0.1}`` (any
+    subset with a size budget); ``example_input``: a tensor ``(1, C, H, W)``; ``test_loader``: where the
     accuracies are measured (default: ``val_loader``); ``out``: the output folder
     (default: a new temporary folder); ``config``: a
     :class:`~dtmm.pipeline.compress.CompressConfig` for everything else.
@@ -79,10 +79,10 @@ def compress(model, example_input, train_loader, val_loader, budgets: dict, *,
     shape = tuple(int(d) for d in getattr(example_input, "shape", ()))
     if len(shape) != 4 or shape[0] != 1:
         raise DtmmError(f"example_input must be a tensor of shape (1, C, H, W), got {shape}")
-    unknown = set(budgets) - {"flash", "ram", "max_instructions", "max_accuracy_drop", "max_loss_increase"}
+    known = ("flash", "ram", "max_instructions", "model_bytes", "max_accuracy_drop", "max_loss_increase")
+    unknown = set(budgets) - set(known)
     if unknown:
-        raise DtmmError(f"unknown budget(s) {sorted(unknown)}; known: flash, ram, max_instructions, "
-                        f"max_accuracy_drop, max_loss_increase")
+        raise DtmmError(f"unknown budget(s) {sorted(unknown)}; known: {', '.join(known)}")
     cfg = replace(config or CompressConfig(), target=target, **budgets)
     if "max_accuracy_drop" not in budgets and "max_loss_increase" in budgets:
         cfg = replace(cfg, max_accuracy_drop=None)

@@ -59,6 +59,8 @@ class CompressConfig:
     flash: str | int | None = None
     ram: str | int | None = None
     max_instructions: str | float | None = None
+    #: the model's constant data alone (weights, index, quantization; no kernel code)
+    model_bytes: str | int | None = None
     max_accuracy_drop: float | None = 0.5          # percentage points of int8 test accuracy
     max_loss_increase: float | None = None
     solver: str = "exact"
@@ -109,7 +111,9 @@ def _budgets(cfg: CompressConfig):
                         (b.sram_bytes if b else None)),
                    max_instructions=(parse_count(cfg.max_instructions, "--max-instructions")
                                      if cfg.max_instructions is not None else None),
-                   max_loss=cfg.max_loss_increase)
+                   max_loss=cfg.max_loss_increase,
+                   model_bytes=(parse_size(cfg.model_bytes, "--model-bytes")
+                                if cfg.model_bytes is not None else None))
 
 
 def _target_spec(cfg: CompressConfig):
@@ -135,8 +139,10 @@ def _check_config(cfg: CompressConfig) -> None:
     if cfg.board is not None:
         from dtmm.codegen.platform.boards import resolve_target
         resolve_target(cfg.target, cfg.board, cfg.target)        # the board's core is the target
-    if cfg.flash is None and cfg.ram is None and cfg.max_instructions is None and cfg.board is None:
-        raise DtmmError("give at least one budget: --flash, --ram, --max-instructions or --board")
+    if (cfg.flash is None and cfg.ram is None and cfg.max_instructions is None and cfg.board is None
+            and cfg.model_bytes is None):
+        raise DtmmError("give at least one budget: --flash, --ram, --max-instructions, --model-bytes "
+                        "or --board")
     if cfg.max_accuracy_drop is not None and not 0 <= cfg.max_accuracy_drop <= 100:
         raise DtmmError(f"--max-accuracy-drop must be in [0, 100] percentage points, got "
                         f"{cfg.max_accuracy_drop}")
@@ -269,7 +275,7 @@ def check_before_work(net, input_shape, config: CompressConfig, budgets) -> None
     g = capture(net.eval(), tuple(input_shape))
     lat, code = _calibration(config.target, None)
     cm = CostModel(method_space(g, config.method), lat, code=code, target=config.target)
-    check_reachable(cm, Budgets(flash=budgets.flash, ram=budgets.ram))
+    check_reachable(cm, Budgets(flash=budgets.flash, ram=budgets.ram, model_bytes=budgets.model_bytes))
 
 
 class _Compress:
@@ -355,7 +361,8 @@ class _Compress:
         cfg = self.cfg
         b = self.budgets
         b_plan = Budgets(flash=b.flash, ram=b.ram,         # solve() aims under flash by its margin
-                         max_instructions=b.max_instructions, max_loss=settings.get("max_loss"))
+                         max_instructions=b.max_instructions, max_loss=settings.get("max_loss"),
+                         model_bytes=b.model_bytes)
         inp = scheduler_inputs(self.net, self.meta, self.tr, self.va, target=cfg.target,
                                loss_model=settings["loss_model"], budgets=b_plan, method=cfg.method,
                                cache_dir=_default_cache_dir(),
@@ -474,7 +481,10 @@ class _Compress:
                                            and cfg.qat_epochs > 0)
         if want_qat:
             cg_q, qat_acc, qat_info = self._qat(a, gm, plan, calib)
-            if qat_acc >= ptq or cfg.qat == "always":
+            # PTQ or QAT: chosen on the validation split (the test split only reports)
+            ptq_val, qat_val = _accuracy_int8(cg, self.va), _accuracy_int8(cg_q, self.va)
+            qat_info.update(val_int8_accuracy=round(qat_val, 4), val_int8_accuracy_ptq=round(ptq_val, 4))
+            if qat_val >= ptq_val or cfg.qat == "always":
                 cg, how, acc = cg_q, "qat", qat_acc
         model_bytes = to_tflite_bytes(cg)
         dense_bytes = to_tflite_bytes(dense_equivalent(cg))
@@ -652,7 +662,7 @@ class _Compress:
         b = self.budgets
         target_v = next((v for k, v in ver["verify"].items() if k.startswith("qemu") and "flash_bytes" in v), None)
         budgets = {"flash_bytes": b.flash, "sram_bytes": b.ram, "max_instructions": b.max_instructions,
-                   "max_loss_increase": b.max_loss,
+                   "max_loss_increase": b.max_loss, "model_bytes": b.model_bytes,
                    "max_accuracy_drop_pp": self.cfg.max_accuracy_drop}
         met = {}
         stack = plan["predicted"].get("stack_bytes", 16 * 1024)
@@ -660,6 +670,10 @@ class _Compress:
             v = target_v["flash_bytes"] if target_v else plan["predicted"]["flash_bytes"]
             met["flash"] = {"budget": b.flash, "value": v, "met": v <= b.flash,
                             "measured": target_v is not None}
+        if b.model_bytes is not None:
+            met["model_bytes"] = {"budget": b.model_bytes, "value": exp["const_bytes"],
+                                  "met": exp["const_bytes"] <= b.model_bytes, "measured": True,
+                                  "note": "the generated model's constant data"}
         if b.ram is not None:
             v = (target_v["ram_bytes"] + stack) if target_v else plan["predicted"]["sram_bytes"]
             met["sram"] = {"budget": b.ram, "value": v, "met": v <= b.ram, "measured": target_v is not None,

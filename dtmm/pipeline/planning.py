@@ -143,7 +143,7 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                  objective: str | None = None, solver: str = "anneal", loss_model: str | None = None,
                  importance: str | None = None, calibration: str | None = None, seed: int = 0,
                  iterations: int = 20000, progress=None, method: str = "dtmm",
-                 model: str | None = None) -> dict:
+                 model: str | None = None, model_bytes=None) -> dict:
     """``dtmm plan``: solve a plan for a checkpoint under budgets; write it to ``out``.
 
     ``model``: the checkpoint's model (zoo name or ``path/to/file.py:factory``; default: the
@@ -158,7 +158,8 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
                       ram=parse_size(ram, "--ram") if ram is not None else None,
                       max_instructions=(parse_count(max_instructions, "--max-instructions")
                                         if max_instructions is not None else None),
-                      max_loss=max_loss)
+                      max_loss=max_loss,
+                      model_bytes=parse_size(model_bytes, "--model-bytes") if model_bytes is not None else None)
     if objective is None:
         objective = "instructions" if max_loss is not None else "loss"
     problem = Problem(objective, budgets)

@@ -127,6 +127,9 @@ def budget_rows(s: dict) -> list[dict]:
     rows = [
         {"metric": "flash", "unit": "B", "value": s["flash_bytes"], "budget": b.get("flash_bytes"),
          "dense": dense.get("flash_bytes"), "measured": measured, "note": "code + model data"},
+        {"metric": "model data", "unit": "B", "value": s.get("const_bytes"), "budget": b.get("model_bytes"),
+         "dense": dense.get("const_bytes"), "measured": True,
+         "note": "the generated model's constant data (exact)"},
         {"metric": "SRAM", "unit": "B", "value": sram, "budget": b.get("sram_bytes"),
          "dense": dense["ram_bytes"] + stack if "ram_bytes" in dense else None,
          "measured": measured, "note": f"firmware RAM + {stack:,} B stack"},
@@ -174,7 +177,7 @@ def layer_instructions(s: dict) -> tuple[list[dict], bool]:
 
 
 def _budgets(s: dict) -> Section:
-    units = {"flash": " B", "sram": " B", "instructions": "", "accuracy": ""}
+    units = {"flash": " B", "model_bytes": " B", "sram": " B", "instructions": "", "accuracy": ""}
     rows = []
     for k, v in s["budgets_met"].items():
         lim = v.get("budget", v.get("bound"))

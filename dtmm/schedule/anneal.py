@@ -48,10 +48,11 @@ class AnnealResult:
 
 def extreme_strategy(cm: CostModel, *, target: str = "flash") -> Strategy:
     """Everything pruned as far as the grids go: the largest beta for every free group and,
-    per layer, the option with the fewest const bytes (``target="flash"``) or the least
-    scratch (``"ram"``) at that beta. For flash, every subset of the formats in use is
-    tried (a format's kernel code can outweigh what it saves), so the result is the
-    smallest firmware the space holds."""
+    per layer, the option with the fewest const bytes (``target="flash"`` or
+    ``"model_bytes"``) or the least scratch (``"ram"``) at that beta. For flash, every
+    subset of the formats in use is tried (a format's kernel code can outweigh what it
+    saves), so the result is the smallest firmware the space holds; for model bytes,
+    every format is allowed (the smallest constant data)."""
     import itertools
 
     sp = cm.space
@@ -68,7 +69,7 @@ def extreme_strategy(cm: CostModel, *, target: str = "flash") -> Strategy:
                                      for c in per_layer))
     fmts = sorted({f for o in cm.options for f, _ in o} - {"dense"})
     best = None
-    for k in range(len(fmts) + 1):
+    for k in (range(len(fmts) + 1) if target == "flash" else [len(fmts)]):
         for sub in itertools.combinations(fmts, k):
             allowed = {"dense", *sub}
             opts = []

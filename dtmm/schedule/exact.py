@@ -259,6 +259,8 @@ def solve_exact(cm: CostModel, problem: Problem, *, time_limit: float = 300.0,
         if bud.flash is not None:
             r, c0 = flash_row()
             rows.append((r, -np.inf, bud.flash - c0 + 0.49))
+        if bud.model_bytes is not None:
+            rows.append((dict(terms["bytes"]), -np.inf, bud.model_bytes - const["bytes"] + 0.49))
         if bud.ram is not None:
             cap = bud.ram - static_ram - cm.stack_bytes - slack
             for r, fixed in live_rows:

@@ -118,8 +118,10 @@ def reachable(cm: CostModel) -> dict:
         if what == "flash":
             top = sorted(zip(cm.space.layers, lcs), key=lambda t: -t[1].bytes.total)[:3]
             binds = [f"{ly.name} ({lc.bytes.total:,} B)" for ly, lc in top]
+            least = cm.evaluate(extreme_strategy(cm, target="model_bytes"), with_loss=False)
             out["flash"] = {"bytes": c.flash_bytes, "const_bytes": c.const_bytes,
-                            "code_bytes": c.flash_bytes - c.const_bytes, "binding": binds}
+                            "code_bytes": c.flash_bytes - c.const_bytes, "binding": binds,
+                            "least_const_bytes": least.const_bytes}
         else:
             out["ram"] = {"bytes": c.sram_bytes, "arena_bytes": c.arena_bytes,
                           "binding": _ram_binding(cm, s, lcs)}
@@ -142,8 +144,9 @@ def _ram_binding(cm: CostModel, s: Strategy, lcs) -> list[str]:
 
 
 def check_reachable(cm: CostModel, b: Budgets) -> None:
-    """Raise ScheduleError if the flash or SRAM budget is below what the model can reach."""
-    if b.flash is None and b.ram is None:
+    """Raise ScheduleError if the flash, model-data or SRAM budget is below what the model
+    can reach."""
+    if b.flash is None and b.ram is None and b.model_bytes is None:
         return
     r = reachable(cm)
     msgs = []
@@ -153,6 +156,11 @@ def check_reachable(cm: CostModel, b: Budgets) -> None:
                     f"reach, {f['bytes']:,} B: {f['code_bytes']:,} B of code (kernels, start-up, "
                     f"libc) and {f['const_bytes']:,} B of model data with every layer pruned as far "
                     f"as the grids go (largest layers then: {', '.join(f['binding'])})")
+    if b.model_bytes is not None and r["flash"]["least_const_bytes"] > b.model_bytes:
+        f = r["flash"]
+        msgs.append(f"model-data budget {b.model_bytes:,} B is below the smallest this model can "
+                    f"reach, {f['least_const_bytes']:,} B with every layer pruned as far as the grids go "
+                    f"(largest layers then: {', '.join(f['binding'])})")
     if b.ram is not None and r["ram"]["bytes"] > b.ram:
         msgs.append(f"SRAM budget {b.ram:,} B is below the smallest this model can reach, "
                     f"{r['ram']['bytes']:,} B ({r['ram']['arena_bytes']:,} B arena + static data "
@@ -259,7 +267,9 @@ def format_plan(plan: dict) -> str:
     out += ["", f"target {plan['target']}, objective {plan['objective']}, solver {plan['solver']}, "
                 f"loss model {plan['loss_model']}",
             f"flash      {pr['flash_bytes']:>12,} B   budget {lim(bud['flash_bytes'])}"
-            f"   (const data {pr['const_bytes']:,} B; .tflite about {pr['tflite_bytes']:,} B)",
+            f"   (.tflite about {pr['tflite_bytes']:,} B)",
+            f"model data {pr['const_bytes']:>12,} B   budget {lim(bud.get('model_bytes'))}"
+            f"   (the constant data of the generated model, in the flash above)",
             f"SRAM       {pr['sram_bytes']:>12,} B   budget {lim(bud['sram_bytes'])}"
             f"   (arena {pr['arena_bytes']:,} B + static data = {pr['ram_bytes']:,} B; "
             f"+ {pr['stack_bytes']:,} B stack)",
