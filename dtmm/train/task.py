@@ -17,7 +17,14 @@
   ``batches`` instead.
 
 Built in: :data:`CLASSIFICATION` (cross-entropy, accuracy; the default) and
-:class:`dtmm.detect.task.DetectionTask` (tiny YOLO: box loss, AP@0.5).
+:class:`dtmm.detect.task.DetectionTask` (tiny YOLO: box loss, AP@0.5). Both also have
+``score_outputs(outputs, ds)``: the metric of a model's channel-last float outputs (an int8
+graph's, dequantized), which ``dtmm compress`` uses for int8 models.
+
+:func:`task_for` is the one rule that picks the task of a dataset (``dtmm train``,
+``dtmm compress``, ``scripts/train_yolo_faces.py``): detection for a
+:class:`~dtmm.data.DetectionDataset`, with the model's YOLO layout (anchors) when it
+has one, else classification.
 
 Example:
     >>> from dtmm.data import load_dataset
@@ -37,7 +44,7 @@ from torch import nn
 from dtmm.data.dataset import Dataset, iterate_batches
 from dtmm.errors import DataError
 
-__all__ = ["Task", "ClassificationTask", "CLASSIFICATION"]
+__all__ = ["Task", "ClassificationTask", "CLASSIFICATION", "task_for"]
 
 
 @runtime_checkable
@@ -86,9 +93,38 @@ class ClassificationTask:
 
         return evaluate(model, ds, batch_size=batch_size)
 
+    def score_outputs(self, outputs, ds) -> float:
+        """Accuracy of float outputs ``(N, classes)`` (any monotone map of the logits, e.g. the
+        int8 graph's dequantized output) against ``ds.y``."""
+        import numpy as np
+
+        out = np.asarray(outputs)
+        return float((out.reshape(len(out), -1).argmax(-1) == np.asarray(ds.y)).mean())
+
     def __repr__(self) -> str:
         return "ClassificationTask()"
 
 
 #: The default task of :func:`dtmm.train.train`.
 CLASSIFICATION = ClassificationTask()
+
+
+def task_for(ds, model: nn.Module | None = None) -> Task:
+    """The task a dataset is learnt and scored with: :class:`~dtmm.detect.DetectionTask`
+    for a :class:`~dtmm.data.DetectionDataset` (anchors from ``model.layout`` when the
+    model has one, e.g. :class:`dtmm.zoo.TinyYOLO`), else :data:`CLASSIFICATION`.
+
+    Example:
+        >>> from dtmm.data import load_dataset
+        >>> task_for(load_dataset("digits", limit=10)).metric_name
+        'accuracy'
+    """
+    from dtmm.data.detection import DetectionDataset
+
+    if isinstance(ds, DetectionDataset):
+        from dtmm.detect.task import DetectionTask
+        from dtmm.detect.yolo import YoloLayout
+
+        layout = getattr(model, "layout", None)
+        return DetectionTask(layout=layout) if isinstance(layout, YoloLayout) else DetectionTask()
+    return CLASSIFICATION
