@@ -14,7 +14,8 @@ from dtmm.util.text import terminal_safe
 
 BENCHES = {"kernels": "conv kernel micro-benchmarks on QEMU M55/M7 (executed instructions, not cycles)",
            "paper": "the paper's evaluation (Fig. 11-15): every method compressed at several sizes"}
-EPILOG = "Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local)."
+EPILOG = ("Datasets: mnist5k, digits, faces (bundled); cifar10:/path, folder:/path, npz:/path (local); "
+          "detection (--model yolo; the metric is AP@0.5): faces-det (bundled, composited), fddb:/path.")
 
 
 def _add_train(sub) -> None:
@@ -144,13 +145,14 @@ def _add_compress(sub) -> None:
                    "index, quantization; no code), e.g. 28KB")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--max-accuracy-drop", type=float, default=None,
-                   help="int8 test accuracy may drop at most this many percentage points "
-                        "(default 0.5)")
+                   help="int8 test accuracy (detection: AP@0.5) may drop at most this many "
+                        "percentage points (default 0.5)")
     g.add_argument("--max-loss-increase", type=float,
                    help="plan with the paper's objective: fewest instructions with the predicted "
                         "loss change under this budget")
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
-    p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help="fine-tuning learning rate (default: 0.01; detection 0.001)")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
                    help="fine-tuning optimizer (sgd: momentum 0.9)")
     p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine",
@@ -254,22 +256,24 @@ def _compress(args) -> int:
 
 def _compress_table(s: dict, files: dict) -> str:
     acc = s["accuracy"]
+    metric = s.get("metric", "accuracy")
     rows = [("", "dense", "compressed")]
-    rows.append(("float accuracy", f"{acc['float_before']:.4f}", f"{acc['float_after']:.4f}"))
-    rows.append(("int8 accuracy", f"{acc['int8_before']:.4f}", f"{acc['int8_after']:.4f}"))
+    rows.append((f"float {metric}", f"{acc['float_before']:.4f}", f"{acc['float_after']:.4f}"))
+    rows.append((f"int8 {metric}", f"{acc['int8_before']:.4f}", f"{acc['int8_after']:.4f}"))
     lines = [f"{r[0]:<16}{r[1]:>10}{r[2]:>12}" for r in rows]
     lines.append(f"(test split, {acc['test_images']} images)")
     for k, v in s["budgets_met"].items():
         ok = "  met" if v["met"] else "  NOT MET"
         if k == "accuracy":
-            lines.append(f"{'int8 accuracy':<16}{v['value']:>10.4f} >= {v['bound']:.4f}{ok}")
+            lines.append(f"{'int8 ' + metric:<16}{v['value']:>10.4f} >= {v['bound']:.4f}{ok}")
             continue
         lines.append(f"{k:<16}{v['value']:>10,.0f} of {v['budget']:,.0f}{ok}"
                      + (" (measured)" if v.get("measured") else " (predicted)"))
     for k, v in s["verify"].items():
         lines.append(f"{k:<16}" + (f"skipped: {v['skipped']}" if "skipped" in v else
                                    f"{'bit-exact' if v['bit_exact'] else 'MISMATCH'} on {v['samples']} "
-                                   f"images, accuracy {v['accuracy']:.4f}"))
+                                   f"images, {metric} " + ("-" if v["accuracy"] is None
+                                                           else f"{v['accuracy']:.4f}")))
     lines.append(f"report: {files['report.html']} ({files['report.md']})")
     return "\n".join(lines)
 
@@ -441,8 +445,9 @@ def _dispatch(args) -> int:
         print(board_table())
         return 0
     if args.verb == "models":
-        from dtmm.zoo import MODEL_NAMES
-        print("\n".join(MODEL_NAMES))
+        from dtmm.zoo import DETECTION_MODEL_NAMES, MODEL_NAMES
+        print("\n".join(MODEL_NAMES + tuple(f"{m} (detection: --data faces-det)" for m in
+                                            DETECTION_MODEL_NAMES)))
         return 0
     if args.verb == "demo":
         from dtmm.pipeline.demo import demo_command

@@ -13,10 +13,16 @@ not cycles; flash and RAM of the linked image).
 Writes its table into BENCHMARKS.md between its markers (unless --no-write) and prints it.
 
     python scripts/train_yolo_faces.py [--epochs 12] [--images 1500] [--threads 2] [--no-write]
+
+:func:`train_dense` is the same recipe on the split every ``dtmm`` step uses
+(:func:`dtmm.pipeline.data.load_splits`: train / validation / test 70 / 10 / 20 %, by
+fold): the dense checkpoint of ``dtmm bench paper``, runs/dense/yolo-e<E>/checkpoint.pt
+with a dense.json (train_seconds, test AP@0.5 float and int8).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,24 +34,70 @@ import torch  # noqa: E402
 
 from dtmm.benchmd import write_section  # noqa: E402
 from dtmm.data import load_faces_det, split  # noqa: E402
-from dtmm.detect import DetectionTask, average_precision, decode_nhwc  # noqa: E402
 from dtmm.graph.capture import capture  # noqa: E402
 from dtmm.quant.quantize import dequantize, quantize_graph, quantize_input  # noqa: E402
 from dtmm.runtime.reference import run_reference  # noqa: E402
 from dtmm.train import train  # noqa: E402
+from dtmm.train.task import task_for  # noqa: E402
 from dtmm.zoo import build_model  # noqa: E402
+
+#: The recipe (Adam, cosine, batch 32, random flips), shared by main() and train_dense().
+LR, BATCH, EPOCHS = 2e-3, 32, 12
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "dense"
 
 
 def _nhwc(x):
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
+def checkpoint(epochs: int | None = None) -> Path:
+    """The paper benchmark's dense YOLO checkpoint (written by :func:`train_dense`);
+    ``epochs`` default :data:`EPOCHS`."""
+    return RUNS / f"yolo-e{epochs or EPOCHS}" / "checkpoint.pt"
+
+
+def train_dense(epochs: int | None = None, data: str = "faces-det", seed: int = 0) -> dict:
+    """Train the dense YOLO on the pipeline's split of ``data`` with this script's recipe
+    (``epochs`` default :data:`EPOCHS`); write ``checkpoint(epochs)`` and its ``dense.json``
+    (``train_seconds``, test AP@0.5 float / int8); reused when present."""
+    from dtmm.pipeline.data import load_splits
+    from dtmm.pipeline.evaluate import quantize_model
+    from dtmm.pipeline.tasks import check_splits, choose, int8_metric
+    from dtmm.train import evaluate, save_checkpoint
+    from dtmm.util.files import write_outputs
+
+    epochs = epochs or EPOCHS
+    out = checkpoint(epochs).parent
+    info = out / "dense.json"
+    if info.is_file() and checkpoint(epochs).is_file():
+        return json.loads(info.read_text())
+    ds, tr, va, te = load_splits(data)
+    net = build_model("yolo", ds.input_shape, ds.num_classes, seed=seed)
+    task = choose(ds, net)
+    check_splits(task, train=tr, validation=va, test=te)
+    t0 = time.time()
+    res = train(net, tr, va, epochs=epochs, lr=LR, batch_size=BATCH, optimizer="adam",
+                weight_decay=0.0, seed=seed, task=task)
+    secs = time.time() - t0
+    ap_float, _ = evaluate(net, te, task=task)
+    _, qg = quantize_model(net.eval(), ds.input_shape, tr.x[np.random.default_rng(0).permutation(len(tr))[:256]])
+    d = {"model": "yolo", "data": data, "epochs": epochs, "train_seconds": round(secs, 1),
+         "metric": task.metric_name, "val": [round(h.val_acc, 4) for h in res.history],
+         "test_float": round(ap_float, 4), "test_int8": round(int8_metric(task, qg, te), 4)}
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(checkpoint(epochs), net, model_name="yolo", input_shape=ds.input_shape,
+                    num_classes=ds.num_classes, dataset=data,
+                    extra={"seed": seed, "epochs": epochs, "test_ap50": ap_float})
+    write_outputs(out, {"dense.json": (json.dumps(d, indent=1) + "\n").encode()})
+    return d
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--images", type=int, default=1500)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=BATCH)
+    ap.add_argument("--lr", type=float, default=LR)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 shared cores)")
     ap.add_argument("--c-images", type=int, default=8, help="test images run through the host C model")
@@ -57,8 +109,8 @@ def main() -> int:
     tr, _, te = split(ds, val=0.0, test=0.3, seed=args.seed)
     print(f"faces-det: {len(ds)} images, train {len(tr)} ({tr.n_boxes} faces), "
           f"test {len(te)} ({te.n_boxes} faces), built in {time.time() - t0:.1f} s", flush=True)
-    task = DetectionTask()
     net = build_model("yolo", ds.input_shape, 1, seed=args.seed)
+    task = task_for(ds, net)
     t1 = time.time()
     res = train(net, tr, te, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                 optimizer="adam", weight_decay=0.0, seed=args.seed, task=task)
@@ -76,11 +128,7 @@ def main() -> int:
     qin, qout = qg.tensors[qg.inputs[0]].qparams, qg.tensors[qg.outputs[0]].qparams
     xq = quantize_input(_nhwc(te.x), qin)
     yq = np.concatenate([run_reference(qg, xq[i:i + 64]) for i in range(0, len(xq), 64)])
-    _, h, w = ds.input_shape
-    dets = decode_nhwc(dequantize(yq, qout), task.layout, (h, w),
-                       score_threshold=task.score_threshold, nms_iou=task.nms_iou,
-                       max_detections=task.max_detections)
-    ap_int8 = average_precision(dets, list(te.boxes)).ap
+    ap_int8 = task.score_outputs(dequantize(yq, qout), te)        # as dtmm compress scores int8
 
     c_note = "not run"
     try:

@@ -13,7 +13,16 @@
   responsible anchor scores ``sigmoid(t_o) > 0.5`` (a cheap training signal; not AP).
 * ``evaluate``: ``(AP@0.5, mean loss)`` on the whole set, detections from
   :func:`dtmm.detect.yolo.decode` (score >= ``score_threshold``, NMS at ``nms_iou``, at
-  most ``max_detections`` per image) scored by :func:`dtmm.detect.metrics.average_precision`.
+  most ``max_detections`` per image) scored by :func:`dtmm.detect.metrics.average_precision`;
+* ``score_outputs``: the same AP@0.5 of channel-last head outputs (an int8 graph's
+  dequantized output, :func:`dtmm.detect.yolo.decode_nhwc`): how ``dtmm compress`` and
+  ``scripts/train_yolo_faces.py`` score int8 models;
+* ``distill_loss``: a soft-target loss to a teacher's head (fine-tuning with distillation,
+  :class:`dtmm.train.finetune.Distillation`): per anchor, the KL divergence of the
+  student's objectness from the teacher's (Bernoulli, ``sigmoid(t_o)``), plus
+  ``w_coord`` times the squared error of ``sigmoid(t_x), sigmoid(t_y), t_w, t_h`` weighted
+  by the teacher's objectness (boxes count where the teacher sees a face); summed over the
+  grid, averaged over the batch (the scale of ``loss``).
 
 Example:
     >>> import torch
@@ -35,10 +44,11 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dtmm.detect.metrics import average_precision
-from dtmm.detect.yolo import LossWeights, YoloLayout, decode, encode_targets, yolo_loss
+from dtmm.detect.yolo import LossWeights, YoloLayout, decode, decode_nhwc, encode_targets, yolo_loss
 from dtmm.errors import DataError
 
 __all__ = ["DetectionTask"]
@@ -63,6 +73,8 @@ class DetectionTask:
 
     name: ClassVar[str] = "detection"
     metric_name: ClassVar[str] = "AP@0.5"
+    #: the YOLO loss is summed over the grid: SGD at 0.01 diverges in the first epoch
+    finetune_lr: ClassVar[float] = 0.001
     image_augment: ClassVar[bool] = False
 
     def check(self, ds) -> None:
@@ -148,3 +160,25 @@ class DetectionTask:
             model.train(was)
         ap = average_precision(dets, list(ds.boxes), iou_threshold=self.iou_threshold).ap
         return ap, loss_sum / len(ds)
+
+    def score_outputs(self, outputs, ds) -> float:
+        """AP@0.5 on ``ds`` of float head outputs in NHWC ``(N, S_h, S_w, 5A)`` (e.g. the
+        int8 graph's dequantized output), decoded like :meth:`evaluate`."""
+        self.check(ds)
+        if ds.n_boxes == 0:
+            raise DataError(f"dataset {ds.name!r} has no boxes: AP@0.5 is undefined")
+        _, h, w = ds.input_shape
+        dets = decode_nhwc(outputs, self.layout, (h, w), score_threshold=self.score_threshold,
+                           nms_iou=self.nms_iou, max_detections=self.max_detections)
+        return average_precision(dets, list(ds.boxes), iou_threshold=self.iou_threshold).ap
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Soft-target loss of head ``student`` to head ``teacher`` (module docstring); 0
+        when they are equal."""
+        s, t = self.layout.split(student), self.layout.split(teacher.detach())
+        p = torch.sigmoid(t[..., 0])
+        kl = (F.binary_cross_entropy_with_logits(s[..., 0], p, reduction="none")
+              - F.binary_cross_entropy_with_logits(t[..., 0], p, reduction="none"))
+        xy = (torch.sigmoid(s[..., 1:3]) - torch.sigmoid(t[..., 1:3])).pow(2).sum(-1)
+        wh = (s[..., 3:5] - t[..., 3:5]).pow(2).sum(-1)
+        return (kl.sum() + self.weights.coord * (p * (xy + wh)).sum()) / student.shape[0]

@@ -6,6 +6,12 @@ The same steps as ``dtmm compress`` (:mod:`dtmm.pipeline.compress`), on a traine
 pruned model and a :class:`~dtmm.train.finetune.FineTuneContext` with the user's own
 train / val loaders, and trains in place under the masks), else the built-in trainer.
 
+The task comes from the loaders' targets (:mod:`dtmm.pipeline.tasks`): integer labels
+``(N,)`` mean classification (accuracy); float boxes ``(N, K, 4)`` -- ``(x1, y1, x2, y2)``
+as fractions of the image, rows of NaN padding, what
+:meth:`dtmm.detect.DetectionTask.batches` yields -- mean detection (a YOLO-style model,
+AP@0.5, the YOLO loss).
+
 Example (a toy model on bundled digits, not run as a doctest: it trains and runs QEMU)::
 
     import torch
@@ -28,30 +34,56 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
+from dtmm.data.dataset import Dataset
 from dtmm.errors import DataError, DtmmError
 
 __all__ = ["compress"]
 
 
-def _materialise(loader, what: str, num_classes: int | None = None):
-    """A :class:`~dtmm.data.Dataset` holding every batch of a loader (TinyML data is small)."""
-    from dtmm.data.dataset import Dataset
+def _is_boxes(y: np.ndarray) -> bool:
+    return y.ndim == 3 and y.shape[-1] == 4 and np.issubdtype(y.dtype, np.floating)
 
+
+def _materialise(loader, what: str, num_classes: int | None = None):
+    """A :class:`~dtmm.data.Dataset` (labels) or :class:`~dtmm.data.DetectionDataset`
+    (normalised padded boxes, see the module docstring) holding every batch of a loader
+    (TinyML data is small)."""
     xs, ys = [], []
     try:
         for batch in loader:
             x, y = batch[0], batch[1]
             xs.append(np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float32))
-            ys.append(np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y, np.int64))
+            ys.append(np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y))
     except (TypeError, IndexError) as e:
         raise DataError(f"{what}: expected an iterable of (inputs, labels) batches ({e})") from None
     if not xs:
         raise DataError(f"{what}: the loader gave no batches")
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x = np.concatenate(xs)
     if x.ndim != 4:
         raise DataError(f"{what}: inputs must be (N, C, H, W), got shape {x.shape}")
+    if any(_is_boxes(y) for y in ys):
+        return _detection(x, ys, what)
+    y = np.concatenate([y.astype(np.int64) for y in ys])
     n = int(num_classes or (int(y.max()) + 1))
     return Dataset(x, y, tuple(str(i) for i in range(n)), what)
+
+
+def _detection(x: np.ndarray, ys: list, what: str):
+    """A :class:`~dtmm.data.DetectionDataset` from batches of normalised, NaN-padded boxes."""
+    from dtmm.data.detection import DetectionDataset
+
+    _, _, h, w = x.shape
+    boxes = []
+    for y in ys:
+        if not _is_boxes(y):
+            raise DataError(f"{what}: every batch's targets must be boxes (N, K, 4) once one is, "
+                            f"got shape {y.shape}")
+        for b in y.astype(np.float64):
+            b = b[~np.isnan(b).any(axis=1)]
+            boxes.append(b * np.array([w, h, w, h]))
+    if len(boxes) != len(x):
+        raise DataError(f"{what}: {len(x)} images but boxes for {len(boxes)}")
+    return DetectionDataset(x, boxes, ("object",), what)
 
 
 def compress(model, example_input, train_loader, val_loader, budgets: dict, *,
@@ -90,7 +122,8 @@ def compress(model, example_input, train_loader, val_loader, budgets: dict, *,
     b = _budgets(cfg)
     model = model.eval()
     with torch.no_grad():
-        n_classes = int(model(torch.as_tensor(example_input, dtype=torch.float32)).shape[-1])
+        head = model(torch.as_tensor(example_input, dtype=torch.float32)).shape
+    n_classes = int(head[-1]) if len(head) == 2 else None
     check_before_work(model, shape[1:], cfg, b)
     tr = _materialise(train_loader, "train_loader", n_classes)
     va = _materialise(val_loader, "val_loader", n_classes)
@@ -98,18 +131,31 @@ def compress(model, example_input, train_loader, val_loader, budgets: dict, *,
     for ds, what in ((tr, "train_loader"), (va, "val_loader"), (te, "test_loader")):
         if tuple(ds.x.shape[1:]) != shape[1:]:
             raise DataError(f"{what}: inputs of shape {tuple(ds.x.shape[1:])}, the model takes {shape[1:]}")
+        if type(ds) is not type(tr):
+            raise DataError(f"{what} gives {'boxes' if type(ds) is not Dataset else 'labels'}, "
+                            f"train_loader {'labels' if type(tr) is Dataset else 'boxes'}")
+    from dtmm.pipeline.tasks import check_splits, choose
+
+    task = choose(tr, model, shape[1:])
+    check_splits(task, train_loader=tr, val_loader=va, test_loader=te)
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().cpu().numpy().tobytes())
     out = out or tempfile.mkdtemp(prefix="dtmm-compress-")
+    data = hashlib.sha256(tr.x.tobytes() + va.x.tobytes() + te.x.tobytes())
+    if type(tr) is not Dataset:                         # detection: the boxes too
+        for ds in (tr, va, te):
+            for bx in ds.boxes:
+                data.update(np.ascontiguousarray(bx).tobytes() + b"|")
     inputs = {"model": type(model).__name__, "weights_sha256": h.hexdigest(),
-              "data_sha256": hashlib.sha256(tr.x.tobytes() + va.x.tobytes() + te.x.tobytes()).hexdigest(),
+              "data_sha256": data.hexdigest(),
               "config": asdict(cfg), "fine_tune": getattr(fine_tune, "__qualname__", None)}
     run = Run(out, kind="compress", inputs=inputs, resume=resume, quiet=quiet, steps=7)
     ctx = _Compress(run, cfg, b, type(model).__name__, None, "user data", te, tr, va, te, fine_tune,
-                    net=model, ft_data=(train_loader, val_loader) if fine_tune is not None else None)
+                    net=model, ft_data=(train_loader, val_loader) if fine_tune is not None else None,
+                    task=task)
     ctx.given_meta = CheckpointMeta(model_name=type(model).__name__, input_shape=shape[1:],
-                                    num_classes=n_classes)
+                                    num_classes=tr.num_classes)
     ctx.ds = te
     return ctx.run()

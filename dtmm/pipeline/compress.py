@@ -24,6 +24,11 @@ Steps, each resumable (:class:`dtmm.pipeline.run.Run`):
 7. **report** - ``summary.json``, ``report.md`` and ``report.html`` (one self-contained page
    with plots, :mod:`dtmm.pipeline.report_html`); final files written last.
 
+The task comes from the data (:mod:`dtmm.pipeline.tasks`): classification, or detection
+for a detection set (``--data faces-det``, a YOLO model); every "accuracy" above and in the
+summary is the task's metric (accuracy; AP@0.5), named in ``summary["metric"]``, and the
+loss model, fine-tuning (and distillation) use the task's loss.
+
 The same inputs and seed give the same plan and the same output bytes.
 """
 from __future__ import annotations
@@ -61,12 +66,12 @@ class CompressConfig:
     max_instructions: str | float | None = None
     #: the model's constant data alone (weights, index, quantization; no kernel code)
     model_bytes: str | int | None = None
-    max_accuracy_drop: float | None = 0.5          # percentage points of int8 test accuracy
+    max_accuracy_drop: float | None = 0.5          # percentage points of the int8 test metric (accuracy; AP@0.5)
     max_loss_increase: float | None = None
     solver: str = "exact"
     loss_model: str = DEFAULT_LOSS_MODEL           # measured; "taylor": the paper's first-order estimate
     epochs: int = 5                                # fine-tuning epochs
-    lr: float = 0.01
+    lr: float | None = None                        # fine-tuning lr (None: the task's, 0.01 / 0.001)
     optimizer: str = "sgd"                         # sgd (momentum 0.9) | adam | adamw
     schedule: str = "cosine"                       # fine-tuning lr schedule: cosine | step | constant
     distill: bool = False
@@ -146,7 +151,7 @@ def _check_config(cfg: CompressConfig) -> None:
     if cfg.max_accuracy_drop is not None and not 0 <= cfg.max_accuracy_drop <= 100:
         raise DtmmError(f"--max-accuracy-drop must be in [0, 100] percentage points, got "
                         f"{cfg.max_accuracy_drop}")
-    if not cfg.lr > 0:
+    if cfg.lr is not None and not cfg.lr > 0:
         raise DtmmError(f"--lr must be positive, got {cfg.lr}")
     from dtmm.train.lr import SCHEDULES
 
@@ -173,10 +178,11 @@ def _load_state(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _accuracy_int8(graph, ds) -> float:
-    from dtmm.pipeline.evaluate import int8_predict
+def _accuracy_int8(graph, ds, task) -> float:
+    """The task's metric (accuracy; AP@0.5) of an int8 graph on ``ds``."""
+    from dtmm.pipeline.tasks import int8_metric
 
-    return float((int8_predict(graph, ds.x).argmax(-1) == ds.y).mean())
+    return int8_metric(task, graph, ds)
 
 
 def _rebuild(base_net, shrink_channels: dict, state: dict):
@@ -247,6 +253,9 @@ def compress_command(*, model: str | None, data: str, out: str, config: Compress
             raise DtmmError(f"--checkpoint {checkpoint}: no such file")
         digest = checkpoint_digest(checkpoint)
     ds, tr, va, te = load_splits(data)
+    from dtmm.pipeline.tasks import check_splits, check_zoo_model, choose
+
+    check_zoo_model(model, ds)                          # a detector needs detection data, ...
     if checkpoint is not None:
         from dtmm.pipeline.data import check_dataset_matches
 
@@ -254,11 +263,14 @@ def compress_command(*, model: str | None, data: str, out: str, config: Compress
         check_dataset_matches(ds, meta, data)          # before the run folder is created
     else:
         probe = M.build(model, ds.input_shape, ds.num_classes)
+    task = choose(ds, probe, ds.input_shape)           # ... and a model with a head of its task
+    check_splits(task, train=tr, validation=va, test=te)
     check_before_work(probe, ds.input_shape, config, budgets)
     inputs = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None,
               "checkpoint_sha256": digest, "data": data, "config": asdict(config)}
     run = Run(out, kind="compress", inputs=inputs, resume=resume, quiet=quiet, steps=7)
-    ctx = _Compress(run, config, budgets, model, checkpoint, data, ds, tr, va, te, fine_tune_fn)
+    ctx = _Compress(run, config, budgets, model, checkpoint, data, ds, tr, va, te, fine_tune_fn,
+                    task=task)
     return ctx.run()
 
 
@@ -280,7 +292,12 @@ def check_before_work(net, input_shape, config: CompressConfig, budgets) -> None
 
 class _Compress:
     def __init__(self, run, cfg, budgets, model, checkpoint, data, ds, tr, va, te, fine_tune_fn,
-                 net=None, ft_data=None):
+                 net=None, ft_data=None, task=None):
+        from dtmm.train.task import CLASSIFICATION
+
+        self.task = CLASSIFICATION if task is None else task
+        #: the fine-tuning learning rate: the user's, else the task's default
+        self.lr = cfg.lr if cfg.lr is not None else self.task.finetune_lr
         self.run_ = run
         self.cfg = cfg
         self.budgets = budgets
@@ -296,8 +313,9 @@ class _Compress:
     # -- 1. dense
     def dense(self):
         from dtmm.pipeline.data import check_dataset_matches
-        from dtmm.pipeline.evaluate import float_accuracy, quantize_model
+        from dtmm.pipeline.evaluate import quantize_model
         from dtmm.pipeline import models as M
+        from dtmm.pipeline.tasks import float_metric
         from dtmm.train import save_checkpoint, train
 
         cfg = self.cfg
@@ -318,7 +336,7 @@ class _Compress:
                 torch.manual_seed(cfg.seed)
                 net = M.build(self.model_spec, self.ds.input_shape, self.ds.num_classes)
                 train(net, self.tr, self.va, epochs=cfg.train_epochs, batch_size=64, lr=2e-3,
-                      optimizer="adam", seed=cfg.seed, progress=not self.run_.quiet)
+                      optimizer="adam", seed=cfg.seed, progress=not self.run_.quiet, task=self.task)
                 buf = self.run_.artifact("dense.pt")
                 buf.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(buf, net, model_name=self.model_spec, input_shape=self.ds.input_shape,
@@ -332,11 +350,12 @@ class _Compress:
             from dtmm.tflite.export import to_tflite_bytes
 
             arts["dense_int8.tflite"] = to_tflite_bytes(qg)
-            fa = float_accuracy(net, self.te.x, self.te.y)
-            ia = _accuracy_int8(qg, self.te)
+            fa = float_metric(self.task, net, self.te)
+            ia = _accuracy_int8(qg, self.te, self.task)
             return ({"source": src, "train_epochs": epochs, "float_before": round(fa, 4),
                      "int8_before": round(ia, 4),
-                     "summary": f"float {fa:.4f}, int8 {ia:.4f} on {len(self.te)} test images"}, arts)
+                     "summary": f"{self.task.metric_name}: float {fa:.4f}, int8 {ia:.4f} on "
+                                f"{len(self.te)} test images"}, arts)
 
         res = self.run_.step("dense", "dense model", step)
         if self.given_net is not None:
@@ -366,7 +385,7 @@ class _Compress:
         inp = scheduler_inputs(self.net, self.meta, self.tr, self.va, target=cfg.target,
                                loss_model=settings["loss_model"], budgets=b_plan, method=cfg.method,
                                cache_dir=_default_cache_dir(),
-                               progress=self.run_.say)
+                               progress=self.run_.say, task=self.task)
         self.inp = inp
         objective = "instructions" if b_plan.max_loss is not None else "loss"
 
@@ -389,7 +408,7 @@ class _Compress:
     def _finetune(self, a: int, plan: dict, settings: dict):
         import torch
 
-        from dtmm.pipeline.evaluate import float_accuracy
+        from dtmm.pipeline.tasks import float_metric
         from dtmm.prune import get_masks
         from dtmm.prune.surgery import shrink_model
         from dtmm.schedule.apply import mask_model, plan_strategy
@@ -414,7 +433,7 @@ class _Compress:
         apply_masks(masked, torch_masks(inp.space, fl, removed, masked))
         shr = shrink_model(masked, self.meta.input_shape)
         gm = shr.model
-        acc0 = float_accuracy(gm, self.va.x, self.va.y)
+        acc0 = float_metric(self.task, gm, self.va)
         epochs = settings["epochs"]
         grad = None
         if gradual:
@@ -424,9 +443,10 @@ class _Compress:
                      for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0
                      and ly["name"] not in fc}
             grad = GradualPruning(final, granularity="filterlet", scorer="l2")
-        ftc = FineTuneConfig(epochs=epochs, lr=cfg.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
+        ftc = FineTuneConfig(epochs=epochs, lr=self.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
                              schedule=LRSchedule(cfg.schedule),
-                             distill=Distillation() if settings["distill"] else None, gradual=grad)
+                             distill=Distillation() if settings["distill"] else None, gradual=grad,
+                             task=self.task)
         history = []
         teacher = copy.deepcopy(self.net).eval() if settings["distill"] else None
         if epochs > 0:
@@ -437,21 +457,22 @@ class _Compress:
         if gradual:          # the plan's exact kept filterlets, then one epoch with them fixed
             _exact_filterlets(gm, plan, skip=fc)
             res = fine_tune(gm, self.ft_train, self.ft_val, teacher=teacher, fn=self.fine_tune_fn,
-                            config=FineTuneConfig(epochs=1, lr=cfg.lr / 10, optimizer=cfg.optimizer,
+                            config=FineTuneConfig(epochs=1, lr=self.lr / 10, optimizer=cfg.optimizer,
                                                   seed=cfg.seed + a, schedule=LRSchedule("constant"),
-                                                  distill=Distillation() if settings["distill"] else None),
+                                                  distill=Distillation() if settings["distill"] else None,
+                                                  task=self.task),
                             quiet=self.run_.quiet)
             history += [asdict(h) for h in res.history]
         gm.eval()
-        fa_val = float_accuracy(gm, self.va.x, self.va.y)
-        fa = float_accuracy(gm, self.te.x, self.te.y)
+        fa_val = float_metric(self.task, gm, self.va)
+        fa = float_metric(self.task, gm, self.te)
         state = {"masks": {k: v.clone() for k, v in get_masks(gm).items()},
                  "weights": {k: v.clone() for k, v in gm.state_dict().items()}}
         return ({"channels": shr.channels_json(), "val_accuracy_before": round(acc0, 4),
                  "val_accuracy": round(fa_val, 4), "float_after": round(fa, 4), "epochs": epochs,
                  "distill": settings["distill"], "gradual": gradual, "history": history,
-                 "summary": f"val accuracy {acc0:.4f} after pruning -> {fa_val:.4f} after {epochs} "
-                            f"epochs; float test {fa:.4f}"},
+                 "summary": f"val {self.task.metric_name} {acc0:.4f} after pruning -> {fa_val:.4f} "
+                            f"after {epochs} epochs; float test {fa:.4f}"},
                 {f"finetune{a}.pt": _state_bytes(state)})
 
     def _finetuned(self, a: int, ft: dict):
@@ -474,7 +495,7 @@ class _Compress:
         g = capture(baked, tuple(self.meta.input_shape))
         qg = quantize_graph(g, [calib[i:i + 64] for i in range(0, len(calib), 64)])
         cg = self._compress(g, qg, plan)
-        ptq = _accuracy_int8(cg, self.te)
+        ptq = _accuracy_int8(cg, self.te, self.task)
         how, acc, qat_info = "ptq", ptq, None
         bound = self._int8_floor()
         want_qat = cfg.qat == "always" or (cfg.qat == "auto" and bound is not None and ptq < bound
@@ -482,7 +503,7 @@ class _Compress:
         if want_qat:
             cg_q, qat_acc, qat_info = self._qat(a, gm, plan, calib)
             # PTQ or QAT: chosen on the validation split (the test split only reports)
-            ptq_val, qat_val = _accuracy_int8(cg, self.va), _accuracy_int8(cg_q, self.va)
+            ptq_val, qat_val = (_accuracy_int8(cg, self.va, self.task), _accuracy_int8(cg_q, self.va, self.task))
             qat_info.update(val_int8_accuracy=round(qat_val, 4), val_int8_accuracy_ptq=round(ptq_val, 4))
             if qat_val >= ptq_val or cfg.qat == "always":
                 cg, how, acc = cg_q, "qat", qat_acc
@@ -490,7 +511,7 @@ class _Compress:
         dense_bytes = to_tflite_bytes(dense_equivalent(cg))
         res = {"quantization": how, "int8_after_ptq": round(ptq, 4), "int8_after": round(acc, 4),
                "qat": qat_info, "tflite_bytes": len(model_bytes),
-               "summary": f"int8 test accuracy {acc:.4f} ({how}{'; PTQ ' + format(ptq, '.4f') if how == 'qat' else ''})"}
+               "summary": f"int8 test {self.task.metric_name} {acc:.4f} ({how}{'; PTQ ' + format(ptq, '.4f') if how == 'qat' else ''})"}
         return res, {f"model{a}.tflite": model_bytes, f"model_dense{a}.tflite": dense_bytes}
 
     def _compress(self, g, qg, plan):
@@ -520,15 +541,15 @@ class _Compress:
         cfg = self.cfg
         q = prepare_qat(copy.deepcopy(gm))
         torch.manual_seed(cfg.seed + 100 + a)
-        fine_tune(q, self.tr, self.va, config=FineTuneConfig(epochs=cfg.qat_epochs, lr=cfg.lr / 10,
+        fine_tune(q, self.tr, self.va, config=FineTuneConfig(epochs=cfg.qat_epochs, lr=self.lr / 10,
                                                               optimizer=cfg.optimizer, seed=cfg.seed + a,
-                                                              schedule=LRSchedule("cosine")),
+                                                              schedule=LRSchedule("cosine"), task=self.task),
                   quiet=self.run_.quiet)
         q.eval()
         g, qg = quantize_qat(q, tuple(self.meta.input_shape),
                              [calib[i:i + 64] for i in range(0, len(calib), 64)])
         cg = self._compress(g, qg, plan)
-        acc = _accuracy_int8(cg, self.te)
+        acc = _accuracy_int8(cg, self.te, self.task)
         return cg, acc, {"epochs": cfg.qat_epochs, "int8_accuracy": round(acc, 4)}
 
     def _int8_floor(self) -> float | None:
@@ -576,7 +597,7 @@ class _Compress:
             host = build_host_model(cg)(x)
             out = {"host": {"samples": int(len(x)), "bit_exact": bool(np.array_equal(host, ref)),
                             "mismatches": int((host != ref).sum()),
-                            "accuracy": round(float((host.reshape(len(x), -1).argmax(-1) == self.te.y).mean()), 4)}}
+                            "accuracy": self._outputs_metric(cg, host, self.te)}}
             why = toolchain_available(cfg.target)
             backend = {"cortex-m55": "qemu-m55", "cortex-m7": "qemu-m7", "cortex-m4": "qemu-m4"}[cfg.target]
             if why is not None:
@@ -594,7 +615,7 @@ class _Compress:
                                           "const_bytes": dres.const_bytes,
                                           "instructions_per_inference": dres.instructions_per_inference}
                 out[backend] = {"samples": n, "bit_exact": ok, "mismatches": int((res.outputs != ref[:n]).sum()),
-                                "accuracy": round(float((res.outputs.reshape(n, -1).argmax(-1) == self.te.y[:n]).mean()), 4),
+                                "accuracy": self._outputs_metric(cg, res.outputs, self.te.subset(np.arange(n))),
                                 "instructions_per_inference": res.instructions_per_inference,
                                 "instructions_note": "executed instructions counted by QEMU (not cycles)",
                                 "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
@@ -611,6 +632,17 @@ class _Compress:
                 "all_bit_exact": good}, None)
 
         return self.run_.step("verify", "verify on the host and the target", step)
+
+    def _outputs_metric(self, graph, q, ds) -> float | None:
+        """The task's metric of a backend's int8 outputs; ``None`` where it is undefined (a
+        few detection images without a box)."""
+        from dtmm.errors import DataError
+        from dtmm.pipeline.tasks import outputs_metric
+
+        try:
+            return round(outputs_metric(self.task, graph, q, ds), 4)
+        except DataError:
+            return None
 
     # -- driver
     def run(self) -> CompressResult:
@@ -645,7 +677,7 @@ class _Compress:
                 reason = "twice the fine-tuning epochs, with distillation"
             self.attempts[-1]["next"] = reason
             if a < cfg.max_attempts:
-                self.run_.say(f"      int8 accuracy {q['int8_after']:.4f} misses the bound {floor:.4f}: "
+                self.run_.say(f"      int8 {self.task.metric_name} {q['int8_after']:.4f} misses the bound {floor:.4f}: "
                               f"attempt {a + 1} with {reason}")
             settings = nxt
         a, plan, ft, q = chosen
@@ -685,13 +717,14 @@ class _Compress:
         floor = self._int8_floor()
         acc = {"float_before": self.dense_res["float_before"], "int8_before": self.dense_res["int8_before"],
                "float_after": ft["float_after"], "int8_after": q["int8_after"],
-               "test_images": int(len(self.te))}
+               "test_images": int(len(self.te)), "metric": self.task.metric_name}
         if floor is not None:
             met["accuracy"] = {"bound": round(floor, 4), "value": q["int8_after"],
                                "met": q["int8_after"] >= floor - 1e-9}
         summary = {
             "model": self.model_spec or self.dense_res["source"], "dataset": self.data,
             "target": self.cfg.target, "method": self.cfg.method,
+            "task": self.task.name, "metric": self.task.metric_name,
             "flash_bytes": target_v["flash_bytes"] if target_v else plan["predicted"]["flash_bytes"],
             "const_bytes": exp["const_bytes"], "arena_bytes": exp["arena_bytes"],
             "ram_bytes": target_v["ram_bytes"] if target_v else plan["predicted"]["ram_bytes"],
@@ -704,7 +737,8 @@ class _Compress:
             "size_breakdown": size_breakdown(
                 read_tflite(self.run_.artifact("dense_int8.tflite").read_bytes()),
                 read_tflite(self.run_.artifact(f"model{a}.tflite").read_bytes())),
-            "fine_tuning": {"epochs": ft["epochs"], "distill": ft["distill"], "history": ft["history"],
+            "fine_tuning": {"epochs": ft["epochs"], "distill": ft["distill"], "lr": self.lr,
+                            "optimizer": self.cfg.optimizer, "history": ft["history"],
                             "val_accuracy_after_pruning": ft["val_accuracy_before"]},
             "dense": {"source": self.dense_res["source"], "train_epochs": self.dense_res["train_epochs"]},
             "seconds": {k: self.run_.load(k)["seconds"] for k in

@@ -50,10 +50,10 @@ def canonical(spec: str) -> str:
 
 def check_spec(spec: str) -> None:
     """Refuse, naming what was expected, a spec that is neither a zoo name nor a file spec."""
-    from dtmm.zoo import MODEL_NAMES
+    from dtmm.zoo import DETECTION_MODEL_NAMES, MODEL_NAMES
 
     s = str(spec)
-    if is_file_spec(s) or s in MODEL_NAMES:
+    if is_file_spec(s) or s in MODEL_NAMES or s in DETECTION_MODEL_NAMES:
         return
     if s.lower().endswith(".onnx"):
         raise ModelSpecError(
@@ -65,8 +65,9 @@ def check_spec(spec: str) -> None:
         what = f"{tail!r} is not a Python name" if sep and head.endswith(".py") else "no factory given"
         raise ModelSpecError(f"--model {s}: {what}; expected path/to/file.py:factory, a function "
                              f"in that file that returns a torch.nn.Module")
-    raise ModelSpecError(f"unknown model {s!r}; expected a zoo model ({', '.join(MODEL_NAMES)}) or "
-                         f"your own as path/to/file.py:factory")
+    raise ModelSpecError(f"unknown model {s!r}; expected a zoo model ({', '.join(MODEL_NAMES)}; "
+                         f"detection: {', '.join(DETECTION_MODEL_NAMES)}) or your own as "
+                         f"path/to/file.py:factory")
 
 
 def _factory(spec: str):

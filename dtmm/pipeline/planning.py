@@ -79,8 +79,12 @@ def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str | No
                      importance: str | None = None, calibration: str | None = None,
                      alpha_step: float | None = None, beta_step: float | None = None,
                      beta_max: float | None = None, method: str = "dtmm",
-                     cache_dir=None, progress=None, budgets=None) -> SchedulerInputs:
+                     cache_dir=None, progress=None, budgets=None, task=None) -> SchedulerInputs:
     """Capture, space, scores, loss model and cost model of a trained ``net``.
+
+    ``task`` (:mod:`dtmm.train.task`; default classification): the loss the Taylor scores
+    and the measured sensitivity use (:mod:`dtmm.pipeline.tasks`); ``train_y`` of the
+    result holds the task's targets.
 
     ``method``: ``dtmm`` or a baseline (:mod:`dtmm.schedule.methods`): its decision space,
     its unit ranking, the same loss model and cost model.
@@ -108,24 +112,31 @@ def scheduler_inputs(net, meta, train, val, *, target: str, loss_model: str | No
         from dtmm.schedule.plan import check_reachable
 
         check_reachable(cm, budgets)
+    from dtmm.pipeline import tasks as T
+    from dtmm.train.task import CLASSIFICATION
+
+    task = CLASSIFICATION if task is None else task
+    crit = T.loss_fn(task)
     order = np.random.default_rng(0).permutation(len(train))
-    tx, ty = train.x[order], train.y[order]
+    tx, ty = train.x[order], T.targets(task, train)[order]
     t0 = time.time()
     if method == "dtmm" and loss_model == "taylor" and importance not in (None, "taylor"):
         raise ScheduleError("the Taylor loss model selects units by their Taylor scores "
                             "(--importance taylor); use --loss-model sensitivity for l1/l2")
     taylor = None
     if loss_model == "taylor":
-        taylor = L.unit_scores(net, space, "taylor", tx, ty, batches=SCORE_BATCHES, batch_size=BATCH)
+        taylor = L.unit_scores(net, space, "taylor", tx, ty, batches=SCORE_BATCHES, batch_size=BATCH,
+                               loss_fn=crit)
     scores = method_scores(net, space, method, tx, ty, taylor=taylor,
                            importance=importance or ("taylor" if loss_model == "taylor" else "l2"),
-                           batches=SCORE_BATCHES, batch_size=BATCH)
+                           batches=SCORE_BATCHES, batch_size=BATCH, loss_fn=crit)
     imp = scores.name
     if loss_model == "taylor":
         loss = L.taylor_loss(space, taylor, scores)
     else:
-        loss = L.sensitivity_loss(net, space, scores, tx, val.x, val.y, cache_dir=cache_dir,
-                                  progress=say)
+        loss = L.sensitivity_loss(net, space, scores, tx, val.x, T.targets(task, val),
+                                  cache_dir=cache_dir, progress=say, loss_fn=crit,
+                                  loss_name=T.loss_name(task))
     say(f"scored {len(space.layers)} layers with {imp} ({loss_model} loss model, "
         f"{time.time() - t0:.1f} s)")
     cm.loss = loss
@@ -170,9 +181,12 @@ def plan_command(*, checkpoint: str, data: str, out: str, target: str = "cortex-
     net, meta = M.load(checkpoint, model)
     ds, tr, va, _ = load_splits(data)
     check_dataset_matches(ds, meta, data)
+    from dtmm.pipeline.tasks import choose
+
     inp = scheduler_inputs(net, meta, tr, va, target=target, loss_model=loss_model,
                            importance=importance, calibration=calibration, method=method,
-                           cache_dir=_default_cache_dir(), progress=progress, budgets=budgets)
+                           cache_dir=_default_cache_dir(), progress=progress, budgets=budgets,
+                           task=choose(ds, net, meta.input_shape))
     plan = solve(inp.cost_model, problem, solver=solver, seed=seed, iterations=iterations)
     plan.meta["method"] = method
     plan.meta.update({"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_digest(checkpoint),

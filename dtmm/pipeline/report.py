@@ -182,7 +182,8 @@ def _budgets(s: dict) -> Section:
     for k, v in s["budgets_met"].items():
         lim = v.get("budget", v.get("bound"))
         how = " (measured)" if v.get("measured") else (" (predicted)" if "measured" in v else "")
-        rows.append((k, f"{_n(lim)}{units.get(k, '')}", f"{_n(v['value'])}{units.get(k, '')}{how}",
+        rows.append((metric_name(s) if k == "accuracy" else k, f"{_n(lim)}{units.get(k, '')}",
+                     f"{_n(v['value'])}{units.get(k, '')}{how}",
                      "yes" if v["met"] else Bad("no")))
     text = [f"Flash {s['flash_bytes']:,} B (of which model data {s.get('const_bytes', 0):,} B); RAM "
             f"{s['ram_bytes']:,} B (arena {s.get('arena_bytes', 0):,} B; the firmware's stack comes on "
@@ -195,17 +196,28 @@ def _budgets(s: dict) -> Section:
                    plot="budgets")
 
 
+def metric_name(s: dict) -> str:
+    """The task's metric a compress summary reports ("accuracy"; "AP@0.5" for detection)."""
+    return s.get("metric") or s.get("accuracy", {}).get("metric") or "accuracy"
+
+
+def _f4(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
 def _accuracy(s: dict) -> Section:
     acc, ft = s["accuracy"], s["fine_tuning"]
+    m = metric_name(s)
     rows = [("dense", f"{acc['float_before']:.4f}", f"{acc['int8_before']:.4f}"),
             ("compressed", f"{acc['float_after']:.4f}",
              f"{acc['int8_after']:.4f} ({s.get('quantization', 'ptq')})")]
     text = [f"{acc.get('test_images', '?')} test images. Fine-tuning: {ft['epochs']} epochs"
-            f"{' with distillation' if ft.get('distill') else ''}; validation accuracy right after "
+            f"{' with distillation' if ft.get('distill') else ''}; validation {m} right after "
             f"pruning {ft['val_accuracy_after_pruning']:.4f}."]
     if "accuracy" in s["budgets_met"]:
-        text.append(f"int8 accuracy bound: {s['budgets_met']['accuracy']['bound']:.4f}.")
-    return Section("accuracy", "Accuracy (test split)", text, ("", "float", "int8"), rows, "lrr",
+        text.append(f"int8 {m} bound: {s['budgets_met']['accuracy']['bound']:.4f}.")
+    title = "Accuracy (test split)" if m == "accuracy" else f"Accuracy: {m} (test split)"
+    return Section("accuracy", title, text, ("", "float", "int8"), rows, "lrr",
                    plot="accuracy")
 
 
@@ -270,7 +282,10 @@ def _finetune(s: dict) -> Section:
 
     rows = [(str(e.get("epoch", i + 1)), f(e.get("train_loss")), f(e.get("val_loss")),
              f(e.get("train_acc")), f(e.get("val_acc")), f(e.get("lr_end"), ".2e")) for i, e in enumerate(h)]
-    text = [f"Validation accuracy right after pruning (epoch 0): {ft['val_accuracy_after_pruning']:.4f}."]
+    m = metric_name(s)
+    text = [f"Validation {m} right after pruning (epoch 0): {ft['val_accuracy_after_pruning']:.4f}."]
+    if m != "accuracy":
+        text.append(f"val acc: validation {m}; train acc: the task's training signal.")
     if not h:
         text.append("No per-epoch history (no fine-tuning epochs, or a trainer that reports none).")
     return Section("finetune", "Fine-tuning", text,
@@ -291,12 +306,12 @@ def _verify(s: dict) -> Section:
         if "skipped" in v:
             rows.append((k, "-", f"skipped: {v['skipped']}", "-"))
         else:
-            rows.append((k, str(v["samples"]), "yes" if v["bit_exact"] else Bad("no"), f"{v['accuracy']:.4f}"))
+            rows.append((k, str(v["samples"]), "yes" if v["bit_exact"] else Bad("no"), _f4(v["accuracy"])))
     text = []
     if s.get("seconds"):
         text.append("Step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()))
-    return Section("verify", "Verification", text, ("backend", "images", "bit-exact", "accuracy"), rows,
-                   "lrlr")
+    return Section("verify", "Verification", text, ("backend", "images", "bit-exact", metric_name(s)),
+                   rows, "lrlr")
 
 
 def report_sections(s: dict) -> list[Section]:

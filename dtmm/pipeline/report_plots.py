@@ -168,8 +168,9 @@ def plot_accuracy(s: dict) -> bytes:
         ax.hlines(bound, 0.5, 1.5, colors=_COLORS["budget"], linestyles="--", label=f"int8 bound {bound:.4f}")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.25)
-    ax.set_ylabel("test accuracy")
-    ax.set_title("Accuracy before / after compression")
+    m = s.get("metric") or acc.get("metric") or "accuracy"
+    ax.set_ylabel(f"test {m}")
+    ax.set_title(f"{'Accuracy' if m == 'accuracy' else m} before / after compression")
     ax.legend(fontsize=8, loc="upper center", ncol=3)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -252,7 +253,8 @@ def plot_finetune(s: dict) -> bytes | None:
 
     fig, (a1, a2) = _figure(11, 3.8, 2)
     ep = [e.get("epoch", i + 1) for i, e in enumerate(h)]
-    for ax, key, what in ((a1, "loss", "loss"), (a2, "acc", "accuracy")):
+    m = s.get("metric") or (s.get("accuracy") or {}).get("metric") or "accuracy"
+    for ax, key, what in ((a1, "loss", "loss"), (a2, "acc", m)):
         for split, style in (("train", "-o"), ("val", "-s")):
             pts = [(x, e[f"{split}_{key}"]) for x, e in zip(ep, h) if e.get(f"{split}_{key}") is not None]
             if key == "acc" and split == "val" and ft.get("val_accuracy_after_pruning") is not None:
@@ -266,7 +268,7 @@ def plot_finetune(s: dict) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     a1.set_title("Fine-tuning: loss")
-    a2.set_title("Fine-tuning: accuracy (epoch 0: right after pruning)")
+    a2.set_title(f"Fine-tuning: {m} (epoch 0: right after pruning)")
     return _png(fig)
 
 

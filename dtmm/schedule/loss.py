@@ -21,6 +21,11 @@ Both are tables, so that a strategy's predicted loss change is a sum of look-ups
   by a hash of the weights, data and grids, before any plan is solved.
 
 Scores (:func:`unit_scores`) come from :mod:`dtmm.prune.importance` on the torch model.
+
+The loss is the model's task loss (:mod:`dtmm.train.task`): ``loss_fn(outputs, targets)``,
+the mean over a batch, with ``y`` / ``val_y`` arrays of targets aligned with the images
+(:func:`dtmm.pipeline.tasks.targets`: labels, or padded boxes for detection); default
+cross-entropy on labels.
 """
 from __future__ import annotations
 
@@ -107,8 +112,10 @@ def _layer_batches(x: np.ndarray, y: np.ndarray, batch: int, n: int):
 
 
 def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
-                y: np.ndarray | None = None, *, batches: int = 8, batch_size: int = 64) -> UnitScores:
-    """Filter and filterlet scores of every layer of ``space`` (torch module names)."""
+                y: np.ndarray | None = None, *, batches: int = 8, batch_size: int = 64,
+                loss_fn=None) -> UnitScores:
+    """Filter and filterlet scores of every layer of ``space`` (torch module names);
+    ``loss_fn``: the Taylor scorer's loss (module docstring)."""
     from dtmm import prune
 
     names = [ly.name for ly in space.layers]
@@ -125,7 +132,7 @@ def unit_scores(net, space: Space, scorer: str, x: np.ndarray | None = None,
         kw = {"data": _layer_batches(x, y, batch_size, batches), "batches": batches}
     elements = None
     if scorer == "taylor":          # one backward pass set, reduced per filterlet
-        contrib = prune.taylor_contributions(net, names, **kw)
+        contrib = prune.taylor_contributions(net, names, loss_fn=loss_fn, **kw)
         fl = {n: np.abs(prune.FILTERLET.reduce(c, c.shape)) for n, c in contrib.items()}
         # a removed filter is all its filterlets removed: its estimate is the sum of theirs
         # (|sum over the filter| would cancel signs and favour whole filters over the
@@ -259,7 +266,7 @@ def torch_masks(space: Space, masks: dict[str, np.ndarray], removed: dict[int, n
     return out
 
 
-def _val_loss(net, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+def _val_loss(net, x: np.ndarray, y: np.ndarray, batch: int = 256, loss_fn=None) -> float:
     import torch
     import torch.nn.functional as F
 
@@ -269,12 +276,16 @@ def _val_loss(net, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
         for i in range(0, len(x), batch):
             xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))
             yb = torch.from_numpy(np.asarray(y[i:i + batch]))
-            tot += float(F.cross_entropy(net(xb), yb, reduction="sum"))
+            if loss_fn is None:
+                tot += float(F.cross_entropy(net(xb), yb, reduction="sum"))
+            else:                                           # a mean over the batch
+                tot += float(loss_fn(net(xb), yb)) * len(yb)
             n += len(yb)
     return tot / max(n, 1)
 
 
-def _pruned_loss(net, space, strategy, scores, train_x, val_x, val_y, bn_batches) -> float:
+def _pruned_loss(net, space, strategy, scores, train_x, val_x, val_y, bn_batches,
+                 loss_fn=None) -> float:
     import copy
 
     from dtmm.prune.batchnorm import recalibrate_batchnorm
@@ -286,10 +297,10 @@ def _pruned_loss(net, space, strategy, scores, train_x, val_x, val_y, bn_batches
     apply_masks(m, torch_masks(space, fl, removed, m))
     remove_masks(m)
     recalibrate_batchnorm(m, train_x, 64, bn_batches)
-    return _val_loss(m, val_x, val_y)
+    return _val_loss(m, val_x, val_y, loss_fn=loss_fn)
 
 
-def _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches) -> str:
+def _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches, loss_name=None) -> str:
     h = hashlib.sha256()
     for k, v in net.state_dict().items():
         h.update(k.encode())
@@ -299,17 +310,23 @@ def _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches) -> str:
     h.update(json.dumps([SENSITIVITY_VERSION, space.alphas, space.betas, list(alphas), scores.name, bn_batches,
                          [ly.name for ly in space.layers], [list(space.options(l)) for l in space.layers]]
                         ).encode())
+    if loss_name is not None:                  # another task's loss (classification: none)
+        h.update(loss_name.encode())
     return h.hexdigest()[:24]
 
 
 def sensitivity_loss(net, space: Space, scores: UnitScores, train_x: np.ndarray,
                      val_x: np.ndarray, val_y: np.ndarray, *, alphas=SENSITIVITY_ALPHAS,
-                     bn_batches: int = 4, cache_dir=None, progress=None) -> TableLoss:
-    """Measured per-group / per-layer loss increases (see the module docstring)."""
+                     bn_batches: int = 4, cache_dir=None, progress=None, loss_fn=None,
+                     loss_name: str | None = None) -> TableLoss:
+    """Measured per-group / per-layer loss increases (see the module docstring).
+
+    ``loss_fn``: the task's loss (default cross-entropy); ``loss_name`` names it in the
+    cache key (``None`` for cross-entropy)."""
     from dtmm.schedule.costs import Strategy
     from dtmm.train.progress import ticker
 
-    key = _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches)
+    key = _cache_key(net, space, scores, train_x, val_x, alphas, bn_batches, loss_name)
     path = None
     if cache_dir is not None:
         from pathlib import Path
@@ -320,7 +337,7 @@ def sensitivity_loss(net, space: Space, scores: UnitScores, train_x: np.ndarray,
                 return TableLoss.from_json(json.loads(path.read_text()), space)
             except (ValueError, KeyError, ScheduleError):
                 pass                                        # stale or damaged: measure again
-    base = _val_loss(net.eval(), val_x, val_y)
+    base = _val_loss(net.eval(), val_x, val_y, loss_fn=loss_fn)
     nb = len(space.betas)
     opts = [space.options(ly) for ly in space.layers]
     dense = [o.index(("dense", 0.0)) if ("dense", 0.0) in o else 0 for o in opts]
@@ -345,14 +362,15 @@ def sensitivity_loss(net, space: Space, scores: UnitScores, train_x: np.ndarray,
             b = list(zero_b)
             b[idx] = v
             s = Strategy(tuple(b), tuple(dense))
-            groups[idx][v] = _pruned_loss(net, space, s, scores, train_x, val_x, val_y, bn_batches) - base
+            groups[idx][v] = _pruned_loss(net, space, s, scores, train_x, val_x, val_y, bn_batches,
+                                          loss_fn) - base
         else:
             o = list(dense)
             o[idx] = v
             s = Strategy(zero_b, tuple(o))
             fmt, a = opts[idx][v]
             curves[(idx, fmt)][a] = (_pruned_loss(net, space, s, scores, train_x, val_x, val_y,
-                                                         bn_batches) - base)
+                                                         bn_batches, loss_fn) - base)
         bar.update()
     bar.close()
     layers = []

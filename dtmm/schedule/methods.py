@@ -86,8 +86,9 @@ def method_space(graph, method: str, *, alpha_step: float | None = None,
 
 def method_scores(net, space: Space, method: str, x, y, *, taylor: UnitScores | None = None,
                   importance: str | None = None, batches: int = 8, batch_size: int = 64,
-                  library_size: int = 8) -> UnitScores:
-    """The unit ranking of ``method`` for every layer of ``space`` (higher = kept longer)."""
+                  library_size: int = 8, loss_fn=None) -> UnitScores:
+    """The unit ranking of ``method`` for every layer of ``space`` (higher = kept longer);
+    ``loss_fn``: the task's loss for Taylor importance (default cross-entropy)."""
     from dtmm import prune
     from dtmm.prune.baselines import patdnn_library, pattern_choice
     from dtmm.prune.layout import weight_ohwi
@@ -100,7 +101,8 @@ def method_scores(net, space: Space, method: str, x, y, *, taylor: UnitScores | 
         imp = importance or "taylor"
         if imp == "taylor" and taylor is not None:
             return taylor
-        return unit_scores(net, space, imp, x, y, batches=batches, batch_size=batch_size)
+        return unit_scores(net, space, imp, x, y, batches=batches, batch_size=batch_size,
+                           loss_fn=loss_fn)
     base = unit_scores(net, space, "l2")
     if m.ranking in ("chip", "l1"):
         f = prune.l1(net, names, "filter")

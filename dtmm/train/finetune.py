@@ -27,9 +27,14 @@ returned ``None``). The same contract runs under ``torchrun`` with
 
 The built-in trainer, :func:`default_fine_tune`, with :class:`FineTuneConfig`:
 
-* cross-entropy, or knowledge distillation from a teacher (:class:`Distillation`):
+* the task's loss (``FineTuneConfig.task``, :mod:`dtmm.train.task`; default
+  classification: cross-entropy), or knowledge distillation from a teacher
+  (:class:`Distillation`): for classification
   ``loss = alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``
-  (Hinton et al. 2015; ``T^2`` keeps the soft gradients' scale independent of ``T``);
+  (Hinton et al. 2015; ``T^2`` keeps the soft gradients' scale independent of ``T``); for
+  a task with a ``distill_loss(student, teacher)`` (detection:
+  :meth:`dtmm.detect.DetectionTask.distill_loss`, soft targets on the YOLO head; ``T``
+  unused) ``loss = alpha * distill_loss + (1 - alpha) * task.loss``;
 * an optimizer by name (``sgd``, ``adam``, ``adamw``) or any factory, with a
   per-step :class:`~dtmm.train.lr.LRSchedule` (cosine, step, constant, warm-up);
 * optional gradual pruning (:class:`GradualPruning`) with the polynomial schedule of
@@ -38,8 +43,8 @@ The built-in trainer, :func:`default_fine_tune`, with :class:`FineTuneConfig`:
   (weight updates inside a forked torch RNG seeded with ``seed``; a
   :class:`DatasetLoader` draws epoch ``e``'s order from ``SeedSequence([seed, e])``;
   a loader or sampler with ``set_epoch`` gets it called each epoch);
-* per-epoch :class:`~dtmm.train.trainer.EpochStats` (train loss, val loss / accuracy,
-  lr, seconds, sparsity) in the result; progress through
+* per-epoch :class:`~dtmm.train.trainer.EpochStats` (train loss, val loss / the task's
+  metric, lr, seconds, sparsity) in the result; progress through
   :class:`~dtmm.train.progress.Progress` (``quiet`` silences it).
 
 Example:
@@ -72,6 +77,7 @@ from dtmm.data.dataset import Dataset, iterate_batches
 from dtmm.errors import DataError, DtmmError
 from dtmm.train.lr import LRSchedule
 from dtmm.train.progress import Progress
+from dtmm.train.task import CLASSIFICATION, ClassificationTask, Task
 from dtmm.train.trainer import (EpochStats, OptimizerFactory, _epoch_seed, device_of, evaluate,
                                 make_optimizer, run_epoch)
 
@@ -90,7 +96,9 @@ class MaskError(DtmmError):
 class DatasetLoader:
     """Re-iterable, seeded batches of a :class:`~dtmm.data.Dataset` (a tiny DataLoader).
 
-    Each ``iter()`` yields ``(x, y)`` torch batches; with ``shuffle`` the order of
+    Each ``iter()`` yields ``(x, y)`` torch batches (``task.batches``: a
+    :class:`~dtmm.data.DetectionDataset` with ``task`` a detection task gives ``(x, boxes)``;
+    default classification); with ``shuffle`` the order of
     epoch ``e`` (see :meth:`set_epoch`) comes from ``SeedSequence([seed, e])``, as in
     :func:`dtmm.train.train`. Without ``set_epoch`` calls, each ``iter()`` advances
     the epoch by one.
@@ -102,10 +110,12 @@ class DatasetLoader:
         [2, 2, 1]
     """
 
-    def __init__(self, ds: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0):
+    def __init__(self, ds: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 task: Task | None = None):
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         self.ds, self.batch_size, self.shuffle, self.seed = ds, int(batch_size), shuffle, int(seed)
+        self.task = CLASSIFICATION if task is None else task
         self._epoch: int | None = None
         self._auto = 0
 
@@ -118,18 +128,41 @@ class DatasetLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self._epoch if self._epoch is not None else self._auto
         self._auto += 1
-        return iterate_batches(self.ds, self.batch_size, shuffle=self.shuffle,
-                               seed=_epoch_seed(self.seed, epoch))
+        if isinstance(self.task, ClassificationTask):
+            return iterate_batches(self.ds, self.batch_size, shuffle=self.shuffle,
+                                   seed=_epoch_seed(self.seed, epoch))
+        return iter(self.task.batches(self.ds, self.batch_size, shuffle=self.shuffle,
+                                      seed=_epoch_seed(self.seed, epoch)))
 
 
-def _as_loader(data, batch_size: int, seed: int, shuffle: bool):
+def _as_loader(data, batch_size: int, seed: int, shuffle: bool, task: Task | None = None):
+    from dtmm.data.detection import DetectionDataset
+
     if data is None:
         return None
-    if isinstance(data, Dataset):
+    if isinstance(data, (Dataset, DetectionDataset)):
+        if isinstance(data, DetectionDataset) and _is_classification(task):
+            raise DataError(f"dataset {data.name!r} holds boxes: fine-tune a detector on it with "
+                            f"FineTuneConfig(task=dtmm.detect.DetectionTask())")
         if len(data) == 0:
             raise DataError(f"dataset {data.name!r} is empty")
-        return DatasetLoader(data, batch_size, shuffle=shuffle, seed=seed)
+        return DatasetLoader(data, batch_size, shuffle=shuffle, seed=seed, task=task)
     return data
+
+
+def _is_classification(task) -> bool:
+    return task is None or isinstance(task, ClassificationTask)
+
+
+def _evaluate(model: nn.Module, loader, task: Task | None):
+    """``(metric, loss)`` on the val loader: the task's own evaluation on the dataset a
+    :class:`DatasetLoader` holds; ``(None, None)`` for another task's loader of another kind
+    (only a whole dataset can be scored by AP)."""
+    if _is_classification(task):
+        return evaluate(model, loader)
+    if isinstance(loader, DatasetLoader):
+        return evaluate(model, loader.ds, batch_size=loader.batch_size, task=task)
+    return None, None
 
 
 def _set_epoch(loader, epoch: int) -> None:
@@ -211,6 +244,9 @@ class FineTuneConfig:
     gradual: GradualPruning | None = None
     seed: int = 0
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    #: what is learnt (:mod:`dtmm.train.task`): the loss, the training metric, the validation
+    #: metric and how a Dataset is batched; default classification
+    task: Task | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -431,9 +467,11 @@ class _GradualPruner:
                 data.append((b[0].to(self.ctx.device), b[1].to(self.ctx.device)))
         names = list(self.spec.final)
         was = inner.training
-        scores = scorer(inner, names, self.g, data=data, loss_fn=nn.CrossEntropyLoss(), batches=max(len(data or []), 1))
+        task = self.ctx.config.task
+        crit = nn.CrossEntropyLoss() if _is_classification(task) else task.loss
+        scores = scorer(inner, names, self.g, data=data, loss_fn=crit, batches=max(len(data or []), 1))
         fscores = (scorer(inner, [n for n in names if self.joint[n]], FILTER, data=data,
-                          loss_fn=nn.CrossEntropyLoss(), batches=max(len(data or []), 1))
+                          loss_fn=crit, batches=max(len(data or []), 1))
                    if any(self.joint.values()) else {})
         inner.train(was)
         have = get_masks(inner)
@@ -497,6 +535,33 @@ def _steps_per_epoch(loader) -> int | None:
 # ----------------------------------------------------------------------------- built-in trainer
 
 
+def _loss_fn(cfg: FineTuneConfig, teacher: nn.Module | None):
+    """``loss_fn(outputs, y, x)`` of the built-in trainer: the task's loss, or distillation."""
+    task, dist = cfg.task, cfg.distill
+    if _is_classification(task):
+        if dist is None:
+            return lambda logits, y, x: F.cross_entropy(logits, y)
+
+        def classify(logits, y, x):
+            with torch.no_grad():
+                t = teacher(x)
+            return distillation_loss(logits, t, y, dist.alpha, dist.temperature)
+        return classify
+    if dist is None:
+        return lambda out, y, x: task.loss(out, y)
+    soft = getattr(task, "distill_loss", None)
+    if soft is None:
+        raise DtmmError(f"the {task.name} task has no distill_loss(student, teacher): distillation "
+                        f"is not available for it")
+
+    def distilled(out, y, x):
+        with torch.no_grad():
+            t = teacher(x)
+        hard = task.loss(out, y)
+        return hard if dist.alpha == 0 else dist.alpha * soft(out, t) + (1.0 - dist.alpha) * hard
+    return distilled
+
+
 def default_fine_tune(model: nn.Module, ctx: FineTuneContext) -> FineTuneResult:
     """The built-in :data:`FineTuneFn`: trains ``model`` in place as ``ctx.config`` says.
 
@@ -534,16 +599,7 @@ def default_fine_tune(model: nn.Module, ctx: FineTuneContext) -> FineTuneResult:
             if teacher is not None:
                 teacher.eval()
 
-            if cfg.distill is not None:
-                dist = cfg.distill
-
-                def loss_fn(logits, y, x):
-                    with torch.no_grad():
-                        t = teacher(x)
-                    return distillation_loss(logits, t, y, dist.alpha, dist.temperature)
-            else:
-                def loss_fn(logits, y, x):
-                    return F.cross_entropy(logits, y)
+            loss_fn = _loss_fn(cfg, teacher)
 
             before = None
             if pruner is not None:
@@ -560,12 +616,13 @@ def default_fine_tune(model: nn.Module, ctx: FineTuneContext) -> FineTuneResult:
                 tot = run_epoch(model, ctx.train_loader, opt, step=step,
                                 lr_at=lambda s: cfg.schedule.lr(cfg.lr, s, spe, total),
                                 loss_fn=loss_fn, device=device, augment=cfg.augment, generator=gen,
-                                before_step=before, progress=bar, epoch=epoch + 1)
+                                before_step=before, progress=bar, epoch=epoch + 1,
+                                metric_fn=None if _is_classification(cfg.task) else cfg.task.batch_metric)
                 step = tot.step
                 ctx.check_masks(model)
                 val_acc = val_loss = None
                 if ctx.val_loader is not None:
-                    val_acc, val_loss = evaluate(model, ctx.val_loader)
+                    val_acc, val_loss = _evaluate(model, ctx.val_loader, cfg.task)
                 result.history.append(EpochStats(
                     epoch=epoch + 1, train_loss=tot.loss, train_acc=tot.acc, val_loss=val_loss,
                     val_acc=val_acc, lr_end=cfg.schedule.lr(cfg.lr, max(step - 1, 0), spe, total),
@@ -588,12 +645,14 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
               device: torch.device | str | None = None, quiet: bool = False) -> FineTuneResult:
     """Fine-tune ``model`` in place under its masks with ``fn`` (default: the built-in trainer).
 
-    ``train`` / ``val``: a :class:`~dtmm.data.Dataset` (batched by ``config.batch_size``,
-    shuffled with ``config.seed``) or a re-iterable of ``(x, y)`` batches (e.g. a
-    ``DataLoader``). ``teacher``: the unpruned model, for distillation (or a user's
-    own use). ``device``: where to train (the model and teacher are moved there);
-    default: where the model is. The masks held are the model's masks now (:func:`dtmm.prune.get_masks`).
-    After ``fn`` returns, :meth:`FineTuneContext.check_masks` runs (raising
+    ``train`` / ``val``: a :class:`~dtmm.data.Dataset` or, with a detection
+    ``config.task``, a :class:`~dtmm.data.DetectionDataset` (batched by
+    ``config.batch_size`` through the task, shuffled with ``config.seed``), or a
+    re-iterable of ``(x, y)`` batches (e.g. a ``DataLoader``; a task other than
+    classification scores only a dataset: its validation metric is then ``None``).
+    ``teacher``: the unpruned model, for distillation (or a user's own use). ``device``:
+    where to train (the model and teacher are moved there); default: where the model is.
+    The masks held are the model's masks now (:func:`dtmm.prune.get_masks`). After ``fn`` returns, :meth:`FineTuneContext.check_masks` runs (raising
     :class:`MaskError`); if ``fn`` returned ``None``, the result holds the final
     validation numbers only. ``result.masks`` are the final masks.
 
@@ -621,8 +680,8 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
         if teacher is not None:
             teacher.to(dev)
     ctx = FineTuneContext(
-        train_loader=_as_loader(train, cfg.batch_size, cfg.seed, shuffle=True),
-        val_loader=_as_loader(val, max(cfg.batch_size, 256), cfg.seed, shuffle=False),
+        train_loader=_as_loader(train, cfg.batch_size, cfg.seed, shuffle=True, task=cfg.task),
+        val_loader=_as_loader(val, max(cfg.batch_size, 256), cfg.seed, shuffle=False, task=cfg.task),
         masks={k: v.clone() for k, v in get_masks(unwrap(model)).items()},
         teacher=teacher, device=dev, config=cfg, quiet=quiet)
     if ctx.train_loader is None:
@@ -639,7 +698,7 @@ def fine_tune(model: nn.Module, train, val=None, *, config: FineTuneConfig | Non
     if res is None:
         res = FineTuneResult(seconds=time.perf_counter() - t0)
         if ctx.val_loader is not None:
-            res.val_acc, res.val_loss = evaluate(model, ctx.val_loader)
+            res.val_acc, res.val_loss = _evaluate(model, ctx.val_loader, cfg.task)
     elif res.val_acc is None and res.history and res.history[-1].val_acc is not None:
         res.val_acc, res.val_loss = res.history[-1].val_acc, res.history[-1].val_loss
     res.masks = {k: v.clone() for k, v in get_masks(unwrap(model)).items()}

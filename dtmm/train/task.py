@@ -12,12 +12,21 @@
   for the training metric (``EpochStats.train_acc``);
 * ``evaluate(model, ds, *, batch_size)`` -> ``(metric, mean loss)`` on a whole dataset
   (``EpochStats.val_acc`` / ``val_loss``), model in eval mode;
+* ``finetune_lr`` (float): the default learning rate of the built-in fine-tuning (SGD,
+  momentum 0.9) after pruning, e.g. in ``dtmm compress`` without ``--lr``;
 * ``image_augment`` (bool): whether image-only augmentations (``train(augment=...)``)
   are valid; a task whose targets depend on geometry (boxes) augments inside
   ``batches`` instead.
 
 Built in: :data:`CLASSIFICATION` (cross-entropy, accuracy; the default) and
-:class:`dtmm.detect.task.DetectionTask` (tiny YOLO: box loss, AP@0.5).
+:class:`dtmm.detect.task.DetectionTask` (tiny YOLO: box loss, AP@0.5). Both also have
+``score_outputs(outputs, ds)``: the metric of a model's channel-last float outputs (an int8
+graph's, dequantized), which ``dtmm compress`` uses for int8 models.
+
+:func:`task_for` is the one rule that picks the task of a dataset (``dtmm train``,
+``dtmm compress``, ``scripts/train_yolo_faces.py``): detection for a
+:class:`~dtmm.data.DetectionDataset`, with the model's YOLO layout (anchors) when it
+has one, else classification.
 
 Example:
     >>> from dtmm.data import load_dataset
@@ -37,7 +46,7 @@ from torch import nn
 from dtmm.data.dataset import Dataset, iterate_batches
 from dtmm.errors import DataError
 
-__all__ = ["Task", "ClassificationTask", "CLASSIFICATION"]
+__all__ = ["Task", "ClassificationTask", "CLASSIFICATION", "task_for"]
 
 
 @runtime_checkable
@@ -47,6 +56,7 @@ class Task(Protocol):
     name: str
     metric_name: str
     image_augment: bool
+    finetune_lr: float
 
     def check(self, ds) -> None: ...
 
@@ -65,6 +75,7 @@ class ClassificationTask:
     name = "classification"
     metric_name = "accuracy"
     image_augment = True
+    finetune_lr = 0.01
 
     def check(self, ds) -> None:
         if not isinstance(ds, Dataset):
@@ -86,9 +97,38 @@ class ClassificationTask:
 
         return evaluate(model, ds, batch_size=batch_size)
 
+    def score_outputs(self, outputs, ds) -> float:
+        """Accuracy of float outputs ``(N, classes)`` (any monotone map of the logits, e.g. the
+        int8 graph's dequantized output) against ``ds.y``."""
+        import numpy as np
+
+        out = np.asarray(outputs)
+        return float((out.reshape(len(out), -1).argmax(-1) == np.asarray(ds.y)).mean())
+
     def __repr__(self) -> str:
         return "ClassificationTask()"
 
 
 #: The default task of :func:`dtmm.train.train`.
 CLASSIFICATION = ClassificationTask()
+
+
+def task_for(ds, model: nn.Module | None = None) -> Task:
+    """The task a dataset is learnt and scored with: :class:`~dtmm.detect.DetectionTask`
+    for a :class:`~dtmm.data.DetectionDataset` (anchors from ``model.layout`` when the
+    model has one, e.g. :class:`dtmm.zoo.TinyYOLO`), else :data:`CLASSIFICATION`.
+
+    Example:
+        >>> from dtmm.data import load_dataset
+        >>> task_for(load_dataset("digits", limit=10)).metric_name
+        'accuracy'
+    """
+    from dtmm.data.detection import DetectionDataset
+
+    if isinstance(ds, DetectionDataset):
+        from dtmm.detect.task import DetectionTask
+        from dtmm.detect.yolo import YoloLayout
+
+        layout = getattr(model, "layout", None)
+        return DetectionTask(layout=layout) if isinstance(layout, YoloLayout) else DetectionTask()
+    return CLASSIFICATION
