@@ -534,6 +534,102 @@ def test_depthwise_isa_requant_edges(isa_kernels):
                     ref_depthwise(x, w, bias, mult, shift, p, 1), f"depthwise requant edges zp={zp}")
 
 
+# The DSP path's groups of 4 channels: C not a multiple of 4 (the last group overlaps the
+# one before it), C < 4 (one channel at a time), and each of its tap loops: whole 3x3
+# windows (one asm block), border rows of a 3-wide kernel (kernel heights 3 and 5), and
+# the generic loop (5x5, 3x5, stride 2).  (name, N, H, W, C, KH, KW, stride, pads)
+DW_TAIL_CASES = [(f"c{c}_{kh}x{kw}_s{s}", 1, h, w, c, kh, kw, s, pads)
+                 for c in (1, 2, 3, 5, 7, 17)
+                 for (h, w, kh, kw, s, pads) in ((6, 7, 3, 3, 1, (1, 1, 1, 1)),
+                                                 (7, 6, 5, 3, 2, (2, 1, 1, 1)),
+                                                 (5, 6, 3, 5, 1, (1, 1, 2, 2)))]
+
+
+def check_depthwise_rect(k, case, relu: bool):
+    """Random data with per-channel multipliers quantize_multiplier makes (the DSP
+    path's fast requantization), a kernel of any shape; bit-exact with the oracle."""
+    name, n, h, wd, c, kh, kw, s, pads = case
+    rng = np.random.default_rng(seed(("dw_rect", name, relu)))
+    x = rng.integers(-128, 128, (n, h, wd, c), dtype=np.int8)
+    w = rng.integers(-127, 128, (1, kh, kw, c), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, c).astype(np.int32)
+    mult, shift = rand_quant(rng, c, kh * kw)
+    out_zp = int(rng.integers(-30, 30))
+    p = ConvParams((s, s), pads, in_zp=int(rng.integers(-128, 128)), out_zp=out_zp,
+                   act_min=out_zp if relu else -128, act_max=100 if relu else 127)
+    assert_same(k.depthwise_conv_s8(x, w, bias, mult, shift, p),
+                ref_depthwise(x, w, bias, mult, shift, p, 1), f"depthwise {name} relu={relu}")
+
+
+@pytest.mark.parametrize("case", DW_TAIL_CASES, ids=[c[0] for c in DW_TAIL_CASES])
+def test_depthwise_isa_channel_tails(isa_kernels, case):
+    for relu in (False, True):
+        check_depthwise_rect(isa_kernels, case, relu)
+
+
+def dw_requant_sweep_case(kk: int):
+    """A depthwise layer whose accumulators sweep 256 consecutive values around chosen
+    points: 16 x 16 pixels, x = pixel index - 128, in_zp 0, the one weight 1 (kernel
+    kk x kk: the centre tap, pad kk // 2), so acc = bias[c] + x.  46 channels: 0..31
+    (the first 8 groups) every requantization the DSP path's fast formula takes
+    (multipliers 0, 2^30, 2^30 + 1, INT32_MAX, random >= 2^30; shifts 0 .. -21;
+    accumulators around 0, +-2^30 where 2 acc saturates, and near INT32_MIN / MAX, so
+    both QADD and QDADD saturate), 32..39 left shifts (up to acc << left just below and
+    above 2^30), 40..45 groups that take the reference requantization (shift -22,
+    multipliers < 2^30, shift -31) with an overlapping last group."""
+    c = 46
+    pix = np.arange(256) - 128
+    x = np.broadcast_to(pix.reshape(1, 16, 16, 1), (1, 16, 16, c)).astype(np.int8)
+    w = np.zeros((1, kk, kk, c), np.int8)
+    w[0, kk // 2, kk // 2, :] = 1
+    mults = [0, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1, 1518500250, 1895939320, 1208925819]
+    shifts = [0, -1, -2, -5, -13, -20, -21]
+    # (not within 128 of the int32 limits with shift 0: there requant(acc) + out_zp
+    # overflows int32 in the plain-C and MVE paths, as in TFLite's int32 arithmetic)
+    accs = [0, 1 << 30, -(1 << 30), (1 << 30) - 100, -(1 << 30) + 100, INT32_MAX - 2000,
+            INT32_MIN + 2000, 3 << 28, -(3 << 28), 1 << 21, -(1 << 21), 12345, -777777]
+    mult = np.zeros(c, np.int64)
+    shift = np.zeros(c, np.int64)
+    bias = np.zeros(c, np.int64)
+    for i in range(32):
+        mult[i] = mults[i % len(mults)]
+        shift[i] = shifts[(i * 3) % len(shifts)]
+        bias[i] = accs[(i * 5) % len(accs)]
+    mult[:8] = INT32_MAX              # every shift with the largest multiplier and saturation
+    shift[:8] = [0, -21, -1, -21, 0, -20, -2, -21]
+    bias[:8] = [INT32_MAX - 2000, INT32_MAX - 200, 1 << 30, (1 << 30) - 64, INT32_MIN + 2000,
+                -(1 << 30), -(1 << 30) + 64, INT32_MIN + 200]
+    # the smallest fast multiplier at the largest fast shift, acc far past 2^30 both ways
+    mult[8:10], shift[8:10], bias[8:10] = 1 << 30, -21, [INT32_MAX - 2000, INT32_MIN + 2000]
+    # left shifts: |acc << left| < 2^31 (the reference's precondition), 2 acc << left
+    # on both sides of the int32 range
+    mult[32:40] = [1 << 30, INT32_MAX, 1518500250, (1 << 30) + 1, INT32_MAX, 1 << 30, 1895939320,
+                   INT32_MAX]
+    shift[32:40] = [1, 2, 10, 3, 10, 1, 4, 9]
+    bias[32:40] = [1000, -5000, (1 << 20) - 128, 12345, -(1 << 20) + 128, (1 << 29) + 200, -777,
+                   (1 << 21) - 128]
+    mult[40:] = [1 << 30, INT32_MAX, (1 << 30) + 1, INT32_MAX, (1 << 30) - 1, 123456789]
+    shift[40:] = [-22, -22, -21, -3, 5, -31]
+    bias[40:] = [INT32_MAX - 2000, -(1 << 30), INT32_MAX - 2000, -123, 30, 1 << 24]
+    return (x, w, bias.astype(np.int32), mult.astype(np.int32), shift.astype(np.int32),
+            kk // 2)
+
+
+def check_depthwise_requant_sweep(k, kk: int):
+    x, w, bias, mult, shift, pad = dw_requant_sweep_case(kk)
+    for out_zp, lo, hi in ((0, -128, 127), (-128, -128, 127), (127, -128, 127), (-7, -7, 127),
+                           (5, -20, 30)):
+        p = ConvParams((1, 1), (pad, pad, pad, pad), in_zp=0, out_zp=out_zp, act_min=lo,
+                       act_max=hi)
+        assert_same(k.depthwise_conv_s8(x, w, bias, mult, shift, p),
+                    ref_depthwise(x, w, bias, mult, shift, p, 1),
+                    f"depthwise requant sweep {kk}x{kk} out_zp={out_zp} [{lo}, {hi}]")
+
+
+@pytest.mark.parametrize("kk", [1, 3])
+def test_depthwise_isa_requant_sweep(isa_kernels, kk):
+    check_depthwise_requant_sweep(isa_kernels, kk)
+
 def check_fc(isa_kernels, in_f):
     rng = np.random.default_rng(in_f)
     x = rng.integers(-128, 128, (3, in_f), dtype=np.int8)
@@ -749,6 +845,11 @@ def test_qemu_other_kernels(name):
         for dm in (1, 2):
             check_depthwise(k, case, dm)
     check_depthwise(k, DW_CASES[4], 1, relu=False, with_bias=False)
+    if name in ("m4", "m7", "m55_dsp"):      # the DSP path's tails, tap loops, requantization
+        for case in DW_TAIL_CASES:
+            check_depthwise_rect(k, case, True)
+        for kk in (1, 3):
+            check_depthwise_requant_sweep(k, kk)
     if name in ("m7", "m55", "m55_scalar"):   # CSR / pattern: MVE or plain C
         test_requantize_matches_arith(k)
         for case in (CONV_CASES[2], CONV_CASES[4], SPARSE_EXTRA_CASES[0], SPARSE_EXTRA_CASES[1]):

@@ -14,19 +14,26 @@
  *          pixels start from the bias and subtract in_zp in 16 bits first.  Per-lane
  *          vector requantization, VQMOVNB / VQMOVNT back to channel order (int16),
  *          out_zp and the clamp on 8 lanes at a time, VSTRB.16.
- * DSP (depth multiplier 1): per chunk of 16 channels (their requantization records
- *          prepared once, on the stack), per output pixel and group of 4 channels, per
- *          tap inside the input one word of inputs and one of weights, SXTAB16 (x -
- *          in_zp, two channels per word, plain and ROR 8) and SXTB16, and SMLABB /
- *          SMLATT into 4 accumulators, then the QADD + SMMULR requantization
- *          (dtmm_requant_fast_s8, where exact, else the reference); channels past the
- *          last multiple of 4 in plain C.
+ * DSP (depth multiplier 1, C >= 4): the channels in groups of 4 (the last group of a
+ *          C % 4 != 0 layer overlaps the one before it), per chunk of 8 groups one record
+ *          each on the stack (bias, multiplier, (2 out_zp + 1) << right, right + 1), then
+ *          per output pixel and group, per tap inside the input one word of inputs and
+ *          one of weights, SXTAB16 (x - in_zp, plain and ROR 8) and SXTB16, SMLABB /
+ *          SMLATT into 4 accumulators; the requantization of the 4 channels:
+ *          QADD + SMMULR, ADD + QDADD + ASR (rounding divide and out_zp at once,
+ *          dtmm_requant_dsp), SSAT, 3 BFI, the clamp on the packed word (SSUB8 + SEL),
+ *          one STR.  Whole 3x3 windows are one asm block (taps, requantization, store),
+ *          border rows of a 3-wide kernel an asm block per row; groups with a left
+ *          shift shift first, groups with a multiplier or shift dtmm_requant_dsp does
+ *          not cover take the reference.  C < 4: one channel at a time.
  * plain C: every depth multiplier (and the SIMD builds' multiplier > 1).
  * host (DTMM_HOST_PATH, see dtmm_isa.h): per output pixel C_out int32 accumulators
  * (stack), updated tap by tap by a loop over the contiguous channels (depth multiplier
  * 1; gcc -O3 vectorises it), then requantized as one loop over the channels.
  */
 #include "dtmm_internal.h"
+
+#include <stddef.h>
 
 #if DTMM_USE_MVE
 #define DW_LANES 16
@@ -235,27 +242,310 @@ static void dw_mve(const dtmm_conv_params *p, const dtmm_requant_params *q, cons
 #endif /* DTMM_USE_MVE */
 
 #if DTMM_USE_DSP
-#define DW_DSP_CHUNK 16 /* channels whose requantization constants are prepared together */
+#define DW_DSP_GROUPS 8 /* groups of 4 channels whose records are prepared together */
+
+/* One group of 4 consecutive channels ch .. ch + 3 (the last group of a C % 4 != 0 layer
+ * overlaps the one before it: those channels are computed and stored twice, the same
+ * bytes).  kind 0: the 4 channels take dtmm_requant_dsp; 1: the same after their left
+ * shifts; 2: a channel needs the reference dtmm_requant_s8 (the 4 take it).  The asm
+ * below reads the fields up to row_x at the offsets checked after the struct. */
+typedef struct {
+    int32_t bias[4];  /* the accumulators' start (0 without a bias) */
+    int32_t rq[4][3]; /* per channel: multiplier, dtmm_requant_dsp_h, right + 1 */
+    uint32_t lohi[2]; /* act_min, act_max in each byte */
+    int32_t c;        /* the layer's channels (tap stride) */
+    uint32_t off2;    /* -in_zp in both halfwords (SXTAB16) */
+    int32_t row_x;    /* input row stride */
+    int32_t ch, kind;
+    int32_t left[4];  /* left shifts (kind 1) */
+} dw_dsp_group;
+_Static_assert(offsetof(dw_dsp_group, rq) == 16 && offsetof(dw_dsp_group, lohi) == 64
+                   && offsetof(dw_dsp_group, c) == 72 && offsetof(dw_dsp_group, off2) == 76
+                   && offsetof(dw_dsp_group, row_x) == 80,
+               "dw_dsp_group: the offsets the asm reads");
+
+static void dw_dsp_group_make(dw_dsp_group *g, int32_t ch, const dtmm_requant_params *q,
+                              const int32_t *bias, const dtmm_conv_params *p, int32_t c,
+                              int32_t row_x)
+{
+    const int32_t zp = p->out_zp;
+    const int zp_ok = zp >= -128 && zp <= 127;
+    int any_left = 0, all_fast = zp_ok;
+    for (int32_t i = 0; i < 4; i++) {
+        const int32_t m = q->multiplier[ch + i], s = q->shift[ch + i];
+        g->bias[i] = bias ? bias[ch + i] : 0;
+        g->rq[i][0] = m;
+        g->rq[i][1] = zp_ok ? dtmm_requant_dsp_h(s, zp) : 0;
+        g->rq[i][2] = (s > 0 ? 0 : -s) + 1;
+        g->left[i] = s > 0 ? s : 0;
+        any_left |= s > 0;
+        all_fast &= dtmm_requant_fast_ok(m, s);
+    }
+    g->lohi[0] = (uint32_t)(uint8_t)p->act_min * 0x01010101u;
+    g->lohi[1] = (uint32_t)(uint8_t)p->act_max * 0x01010101u;
+    g->c = c;
+    g->off2 = ((uint32_t)(uint16_t)(int16_t)(-p->in_zp)) * 0x00010001u;
+    g->row_x = row_x;
+    g->ch = ch;
+    g->kind = !all_fast ? 2 : any_left ? 1 : 0;
+}
+
+/* One tap of 4 channels: a0..a3 += (x - in_zp) * w (SXTAB16 / SXTB16, SMLABB / SMLATT). */
+#define DW_DSP_TAP(xp, wp)                                                               \
+    do {                                                                               \
+        const uint32_t x4_ = dtmm_read_u32(xp), w4_ = dtmm_read_u32(wp);               \
+        const uint32_t xe_ = dtmm_sxtab16(off2, x4_), xo_ = dtmm_sxtab16_ror8(off2, x4_); \
+        const uint32_t we_ = dtmm_sxtb16(w4_), wo_ = dtmm_sxtb16_ror8(w4_);            \
+        a0 = dtmm_smlabb(xe_, we_, a0);                                                \
+        a2 = dtmm_smlatt(xe_, we_, a2);                                                \
+        a1 = dtmm_smlabb(xo_, wo_, a1);                                                \
+        a3 = dtmm_smlatt(xo_, wo_, a3);                                                \
+    } while (0)
+
+/* DW_DSP_ASM: the Cortex-M asm blocks below (up to 14 registers: not without the
+ * optimizer, which keeps r7 as the frame pointer); otherwise the same in C. */
+#if !defined(DTMM_EMULATE_DSP) && defined(__OPTIMIZE__)
+#  define DW_DSP_ASM 1
+#else
+#  define DW_DSP_ASM 0
+#endif
+
+#if DW_DSP_ASM
+/* asm text: one tap (X, W: the addresses of the input and weight words) into a0..a3,
+ * temporaries t0..t3, the in_zp pair in off. */
+#  define DW_TAP_ASM(X, W)                                                                \
+    "   ldr     %[t0], " X "\n"                                                          \
+    "   ldr     %[t1], " W "\n"                                                          \
+    "   sxtab16 %[t2], %[off], %[t0]\n"                                                  \
+    "   sxtb16  %[t3], %[t1]\n"                                                          \
+    "   sxtab16 %[t0], %[off], %[t0], ror #8\n"                                          \
+    "   sxtb16  %[t1], %[t1], ror #8\n"                                                  \
+    "   smlabb  %[a0], %[t2], %[t3], %[a0]\n"                                            \
+    "   smlatt  %[a2], %[t2], %[t3], %[a2]\n"                                            \
+    "   smlabb  %[a1], %[t0], %[t1], %[a1]\n"                                            \
+    "   smlatt  %[a3], %[t0], %[t1], %[a3]\n"
+#  define DW_ROW3_ASM                                                                     \
+    DW_TAP_ASM("[%[x]]", "[%[w]]")                                                       \
+    DW_TAP_ASM("[%[x], %[c]]", "[%[w], %[c]]")                                           \
+    DW_TAP_ASM("[%[x], %[c], lsl #1]", "[%[w], %[c], lsl #1]")
+/* asm text: requantize a0..a3 with the record at g (dtmm_requant_dsp, two channels at a
+ * time so that no multiply's result is used at once), SSAT #8, 3 BFI, the clamp to
+ * [act_min, act_max] (SSUB8 + SEL twice), one STR at o. */
+#  define DW_RQ2_ASM(A, B, OFF_A, OFF_B)                                                  \
+    "   ldrd    %[t0], %[t1], [%[g], #" OFF_A "]\n"                                       \
+    "   ldrd    %[t2], %[t3], [%[g], #" OFF_B "]\n"                                       \
+    "   qadd    %[" A "], %[" A "], %[" A "]\n"                                           \
+    "   qadd    %[" B "], %[" B "], %[" B "]\n"                                           \
+    "   smmulr  %[" A "], %[" A "], %[t0]\n"                                              \
+    "   smmulr  %[" B "], %[" B "], %[t2]\n"                                              \
+    "   ldr     %[t0], [%[g], #" OFF_A "+8]\n"                                            \
+    "   ldr     %[t2], [%[g], #" OFF_B "+8]\n"                                            \
+    "   add     %[t1], %[t1], %[" A "], asr #31\n"                                        \
+    "   add     %[t3], %[t3], %[" B "], asr #31\n"                                        \
+    "   qdadd   %[t1], %[t1], %[" A "]\n"                                                 \
+    "   qdadd   %[t3], %[t3], %[" B "]\n"                                                 \
+    "   asr     %[" A "], %[t1], %[t0]\n"                                                 \
+    "   asr     %[" B "], %[t3], %[t2]\n"                                                 \
+    "   ssat    %[" A "], #8, %[" A "]\n"                                                 \
+    "   ssat    %[" B "], #8, %[" B "]\n"
+#  define DW_RQ_ASM                                                                       \
+    DW_RQ2_ASM("a0", "a1", "16", "28")                                                   \
+    DW_RQ2_ASM("a2", "a3", "40", "52")                                                   \
+    "   bfi     %[a0], %[a1], #8, #8\n"                                                  \
+    "   bfi     %[a0], %[a2], #16, #8\n"                                                 \
+    "   bfi     %[a0], %[a3], #24, #8\n"                                                 \
+    "   ldrd    %[t0], %[t1], [%[g], #64]\n"                                             \
+    "   ssub8   %[t2], %[a0], %[t0]\n"                                                   \
+    "   sel     %[a0], %[a0], %[t0]\n"                                                   \
+    "   ssub8   %[t2], %[a0], %[t1]\n"                                                   \
+    "   sel     %[a0], %[t1], %[a0]\n"                                                   \
+    "   str     %[a0], [%[o]]\n"
+#endif
+
+/* Requantize the accumulators a0..a3 of group g (kind 0, or 1 after the left shifts) and
+ * store the 4 bytes at o (DW_RQ_ASM, or the same in C). */
+DTMM_INLINE void dw_dsp_requant4(const dw_dsp_group *g, int32_t a0, int32_t a1, int32_t a2,
+                                 int32_t a3, int8_t *o)
+{
+#if !DW_DSP_ASM
+    const int32_t t0 = dtmm_ssat8(dtmm_requant_dsp(a0, g->rq[0][0], g->rq[0][1], g->rq[0][2]));
+    const int32_t t1 = dtmm_ssat8(dtmm_requant_dsp(a1, g->rq[1][0], g->rq[1][1], g->rq[1][2]));
+    const int32_t t2 = dtmm_ssat8(dtmm_requant_dsp(a2, g->rq[2][0], g->rq[2][1], g->rq[2][2]));
+    const int32_t t3 = dtmm_ssat8(dtmm_requant_dsp(a3, g->rq[3][0], g->rq[3][1], g->rq[3][2]));
+    const uint32_t v = dtmm_pack_b4(t0, t1, t2, t3);
+    dtmm_write_u32(o, dtmm_min_s8x4(dtmm_max_s8x4(v, g->lohi[0]), g->lohi[1]));
+#else
+    int32_t t0, t1, t2, t3;
+    __asm__ volatile(DW_RQ_ASM
+                     : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
+                     : [g] "r"(g), [o] "r"(o)
+                     : "cc", "memory");
+#endif
+}
+
+/* The groups of kind 1 and 2 (out of the hot loop). */
+static void dw_dsp_requant4_other(const dw_dsp_group *g, const dtmm_requant_params *q,
+                                  const dtmm_conv_params *p, int32_t a0, int32_t a1,
+                                  int32_t a2, int32_t a3, int8_t *o)
+{
+    if (g->kind == 1) {
+        dw_dsp_requant4(g, (int32_t)((uint32_t)a0 << g->left[0]),
+                        (int32_t)((uint32_t)a1 << g->left[1]), (int32_t)((uint32_t)a2 << g->left[2]),
+                        (int32_t)((uint32_t)a3 << g->left[3]), o);
+        return;
+    }
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < 4; i++)
+        o[i] = dtmm_requant_s8(acc[i], q->multiplier[g->ch + i], q->shift[g->ch + i], p->out_zp,
+                               p->act_min, p->act_max);
+}
+
+/* A whole 3x3 window of group g (kind 0): x, w at its first tap, output at o.  On
+ * Cortex-M one asm block: the bias, 9 taps of 10 instructions, the row steps, the
+ * requantization and the store (14 registers: GCC's loop spills around smaller blocks). */
+DTMM_INLINE void dw_dsp_full33(const dw_dsp_group *g, const int8_t *x, const int8_t *w, int8_t *o)
+{
+#if !DW_DSP_ASM
+    const int32_t c = g->c;
+    const uint32_t off2 = g->off2;
+    int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+    for (int32_t kh = 0; kh < 3; kh++, x += g->row_x, w += 3 * c) {
+        DW_DSP_TAP(x, w);
+        DW_DSP_TAP(x + c, w + c);
+        DW_DSP_TAP(x + 2 * c, w + 2 * c);
+    }
+    dw_dsp_requant4(g, a0, a1, a2, a3, o);
+#else
+    int32_t a0, a1, a2, a3, c, t0, t1, t2, t3;
+    uint32_t off;
+#  define DW_NEXT_ROW_ASM                                                                 \
+    "   ldr     %[t0], [%[g], #80]\n"                                                    \
+    "   add     %[x], %[x], %[t0]\n"                                                     \
+    "   add     %[w], %[w], %[c], lsl #1\n"                                              \
+    "   add     %[w], %[w], %[c]\n"
+    __asm__ volatile("   ldrd    %[c], %[off], [%[g], #72]\n"
+                     "   ldrd    %[a0], %[a1], [%[g]]\n"
+                     "   ldrd    %[a2], %[a3], [%[g], #8]\n"
+                     DW_ROW3_ASM DW_NEXT_ROW_ASM DW_ROW3_ASM DW_NEXT_ROW_ASM DW_ROW3_ASM
+                     DW_RQ_ASM
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                       [x] "+&r"(x), [w] "+&r"(w), [c] "=&r"(c), [off] "=&r"(off),
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
+                     : [g] "r"(g), [o] "r"(o)
+                     : "cc", "memory");
+#  undef DW_NEXT_ROW_ASM
+#endif
+}
+
+/* nh >= 1 rows of 3 taps (kernel width 3: the weight rows are 3 c apart), 4 channels,
+ * into a0..a3 (the border pixels of a 3-wide kernel).  On Cortex-M one asm block per row
+ * (10 instructions per tap, 12 registers). */
+DTMM_INLINE void dw_dsp_rows3(const int8_t *x, const int8_t *w, int32_t nh, int32_t c,
+                              int32_t row_x, uint32_t off2, int32_t *a0_, int32_t *a1_,
+                              int32_t *a2_, int32_t *a3_)
+{
+    int32_t a0 = *a0_, a1 = *a1_, a2 = *a2_, a3 = *a3_;
+    for (; nh > 0; nh--, x += row_x, w += 3 * c) {
+#if !DW_DSP_ASM
+        DW_DSP_TAP(x, w);
+        DW_DSP_TAP(x + c, w + c);
+        DW_DSP_TAP(x + 2 * c, w + 2 * c);
+#else
+        uint32_t t0, t1, t2, t3;
+        __asm__ volatile(DW_ROW3_ASM
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                           [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
+                         : [x] "r"(x), [w] "r"(w), [c] "r"(c), [off] "r"(off2));
+#endif
+    }
+    *a0_ = a0;
+    *a1_ = a1;
+    *a2_ = a2;
+    *a3_ = a3;
+}
+#if DW_DSP_ASM
+#  undef DW_TAP_ASM
+#  undef DW_ROW3_ASM
+#  undef DW_RQ2_ASM
+#  undef DW_RQ_ASM
+#endif
+
+/* Channels 0 .. c - 1 (c < 4) of every output pixel, one at a time. */
+static void dw_dsp_narrow(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                          const dtmm_dims *id, const int8_t *in, const dtmm_dims *fd,
+                          const int8_t *weights, const int32_t *bias, const dtmm_dims *od,
+                          int8_t *out)
+{
+    const int32_t c = id->c, kh_n = fd->h, kw_n = fd->w, row_x = id->w * c, row_w = kw_n * c;
+    const int32_t zp = p->in_zp, lo = p->act_min, hi = p->act_max;
+    const int zp_ok = p->out_zp >= -128 && p->out_zp <= 127;
+    int32_t fast[3], left[3], h[3], r1[3]; /* dtmm_requant_dsp per channel, where exact */
+    for (int32_t ch = 0; ch < c; ch++) {
+        const int32_t s = q->shift[ch];
+        fast[ch] = zp_ok && dtmm_requant_fast_ok(q->multiplier[ch], s);
+        left[ch] = s > 0 ? s : 0;
+        h[ch] = zp_ok ? dtmm_requant_dsp_h(s, p->out_zp) : 0;
+        r1[ch] = (s > 0 ? 0 : -s) + 1;
+    }
+    int8_t *o = out;
+    for (int32_t n = 0; n < id->n; n++) {
+        const int8_t *in_n = in + n * id->h * row_x;
+        for (int32_t oy = 0; oy < od->h; oy++) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            int32_t kh_lo, kh_hi;
+            dtmm_tap_range(iy0, kh_n, id->h, &kh_lo, &kh_hi);
+            for (int32_t ox = 0; ox < od->w; ox++, o += c) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                int32_t kw_lo, kw_hi;
+                dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
+                const int32_t nh = kh_hi - kh_lo, nw = kw_hi - kw_lo;
+                for (int32_t ch = 0; ch < c; ch++) {
+                    int32_t acc = bias ? bias[ch] : 0;
+                    const int8_t *xr = in_n + (iy0 + kh_lo) * row_x + (ix0 + kw_lo) * c + ch;
+                    const int8_t *wr = weights + kh_lo * row_w + kw_lo * c + ch;
+                    for (int32_t kh = 0; kh < nh && nw > 0; kh++, xr += row_x, wr += row_w)
+                        for (int32_t kw = 0; kw < nw; kw++)
+                            acc += (xr[kw * c] - zp) * wr[kw * c];
+                    if (fast[ch]) {
+                        const int32_t t = dtmm_ssat8(
+                            dtmm_requant_dsp((int32_t)((uint32_t)acc << left[ch]),
+                                             q->multiplier[ch], h[ch], r1[ch]));
+                        o[ch] = (int8_t)(t < lo ? lo : t > hi ? hi : t);
+                    } else {
+                        o[ch] = dtmm_requant_s8(acc, q->multiplier[ch], q->shift[ch], p->out_zp,
+                                                lo, hi);
+                    }
+                }
+            }
+        }
+    }
+}
 
 static void dw_dsp(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
                    const int8_t *in, const dtmm_dims *fd, const int8_t *weights,
                    const int32_t *bias, const dtmm_dims *od, int8_t *out)
 {
     const int32_t c = id->c, kh_n = fd->h, kw_n = fd->w;
-    const int32_t row_x = id->w * c, row_w = kw_n * c, c4 = c & ~3;
-    const int32_t zp = p->in_zp, lo = p->act_min, hi = p->act_max;
-    const uint32_t off2 = ((uint32_t)(uint16_t)(int16_t)(-zp)) * 0x00010001u;
-    /* channels in chunks of DW_DSP_CHUNK: their QADD + SMMULR requantization records are
-     * prepared once (a stack array of DW_DSP_CHUNK records), then every output pixel */
-    dtmm_requant_fast rf[DW_DSP_CHUNK];
-    int fast[DW_DSP_CHUNK];
-    for (int32_t c0 = 0; c0 < c; c0 += DW_DSP_CHUNK) {
-        const int32_t c1 = c0 + DW_DSP_CHUNK < c ? c0 + DW_DSP_CHUNK : c;
-        for (int32_t ch = c0; ch < c1; ch++) {
-            fast[ch - c0] = dtmm_requant_fast_ok(q->multiplier[ch], q->shift[ch]);
-            rf[ch - c0] = dtmm_requant_fast_make(q->multiplier[ch], q->shift[ch], p->out_zp);
+    const int32_t row_x = id->w * c, row_w = kw_n * c;
+    if (c < 4) {
+        dw_dsp_narrow(p, q, id, in, fd, weights, bias, od, out);
+        return;
+    }
+    const uint32_t off2 = ((uint32_t)(uint16_t)(int16_t)(-p->in_zp)) * 0x00010001u;
+    const int32_t n_groups = (c + 3) >> 2;
+    /* groups in chunks of DW_DSP_GROUPS: their records are prepared once (on the stack),
+     * then every output pixel */
+    dw_dsp_group gr[DW_DSP_GROUPS];
+    for (int32_t g0 = 0; g0 < n_groups; g0 += DW_DSP_GROUPS) {
+        const int32_t ng = n_groups - g0 < DW_DSP_GROUPS ? n_groups - g0 : DW_DSP_GROUPS;
+        int all0 = 1; /* every group of the chunk kind 0 */
+        for (int32_t g = 0; g < ng; g++) {
+            dw_dsp_group_make(&gr[g], 4 * (g0 + g) < c - 4 ? 4 * (g0 + g) : c - 4, q, bias, p,
+                              c, row_x);
+            all0 &= gr[g].kind == 0;
         }
-        const int32_t c1_4 = c1 < c4 ? c1 : c4; /* the chunk's whole groups of 4 */
+        const dw_dsp_group *const g_end = gr + ng;
         int8_t *o = out;
         for (int32_t n = 0; n < id->n; n++) {
             const int8_t *in_n = in + n * id->h * row_x;
@@ -269,62 +559,38 @@ static void dw_dsp(const dtmm_conv_params *p, const dtmm_requant_params *q, cons
                     int32_t kw_lo, kw_hi;
                     dtmm_tap_range(ix0, kw_n, id->w, &kw_lo, &kw_hi);
                     const int32_t nw = nh > 0 ? kw_hi - kw_lo : 0;
-                    /* offsets from in_n / weights of the first tap inside the input */
-                    const int32_t xoff = (iy0 + kh_lo) * row_x + (ix0 + kw_lo) * c;
-                    const int8_t *w = weights + kh_lo * row_w + kw_lo * c;
-                    int32_t ch = c0;
-                    for (; ch < c1_4; ch += 4) {
-                        int32_t a0 = bias ? bias[ch] : 0, a1 = bias ? bias[ch + 1] : 0;
-                        int32_t a2 = bias ? bias[ch + 2] : 0, a3 = bias ? bias[ch + 3] : 0;
-                        if (nw > 0) {
-                            const int8_t *xr = in_n + (xoff + ch), *wr = w + ch;
-                            for (int32_t kh = 0; kh < nh; kh++, xr += row_x, wr += row_w) {
+                    const int rows3 = nw == 3 && kw_n == 3;
+                    /* the first tap inside the input */
+                    const int8_t *x0 = in_n + (iy0 + kh_lo) * row_x + (ix0 + kw_lo) * c;
+                    const int8_t *w0 = weights + kh_lo * row_w + kw_lo * c;
+                    if (all0 && rows3 && nh == 3 && kh_n == 3) { /* whole 3x3 windows */
+                        for (const dw_dsp_group *g = gr; g < g_end; g++)
+                            dw_dsp_full33(g, x0 + g->ch, w0 + g->ch, o + g->ch);
+                        continue;
+                    }
+                    for (const dw_dsp_group *g = gr; g < g_end; g++) {
+                        int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+                        const int8_t *xr = x0 + g->ch, *wr = w0 + g->ch;
+                        if (rows3) { /* whole rows of a 3-wide kernel */
+                            dw_dsp_rows3(xr, wr, nh, c, row_x, off2, &a0, &a1, &a2, &a3);
+                        } else if (nw > 0) {
+                            for (int32_t kh = nh; kh > 0; kh--, xr += row_x, wr += row_w) {
                                 const int8_t *xp = xr, *wp = wr;
-                                for (int32_t kw = 0; kw < nw; kw++, xp += c, wp += c) {
-                                    const uint32_t x4 = dtmm_read_u32(xp), w4 = dtmm_read_u32(wp);
-                                    const uint32_t xe = dtmm_sxtab16(off2, x4);
-                                    const uint32_t xo = dtmm_sxtab16_ror8(off2, x4);
-                                    const uint32_t we = dtmm_sxtb16(w4), wo = dtmm_sxtb16_ror8(w4);
-                                    a0 = dtmm_smlabb(xe, we, a0);
-                                    a2 = dtmm_smlatt(xe, we, a2);
-                                    a1 = dtmm_smlabb(xo, wo, a1);
-                                    a3 = dtmm_smlatt(xo, wo, a3);
-                                }
+                                for (int32_t kw = nw; kw > 0; kw--, xp += c, wp += c)
+                                    DW_DSP_TAP(xp, wp);
                             }
                         }
-                        const int32_t k = ch - c0;
-                        if (fast[k] & fast[k + 1] & fast[k + 2] & fast[k + 3]) {
-                            uint32_t v = (uint8_t)dtmm_requant_fast_s8(a0, &rf[k], lo, hi);
-                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a1, &rf[k + 1], lo, hi) << 8;
-                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a2, &rf[k + 2], lo, hi) << 16;
-                            v |= (uint32_t)(uint8_t)dtmm_requant_fast_s8(a3, &rf[k + 3], lo, hi) << 24;
-                            dtmm_write_u32(o + ch, v); /* the 4 channels in one store */
-                        } else {
-                            const int32_t acc[4] = {a0, a1, a2, a3};
-                            for (int32_t i = 0; i < 4; i++)
-                                o[ch + i] = fast[k + i]
-                                                ? dtmm_requant_fast_s8(acc[i], &rf[k + i], lo, hi)
-                                                : dtmm_requant_s8(acc[i], q->multiplier[ch + i],
-                                                                  q->shift[ch + i], p->out_zp,
-                                                                  lo, hi);
-                        }
-                    }
-                    for (; ch < c1; ch++) { /* channels past the last multiple of 4 */
-                        int32_t acc = bias ? bias[ch] : 0;
-                        const int8_t *xr = in_n + (xoff + ch), *wr = w + ch;
-                        for (int32_t kh = 0; kh < nh && nw > 0; kh++, xr += row_x, wr += row_w)
-                            for (int32_t kw = 0; kw < nw; kw++)
-                                acc += (xr[kw * c] - zp) * wr[kw * c];
-                        const int32_t k = ch - c0;
-                        o[ch] = fast[k] ? dtmm_requant_fast_s8(acc, &rf[k], lo, hi)
-                                        : dtmm_requant_s8(acc, q->multiplier[ch], q->shift[ch],
-                                                          p->out_zp, lo, hi);
+                        if (g->kind == 0)
+                            dw_dsp_requant4(g, a0, a1, a2, a3, o + g->ch);
+                        else
+                            dw_dsp_requant4_other(g, q, p, a0, a1, a2, a3, o + g->ch);
                     }
                 }
             }
         }
     }
 }
+#undef DW_DSP_TAP
 #endif /* DTMM_USE_DSP */
 
 dtmm_status dtmm_depthwise_conv_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,

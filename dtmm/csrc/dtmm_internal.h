@@ -107,6 +107,31 @@ DTMM_INLINE int8_t dtmm_requant_fast_s8(int32_t acc, const dtmm_requant_fast *f,
     x = x > hi ? hi : x;
     return (int8_t)x;
 }
+
+/* The same high multiply with the rounding divide and out_zp in 3 more instructions:
+ *   y = SMMULR(QADD(a, a), m) as above (a = acc << left already);
+ *   t = QDADD(h + (y >> 31), y) >> (right + 1),  h = (2 out_zp + 1) << right,
+ * so t = RoundingDivideByPOT(y, right) + out_zp, and SSAT #8 of t then the clamp to
+ * [act_min, act_max] is dtmm_requant_s8, for the (m, s) dtmm_requant_fast_ok accepts and
+ * -128 <= out_zp <= 127.  Why: with N = 2y + h + [y < 0 ? -1 : 0] (no saturation),
+ * floor(N / 2^(right+1)) = floor((y + 2^(right-1) - [y < 0]) / 2^right) + out_zp for
+ * right >= 1 (N and the exact numerator 2(y + 2^(right-1) - [y<0] + out_zp 2^right)
+ * differ by at most 1, and the exact one is even: no multiple of 2^(right+1) lies
+ * between them), and floor((2y + 2 out_zp + 1 - [y<0]) / 2) = y + out_zp for right = 0.
+ * Saturation: |y| <= 2^30 - 1, so 2y never saturates; when QDADD does, |N| >= 2^31
+ * and with right + 1 <= 22 both results are >= 512 in magnitude, same sign.  When QADD
+ * saturated (|a| > 2^30, see above) |y| >= 2^29 - 1 both ways and |h| <= 255 * 2^21,
+ * so both t (exact and ours) are >= 128 or <= -129: the same clamp.  m = 0: t = out_zp. */
+DTMM_INLINE int32_t dtmm_requant_dsp_h(int32_t s, int32_t out_zp)
+{
+    return (int32_t)((uint32_t)(2 * out_zp + 1) << (s > 0 ? 0 : -s));
+}
+
+DTMM_INLINE int32_t dtmm_requant_dsp(int32_t a, int32_t m, int32_t h, int32_t right1)
+{
+    const int32_t y = dtmm_smmulr(dtmm_qadd(a, a), m);
+    return dtmm_qdadd(h + (y >> 31), y) >> right1;
+}
 #endif
 
 #if DTMM_USE_MVE

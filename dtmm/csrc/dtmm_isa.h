@@ -160,6 +160,15 @@ DTMM_INLINE int32_t dtmm_smlatt(uint32_t a, uint32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc
                      + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16)));
 }
+/* QDADD: saturating a + saturating 2 b.  SSAT #8: clamp to [-128, 127].  pack_b4: the
+ * low bytes of b0..b3 as one word, b0 lowest (3 BFI). */
+DTMM_INLINE int32_t dtmm_qdadd(int32_t a, int32_t b) { return dtmm_qadd(a, dtmm_qadd(b, b)); }
+DTMM_INLINE int32_t dtmm_ssat8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+DTMM_INLINE uint32_t dtmm_pack_b4(int32_t b0, int32_t b1, int32_t b2, int32_t b3)
+{
+    return ((uint32_t)b0 & 0xFFu) | ((uint32_t)b1 & 0xFFu) << 8 | ((uint32_t)b2 & 0xFFu) << 16
+           | (uint32_t)b3 << 24;
+}
 #  else
 #    include <arm_acle.h>
 DTMM_INLINE int32_t dtmm_smlabb(uint32_t a, uint32_t b, int32_t acc)
@@ -213,6 +222,20 @@ DTMM_INLINE uint32_t dtmm_sxtab16_ror8(uint32_t a, uint32_t x)
 DTMM_INLINE int32_t dtmm_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+DTMM_INLINE int32_t dtmm_qdadd(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("qdadd %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+DTMM_INLINE int32_t dtmm_ssat8(int32_t x) { return __ssat(x, 8); }
+DTMM_INLINE uint32_t dtmm_pack_b4(int32_t b0, int32_t b1, int32_t b2, int32_t b3)
+{
+    uint32_t r = (uint32_t)b0;
+    __asm__("bfi %0, %1, #8, #8\n\tbfi %0, %2, #16, #8\n\tbfi %0, %3, #24, #8"
+            : "+&r"(r) : "r"(b1), "r"(b2), "r"(b3));
+    return r;
 }
 #  endif
 #endif /* DTMM_USE_DSP */
