@@ -35,6 +35,8 @@ VARIANTS = {
     "mve_r8": ("DTMM_EMULATE_MVE", "DTMM_FWCS_REUSE=8"),
     "mve_noilp": ("DTMM_EMULATE_MVE", "DTMM_FWCS_VARIANT_NO_ILP"),
     "host_fast": ("DTMM_HOST_FAST",),     # plain C, host variants (build_host_model's)
+    # the same without the FWCS host path's AVX2 loop (what a non-x86 host runs)
+    "host_fast_c": ("DTMM_HOST_FAST", "DTMM_HOST_NO_X86_SIMD"),
 }
 ISA_VARIANTS = ["c_r4", "dsp_r4", "mve_r4", "scalar", "host_fast"]   # kernels without FWCS switches
 
@@ -323,6 +325,67 @@ FWCS_WIDE_CASES = [
 @pytest.mark.parametrize("sparsity", [0.0, 0.3])
 def test_conv_fwcs_widened(fwcs_kernels, case, sparsity):
     check_conv_fwcs(*fwcs_kernels, case, sparsity, all_index_types=False)
+
+
+# FWCS host fast path (DTMM_HOST_FAST): the AVX2 run loop (host_fast, on a CPU with
+# AVX2) and the plain-C one (host_fast_c).  C_in from 1 (filterlets of a kernel row
+# packed into one vector) to 128 (past the old path's stack budget), odd C_out, blocks
+# of 8 pixels in raster order with 1, 4 or 7 live in the last one, strides, 1x1.
+FWCS_HOST_CASES = [
+    ("hf_cin1_co15", 1, 9, 7, 1, 15, 3, 1, (1, 1, 1, 1)),
+    ("hf_cin4_co16_s2", 1, 9, 9, 4, 16, 3, 2, (1, 1, 1, 1)),
+    ("hf_cin9_co15", 2, 6, 6, 9, 15, 3, 1, (1, 1, 1, 1)),
+    ("hf_cin15_co23_1x1_s2", 1, 10, 10, 15, 23, 1, 2, (0, 0, 0, 0)),
+    ("hf_cin23_co42_s2", 1, 9, 9, 23, 42, 3, 2, (1, 0, 1, 0)),
+    ("hf_cin42_co40", 1, 5, 7, 42, 40, 3, 1, (1, 1, 1, 1)),
+    ("hf_cin64_5x5", 1, 6, 6, 64, 8, 5, 1, (2, 2, 2, 2)),
+    ("hf_cin128_co128", 1, 7, 7, 128, 128, 3, 1, (1, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", FWCS_HOST_CASES, ids=[c[0] for c in FWCS_HOST_CASES])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_conv_fwcs_host_paths(case, sparsity):
+    for name in ("host_fast", "host_fast_c"):
+        check_conv_fwcs(name, load_kernels(VARIANTS[name]), case, sparsity, all_index_types=False)
+
+
+def test_conv_fwcs_host_requant_edges():
+    """The FWCS host paths' vector requantization against the reference.  Filters 0..31
+    keep no filterlet, so their accumulator is exactly their bias: INT32_MIN with
+    multiplier INT32_MIN (the one saturating product), ties of the doubling high
+    multiply and of the rounding shift, shifts 0 .. -31; 32..63 scale to the int8 range;
+    64..95 multipliers over the whole int32 range, shifts -31 .. 4 (mostly clamped)."""
+    rng = np.random.default_rng(11)
+    ci, co = 16, 96
+    x = rng.integers(-128, 128, (1, 5, 6, ci), dtype=np.int8)
+    w = rng.integers(-128, 128, (co, 3, 3, ci), dtype=np.int8)
+    keep = filterlet_mask(rng, co, 9, 0.5)
+    keep[:32] = False
+    keep[32] = True
+    wm = w * np.repeat(keep, ci, axis=1).reshape(w.shape)
+    bias = rng.integers(-3000, 3000, co).astype(np.int64)
+    mult = rng.integers(INT32_MIN, INT32_MAX, co, dtype=np.int64)
+    shift = rng.integers(-31, 5, co)
+    bias[:16] = [INT32_MIN, INT32_MIN, INT32_MAX, 101, -101, 255, -255, 1, -1, 0,
+                 3 << 20, -(3 << 20), 7, -7, 1 << 24, -(1 << 24)]
+    mult[:16] = [INT32_MIN, INT32_MIN, INT32_MAX, 1 << 30, 1 << 30, 1 << 30, 1 << 30, INT32_MIN,
+                 INT32_MIN, INT32_MAX, 1 << 30, 1 << 30, INT32_MAX, INT32_MAX, 3 << 29, 3 << 29]
+    shift[:16] = [0, -31, 0, 0, 0, -1, -1, 0, 0, 0, -16, -16, -2, -2, -18, -18]
+    bias[16:32] = rng.integers(-(1 << 20), 1 << 20, 16)
+    mult[16:64] = rng.integers(1 << 30, INT32_MAX, 48)
+    shift[16:32] = rng.integers(-24, -10, 16)
+    shift[32:64] = rng.integers(-16, -8, 32)
+    bias, mult, shift = bias.astype(np.int32), mult.astype(np.int32), shift.astype(np.int32)
+    arr, cptr, fidx = encode_fwcs(w, keep, np.uint16, np.uint16)
+    for zp, act_min in ((-128, -128), (0, -3), (127, -128)):
+        p = ConvParams(pads=(1, 1, 1, 1), in_zp=zp, out_zp=-3, act_min=act_min)
+        want = ref_conv(x, wm, bias, mult, shift, p)
+        assert len(np.unique(want[..., 32:64])) > 50      # mostly not clamped
+        for name in ("host_fast", "host_fast_c", "c_r4"):
+            got = load_kernels(VARIANTS[name]).conv_fwcs_s8(x, arr, cptr, fidx, (3, 3), bias, mult,
+                                                            shift, p)
+            assert_same(got, want, f"fwcs requant edges {name} zp={zp} act_min={act_min}")
 
 
 def test_fwcs_config_reports_variant():

@@ -37,12 +37,16 @@
  *     LDR + 2 SXTB16 + R x (LDRD, 2 SMLAD); requantization per output with QADD +
  *     SMMULR (dtmm_requant_fast, exact for the records it accepts, else the reference).
  *   C:   one weight, R scalar MACs; the reference requantization.
+ *   host (DTMM_HOST_FAST builds only, never a Cortex-M): see "host fast path" below
+ *        (an AVX2 loop chosen at run time on x86, else vectorisable plain C).
  * A filterlet's kernel position k = cptr / C_in (cptr = (kh*KW + kw) * C_in) comes from
  * a per-call byte array (asm loops, KH*KW <= 256) or an exact multiply by a 16-bit
  * reciprocal of C_in (C loops).
  *
  * Build switches (see dtmm_kernels.h): DTMM_FWCS_VARIANT_FULL (default),
- * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR.
+ * DTMM_FWCS_VARIANT_NO_ILP (R = 1), DTMM_FWCS_REUSE (R, default 4), DTMM_FORCE_SCALAR;
+ * host builds: DTMM_HOST_FAST (the host fast path), DTMM_HOST_NO_X86_SIMD (without its
+ * AVX2 loop).
  */
 #include "dtmm_internal.h"
 
@@ -742,20 +746,54 @@ DTMM_INLINE void fwcs_block_generic(const dtmm_conv_params *p, const dtmm_fwcs *
 }
 
 #if DTMM_HOST_PATH
-/* Host fast path (DTMM_HOST_FAST, see dtmm_isa.h): the input widened once per image to
- * an int16 copy padded with in_zp (a stack VLA, no bounds checks after that), its
- * channels padded to a multiple of 16 (C16) as are the filterlets (a per-call copy of
- * arr with zero weights there), so every dot product is a whole number of 16-lane
- * vectors; per row block of 4 output pixels, per filter, per kept filterlet one
- * dtmm_host_dot_1x4 of its weights with the 4 pixels' int16 runs (gcc -O3 vectorises
- * it), the run offsets of each filterlet computed once per call (layers keeping more
- * than a quarter of their filterlets: fwcs_host_dense).  Same bits as every path;
- * returns 0 (plain path) when the buffers would pass DTMM_HOST_MAX_STACK. */
-/* Dense-enough layers (more than a quarter of the filterlets kept: measured break-even
- * of the sparse loop below against the dense one on an AVX2 host) and layers with
- * C_in < 8 (the sparse loop pads runs to 16 lanes) run through the dense
- * kernel's host path on the weights decoded per call (zeros where pruned) with the
- * bias restored (offset + in_zp * sum(w)). */
+/* ------------------------------------------------------------------ host fast path
+ * DTMM_HOST_FAST only (see dtmm_isa.h): the host shared-library build
+ * (dtmm.codegen.backends.build_host_model) defines it; no Cortex-M build compiles this
+ * section, and the plain-C path above (what a Cortex-M without DSP/MVE runs) is
+ * tested separately (tests/test_kernels.py, variant c_r4).  Same bits as every path.
+ *
+ * Both versions widen the input once per image into an int16 copy padded with in_zp
+ * (a stack VLA, so no bounds checks after that), take the output pixels in blocks of
+ * up to 8 in raster order (a block may wrap rows; only the image's last block has idle
+ * lanes, which read pixel 0 and are not stored), and per block and filter add up the
+ * products of the filter's kept filterlets with each pixel's input runs into one
+ * int32 sum per pixel.  The requantization is vectorised too (a scalar one per output
+ * cost more than all the MACs of a 90%-pruned layer).
+ *
+ * x86 with AVX2 (checked at run time, so a portable build gets it too; fwcs_host_avx2):
+ *   the int16 copy keeps C_in (no channel padding).  A filter's kept filterlets at
+ *   consecutive kernel columns of one kernel row are one run, contiguous both in arr
+ *   and in the window (NHWC), so small C_in packs several filterlets per vector; each
+ *   run is read 16 weights at a time (sign-extended once, shared by the 8 pixels; the
+ *   last 16 masked to the run's length, so the 16 inputs read there may run past it,
+ *   into the next pixel or a skipped row: finite values times zero weights).
+ *   Per pixel one int32 vector accumulator kept across all of the filter's runs
+ *   (VPMADDWD + VPADDD per 16 weights; int8 x int8 pair sums are exact in int32 and
+ *   the int32 sums wrap like the plain loops'), one horizontal reduction per filter
+ *   and block, and the requantization of the 8 pixels of a filter as one vector
+ *   (fwcs_host_rq8).  Measured faster than the dense host kernel on the same layer at
+ *   any density (ResNet-8 / VGG shapes), so it serves every layer.
+ * Elsewhere (plain C for the auto-vectoriser; fwcs_host_c): channels padded to a
+ *   multiple of 16 (C16) in the copy and in a per-call copy of arr, so every filterlet
+ *   is whole 16-lane vectors; per filterlet one dtmm_host_dot_1x4 of 4 pixels (gcc
+ *   only emits pmaddwd for a reduction loop, so one horizontal sum per filterlet);
+ *   sums of a block in a filter-major tile, then per pixel its row of C_out sums
+ *   requantized as one loop over the channels padded to 16.  Layers keeping more than
+ *   a quarter of their filterlets, or with C_in < 8, go to the dense kernel's host
+ *   path instead (fwcs_host_dense; measured break-even on an AVX2 host).
+ * Either returns 0 (then the plain path runs) when its buffers would pass
+ * DTMM_HOST_MAX_STACK. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) \
+    && !defined(DTMM_HOST_NO_X86_SIMD)
+#  include <immintrin.h>
+#  define FWCS_HOST_AVX2 1
+#else
+#  define FWCS_HOST_AVX2 0
+#endif
+#define FWCS_HOST_P 8 /* pixels per block */
+
+/* The dense kernel's host path on the weights decoded per call (zeros where pruned)
+ * with the bias restored (offset + in_zp * sum(w)). */
 static int fwcs_host_dense(const dtmm_conv_params *p, const dtmm_requant_params *q,
                            const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
                            const int32_t *offset, const dtmm_dims *od, int8_t *out)
@@ -782,78 +820,345 @@ static int fwcs_host_dense(const dtmm_conv_params *p, const dtmm_requant_params 
     return dtmm_conv_s8(p, q, id, in, &fd, wd, bias, od, out, NULL) == DTMM_OK;
 }
 
-static int fwcs_host(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
-                     const int8_t *in, const dtmm_fwcs *fw, const int32_t *offset,
-                     const dtmm_dims *od, int8_t *out)
+/* Kernel position of kept filterlet j. */
+DTMM_INLINE int32_t fwcs_host_kpos(const dtmm_fwcs *fw, int32_t j)
 {
-    if ((id->c < 8 || 4 * (int64_t)dtmm_index_at(fw->fidx, fw->fidx_bits, fw->c_out)
-                          > (int64_t)fw->c_out * fw->kh * fw->kw)
+    return (fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
+                               : ((const uint16_t *)fw->cptr)[j]) / fw->size;
+}
+
+/* 1 when padded row y (0 .. hp-1) of the int16 copy is read by some output row. */
+DTMM_INLINE int fwcs_host_row_used(const dtmm_conv_params *p, int32_t kh_n, int32_t oh, int32_t y)
+{
+    for (int32_t kh = 0; kh < kh_n; kh++) {
+        const int32_t t = y - kh;
+        if (t >= 0 && t % p->stride_h == 0 && t / p->stride_h < oh) return 1;
+    }
+    return 0;
+}
+
+/* The int16 copy of image in_n: rows of wp pixels of c values (c >= C_in; channels
+ * C_in .. c-1 and the padding pixels in_zp); rows no output reads are skipped. */
+static void fwcs_host_widen(const dtmm_conv_params *p, const dtmm_dims *id, const dtmm_dims *od,
+                            int32_t kh_n, const int8_t *in_n, int32_t c, int32_t wp,
+                            int16_t *restrict xp)
+{
+    const int32_t c_in = id->c, hp = id->h + p->pad_top + p->pad_bottom;
+    const int16_t zp = (int16_t)p->in_zp;
+    for (int32_t y = 0; y < hp; y++) {
+        if (!fwcs_host_row_used(p, kh_n, od->h, y)) continue;
+        const int32_t iy = y - p->pad_top;
+        int16_t *restrict row = xp + y * wp * c;
+        if ((uint32_t)iy >= (uint32_t)id->h) {
+            for (int32_t i = 0; i < wp * c; i++) row[i] = zp;
+            continue;
+        }
+        const int8_t *restrict src = in_n + iy * id->w * c_in;
+        int16_t *restrict dst = row + p->pad_left * c;
+        for (int32_t i = 0; i < p->pad_left * c; i++) row[i] = zp;
+        if (c == c_in) { /* the row's pixels are one contiguous run */
+            for (int32_t i = 0; i < id->w * c; i++) dst[i] = src[i];
+        } else {
+            for (int32_t x = 0; x < id->w; x++, src += c_in, dst += c) {
+                for (int32_t i = 0; i < c_in; i++) dst[i] = src[i];
+                for (int32_t i = c_in; i < c; i++) dst[i] = zp;
+            }
+        }
+        for (int32_t i = (p->pad_left + id->w) * c; i < wp * c; i++) row[i] = zp;
+    }
+}
+
+/* Window origins of the (up to 8) output pixels of the block starting at raster
+ * position (*oy, *ox), advanced past it; idle lanes get lane 0's. */
+DTMM_INLINE void fwcs_host_block(const dtmm_conv_params *p, const dtmm_dims *od, const int16_t *xp,
+                                 int32_t c, int32_t wp, int32_t live, int32_t *oy, int32_t *ox,
+                                 const int16_t **b)
+{
+    for (int32_t r = 0; r < FWCS_HOST_P; r++) {
+        if (r >= live) {
+            b[r] = b[0];
+            continue;
+        }
+        b[r] = xp + (*oy * p->stride_h * wp + *ox * p->stride_w) * c;
+        if (++*ox == od->w) {
+            *ox = 0;
+            ++*oy;
+        }
+    }
+}
+
+#if FWCS_HOST_AVX2
+/* 1 when the CPU runs AVX2 (checked once; a benign race between threads). */
+static int fwcs_host_has_avx2(void)
+{
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return has;
+}
+
+/* One run of a filter: len weights at w (contiguous in arr) against the len inputs
+ * at offset xoff of each pixel's window. */
+typedef struct {
+    const int8_t *w;
+    int32_t xoff, len;
+} fwcs_host_run;
+
+/* Requantization constants of one output channel for fwcs_host_rq8. */
+typedef struct {
+    int32_t mult, left, right, half, mask, min_mult;
+} fwcs_host_rq;
+
+/* 16 x 0xff then 16 x 0: the 16 bytes at fwcs_host_mask + 16 - n keep the first n
+ * lanes of a vector (n <= 16). */
+static const int8_t fwcs_host_mask[32] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1, -1, -1, -1, -1};
+
+/* dtmm_requant_s8 of 8 int32 lanes sharing one channel's constants, bit for bit:
+ *   x = acc << left (wrapping, as the reference's uint32 shift);
+ *   srdhm(x, m) = (x * m + 2^30) >> 31 with an arithmetic shift (for ab = x * m < 0
+ *     the reference's truncating (ab + 1 - 2^30) / 2^31 is the same floor), of which
+ *     only bits 31..62 are kept, so a logical 64-bit shift gives them; the one
+ *     overflow x = m = INT32_MIN gives INT32_MIN there and is flipped to INT32_MAX;
+ *   rdbpot: (q >> right) + ((q & mask) > (mask >> 1) + (q < 0));
+ *   + out_zp, clamp to [act_min, act_max]. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i
+fwcs_host_rq8(__m256i acc, const fwcs_host_rq *c, __m256i zp, __m256i lo, __m256i hi)
+{
+    const __m256i x = _mm256_sll_epi32(acc, _mm_cvtsi32_si128(c->left));
+    const __m256i m = _mm256_set1_epi32(c->mult);
+    const __m256i round = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), round), 31);
+    const __m256i odd = _mm256_srli_epi64(
+        _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m), round), 31);
+    __m256i q = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    q = _mm256_xor_si256(q, _mm256_and_si256(_mm256_cmpeq_epi32(x, _mm256_set1_epi32(INT32_MIN)),
+                                             _mm256_set1_epi32(c->min_mult)));
+    const __m256i rem = _mm256_and_si256(q, _mm256_set1_epi32(c->mask));
+    const __m256i thr = _mm256_sub_epi32(_mm256_set1_epi32(c->half),
+                                         _mm256_cmpgt_epi32(_mm256_setzero_si256(), q));
+    __m256i v = _mm256_sub_epi32(_mm256_sra_epi32(q, _mm_cvtsi32_si128(c->right)),
+                                 _mm256_cmpgt_epi32(rem, thr));
+    v = _mm256_add_epi32(v, zp);
+    return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+}
+
+/* The block of P (8 or 4) pixels with windows b[r] (the first `live` stored at
+ * out + r * c_out): out[r * c_out + f] = requant(offset[f] + the products of f's
+ * runs with window r). */
+__attribute__((target("avx2"), always_inline)) static inline void
+fwcs_host_filters_avx2(const int16_t *const *b, const fwcs_host_run *run, const int32_t *nrun,
+                       const int32_t *offset, const fwcs_host_rq *rq, const dtmm_conv_params *p,
+                       int32_t c_out, int8_t *out, int32_t live, const int P)
+{
+    const __m256i zp = _mm256_set1_epi32(p->out_zp), lo = _mm256_set1_epi32(p->act_min);
+    const __m256i hi = _mm256_set1_epi32(p->act_max);
+    for (int32_t f = 0; f < c_out; f++) {
+        __m256i a[8];
+        for (int r = 0; r < P; r++) a[r] = _mm256_setzero_si256();
+        for (const fwcs_host_run *e = run + nrun[f]; run < e; run++) {
+            const int8_t *w = run->w;
+            int32_t x = run->xoff;
+            for (int32_t n = run->len; n > 0; n -= 16, w += 16, x += 16) {
+                const __m128i keep = _mm_loadu_si128(
+                    (const __m128i *)(fwcs_host_mask + 16 - (n < 16 ? n : 16)));
+                const __m256i wv = _mm256_cvtepi8_epi16(
+                    _mm_and_si128(_mm_loadu_si128((const __m128i *)w), keep));
+                for (int r = 0; r < P; r++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(b[r] + x));
+                    a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(xv, wv));
+                }
+            }
+        }
+        /* horizontal sums: lane r of s = offset[f] + the sum of a[r]'s 8 lanes */
+        __m256i s;
+        const __m256i g0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]),
+                                             _mm256_hadd_epi32(a[2], a[3]));
+        if (P == 8) {
+            const __m256i g1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]),
+                                                 _mm256_hadd_epi32(a[6], a[7]));
+            s = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20),
+                                 _mm256_permute2x128_si256(g0, g1, 0x31));
+        } else {
+            s = _mm256_castsi128_si256(_mm_add_epi32(_mm256_castsi256_si128(g0),
+                                                     _mm256_extracti128_si256(g0, 1)));
+        }
+        s = _mm256_add_epi32(s, _mm256_set1_epi32(offset[f]));
+        int32_t v[8];
+        _mm256_storeu_si256((__m256i *)v, fwcs_host_rq8(s, &rq[f], zp, lo, hi));
+        for (int32_t r = 0; r < live; r++) out[r * c_out + f] = (int8_t)v[r];
+    }
+}
+
+__attribute__((target("avx2"))) static void
+fwcs_host_filters_avx2_8(const int16_t *const *b, const fwcs_host_run *run, const int32_t *nrun,
+                         const int32_t *offset, const fwcs_host_rq *rq,
+                         const dtmm_conv_params *p, int32_t c_out, int8_t *out, int32_t live)
+{
+    fwcs_host_filters_avx2(b, run, nrun, offset, rq, p, c_out, out, live, 8);
+}
+
+__attribute__((target("avx2"))) static void
+fwcs_host_filters_avx2_4(const int16_t *const *b, const fwcs_host_run *run, const int32_t *nrun,
+                         const int32_t *offset, const fwcs_host_rq *rq,
+                         const dtmm_conv_params *p, int32_t c_out, int8_t *out, int32_t live)
+{
+    fwcs_host_filters_avx2(b, run, nrun, offset, rq, p, c_out, out, live, 4);
+}
+
+static int fwcs_host_avx2(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                          const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
+                          const int32_t *offset, const dtmm_dims *od, int8_t *out)
+{
+    const int32_t c_in = id->c, kw_n = fw->kw, c_out = fw->c_out;
+    const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+    const int32_t hp = id->h + p->pad_top + p->pad_bottom, wp = id->w + p->pad_left + p->pad_right;
+    const int32_t nx = hp * wp * c_in + 16; /* 16 of slack: a run's last 16 may pass it */
+    if ((int64_t)nx * 2 + (int64_t)nk * (int64_t)sizeof(fwcs_host_run)
+            + (int64_t)c_out * (4 + (int64_t)sizeof(fwcs_host_rq)) + (int64_t)kw_n * c_in + 256
+        > DTMM_HOST_MAX_STACK)
+        return 0;
+    int16_t xp[nx];
+    fwcs_host_run run[nk > 0 ? nk : 1];
+    int32_t nrun[c_out];
+    fwcs_host_rq rq[c_out];
+    int8_t wtail[kw_n * c_in + 32];
+    memset(xp + nx - 16, 0, 16 * sizeof(int16_t));
+    /* runs: filterlets of one filter at consecutive kernel columns of one kernel row */
+    int32_t nr = 0, j = 0;
+    for (int32_t f = 0; f < c_out; f++) {
+        const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1), r0 = nr;
+        while (j < j1) {
+            const int32_t k = fwcs_host_kpos(fw, j);
+            int32_t n = 1;
+            while (j + n < j1 && k % kw_n + n < kw_n && fwcs_host_kpos(fw, j + n) == k + n) n++;
+            run[nr++] = (fwcs_host_run){fw->arr + j * c_in, ((k / kw_n) * wp + k % kw_n) * c_in,
+                                        n * c_in};
+            j += n;
+        }
+        nrun[f] = nr - r0;
+        const int32_t s = q->shift[f], right = s > 0 ? 0 : -s;
+        const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+        rq[f] = (fwcs_host_rq){q->multiplier[f], s > 0 ? s : 0, right, mask >> 1, mask,
+                               q->multiplier[f] == INT32_MIN ? -1 : 0};
+    }
+    /* Runs read whole multiples of 16 weights.  Those that would read past the end of
+     * arr (a suffix of the runs, all starting fewer than KW * C_in + 16 bytes before
+     * it) read a copy of that tail of arr followed by 16 zero bytes instead. */
+    const int8_t *const arr_end = fw->arr + nk * c_in;
+    int32_t t0 = nr;
+    while (t0 > 0 && run[t0 - 1].w + ((run[t0 - 1].len + 15) & ~15) > arr_end) t0--;
+    if (t0 < nr) {
+        const int8_t *const tail = run[t0].w;
+        memcpy(wtail, tail, (size_t)(arr_end - tail));
+        memset(wtail + (arr_end - tail), 0, 16);
+        for (int32_t i = t0; i < nr; i++) run[i].w = wtail + (run[i].w - tail);
+    }
+    const int32_t hw_out = od->h * od->w;
+    for (int32_t n = 0; n < id->n; n++) {
+        fwcs_host_widen(p, id, od, fw->kh, in + n * id->h * id->w * c_in, c_in, wp, xp);
+        int32_t oy = 0, ox = 0;
+        for (int32_t p0 = 0; p0 < hw_out; p0 += FWCS_HOST_P) {
+            const int32_t live = hw_out - p0 < FWCS_HOST_P ? hw_out - p0 : FWCS_HOST_P;
+            const int16_t *b[FWCS_HOST_P];
+            fwcs_host_block(p, od, xp, c_in, wp, live, &oy, &ox, b);
+            int8_t *o = out + (n * hw_out + p0) * c_out;
+            if (live > 4)
+                fwcs_host_filters_avx2_8(b, run, nrun, offset, rq, p, c_out, o, live);
+            else
+                fwcs_host_filters_avx2_4(b, run, nrun, offset, rq, p, c_out, o, live);
+        }
+    }
+    return 1;
+}
+#endif /* FWCS_HOST_AVX2 */
+
+/* Plain-C sums of 4 pixels: t[f * 8 + r] = offset[f] + sum over f's filterlets of
+ * dot(w_j[0:c16], b[r][koff[j] ..]). */
+static void fwcs_host_filters_c4(const int16_t *const *b, const int8_t *w, const int32_t *koff,
+                                 const int32_t *nf, const int32_t *offset, int32_t c_out,
+                                 int32_t c16, int32_t *t)
+{
+    for (int32_t f = 0; f < c_out; f++) {
+        int32_t a[4] = {offset[f], offset[f], offset[f], offset[f]};
+        for (int32_t e = nf[f]; e > 0; e--, koff++, w += c16) {
+            int32_t s[4];
+            const int32_t off = *koff;
+            dtmm_host_dot_1x4(w, b[0] + off, b[1] + off, b[2] + off, b[3] + off, c16, s);
+            for (int32_t r = 0; r < 4; r++) a[r] += s[r];
+        }
+        for (int32_t r = 0; r < 4; r++) t[f * FWCS_HOST_P + r] = a[r];
+    }
+}
+
+static int fwcs_host_c(const dtmm_conv_params *p, const dtmm_requant_params *q,
+                       const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,
+                       const int32_t *offset, const dtmm_dims *od, int8_t *out)
+{
+    const int32_t c_in = id->c, kw_n = fw->kw, c_out = fw->c_out;
+    const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
+    if ((c_in < 8 || 4 * (int64_t)nk > (int64_t)c_out * fw->kh * kw_n)
         && fwcs_host_dense(p, q, id, in, fw, offset, od, out))
         return 1;
-    const int32_t c_in = id->c, kw_n = fw->kw, c_out = fw->c_out;
-    const int32_t c = (c_in + 15) & ~15; /* C16 */
+    const int32_t c = (c_in + 15) & ~15;    /* C16 */
+    const int32_t cop = (c_out + 15) & ~15; /* C_out padded for the requantization loop */
     const int32_t hp = id->h + p->pad_top + p->pad_bottom, wp = id->w + p->pad_left + p->pad_right;
-    const int32_t nk = dtmm_index_at(fw->fidx, fw->fidx_bits, c_out);
-    if ((int64_t)hp * wp * c * 2 + (int64_t)nk * (4 + c) + 64 > DTMM_HOST_MAX_STACK) return 0;
+    if ((int64_t)hp * wp * c * 2 + (int64_t)nk * (4 + c) + (int64_t)cop * (4 * FWCS_HOST_P + 17)
+            + 256 > DTMM_HOST_MAX_STACK)
+        return 0;
     int16_t xp[hp * wp * c > 0 ? hp * wp * c : 1];
     int32_t koff[nk > 0 ? nk : 1];
     int8_t wpad[nk * c > 0 ? nk * c : 1];
+    int32_t nf[cop], mp[cop], sp[cop], t[cop * FWCS_HOST_P], row[cop];
+    int8_t orow[cop];
     for (int32_t j = 0; j < nk; j++) {
-        const int32_t k = (fw->cptr_bits == 8 ? ((const uint8_t *)fw->cptr)[j]
-                                              : ((const uint16_t *)fw->cptr)[j]) / c_in;
+        const int32_t k = fwcs_host_kpos(fw, j);
         koff[j] = ((k / kw_n) * wp + k % kw_n) * c;
         memcpy(wpad + j * c, fw->arr + j * c_in, (size_t)c_in);
         memset(wpad + j * c + c_in, 0, (size_t)(c - c_in));
     }
-    const int32_t zp = p->in_zp, sh = p->stride_h, sw = p->stride_w;
+    for (int32_t f = 0; f < cop; f++) { /* padding channels: sums 0, multiplier 0 */
+        nf[f] = f < c_out ? dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1)
+                                - dtmm_index_at(fw->fidx, fw->fidx_bits, f)
+                          : 0;
+        mp[f] = f < c_out ? q->multiplier[f] : 0;
+        sp[f] = f < c_out ? q->shift[f] : 0;
+        row[f] = 0;
+    }
+    const int32_t hw_out = od->h * od->w;
     for (int32_t n = 0; n < id->n; n++) {
-        const int8_t *in_n = in + n * id->h * id->w * c_in;
-        for (int32_t y = 0; y < hp; y++) {
-            const int32_t iy = y - p->pad_top;
-            int16_t *row = xp + y * wp * c;
-            for (int32_t x = 0; x < wp; x++) {
-                const int32_t ix = x - p->pad_left;
-                int16_t *dst = row + x * c;
-                if ((uint32_t)iy < (uint32_t)id->h && (uint32_t)ix < (uint32_t)id->w) {
-                    const int8_t *src = in_n + (iy * id->w + ix) * c_in;
-                    for (int32_t i = 0; i < c_in; i++) dst[i] = src[i];
-                    for (int32_t i = c_in; i < c; i++) dst[i] = (int16_t)zp;
-                } else {
-                    for (int32_t i = 0; i < c; i++) dst[i] = (int16_t)zp;
-                }
-            }
-        }
-        for (int32_t oy = 0; oy < od->h; oy++) {
-            for (int32_t ox0 = 0; ox0 < od->w; ox0 += 4) {
-                const int32_t nb = od->w - ox0 < 4 ? od->w - ox0 : 4;
-                const int16_t *b[4];
-                for (int32_t r = 0; r < 4; r++)
-                    b[r] = xp + (oy * sh * wp + (ox0 + (r < nb ? r : 0)) * sw) * c;
-                int8_t *o = out + ((n * od->h + oy) * od->w + ox0) * c_out;
-                const int8_t *w = wpad;
-                int32_t j = 0;
-                for (int32_t f = 0; f < c_out; f++) {
-                    const int32_t j1 = dtmm_index_at(fw->fidx, fw->fidx_bits, f + 1);
-                    int32_t a[4] = {offset[f], offset[f], offset[f], offset[f]};
-                    for (; j < j1; j++, w += c) {
-                        int32_t t[4];
-                        const int32_t off = koff[j];
-                        dtmm_host_dot_1x4(w, b[0] + off, b[1] + off, b[2] + off, b[3] + off, c, t);
-                        a[0] += t[0];
-                        a[1] += t[1];
-                        a[2] += t[2];
-                        a[3] += t[3];
-                    }
-                    for (int32_t r = 0; r < nb; r++)
-                        o[r * c_out + f] = dtmm_host_requant(a[r], q->multiplier[f], q->shift[f],
-                                                             p->out_zp, p->act_min, p->act_max);
-                }
+        fwcs_host_widen(p, id, od, fw->kh, in + n * id->h * id->w * c_in, c, wp, xp);
+        int32_t oy = 0, ox = 0;
+        for (int32_t p0 = 0; p0 < hw_out; p0 += FWCS_HOST_P) {
+            const int32_t live = hw_out - p0 < FWCS_HOST_P ? hw_out - p0 : FWCS_HOST_P;
+            const int16_t *b[FWCS_HOST_P];
+            fwcs_host_block(p, od, xp, c, wp, live, &oy, &ox, b);
+            fwcs_host_filters_c4(b, wpad, koff, nf, offset, c_out, c, t);
+            if (live > 4) fwcs_host_filters_c4(b + 4, wpad, koff, nf, offset, c_out, c, t + 4);
+            int8_t *o = out + (n * hw_out + p0) * c_out;
+            for (int32_t r = 0; r < live; r++, o += c_out) {
+                for (int32_t f = 0; f < c_out; f++) row[f] = t[f * FWCS_HOST_P + r];
+                dtmm_host_requant_row(row, NULL, cop, mp, sp, p->out_zp, p->act_min, p->act_max,
+                                      orow);
+                memcpy(o, orow, (size_t)c_out);
             }
         }
     }
     return 1;
 }
+
+static int fwcs_host(const dtmm_conv_params *p, const dtmm_requant_params *q, const dtmm_dims *id,
+                     const int8_t *in, const dtmm_fwcs *fw, const int32_t *offset,
+                     const dtmm_dims *od, int8_t *out)
+{
+#if FWCS_HOST_AVX2
+    if (fwcs_host_has_avx2() && fwcs_host_avx2(p, q, id, in, fw, offset, od, out)) return 1;
 #endif
+    return fwcs_host_c(p, q, id, in, fw, offset, od, out);
+}
+#endif /* DTMM_HOST_PATH */
 
 dtmm_status dtmm_conv_fwcs_s8(const dtmm_conv_params *p, const dtmm_requant_params *q,
                               const dtmm_dims *id, const int8_t *in, const dtmm_fwcs *fw,

@@ -17,8 +17,9 @@
  *          (int8 weights sign-extended in the loop; gcc -O3: pmaddwd / vpdpwssd),
  *          int32 accumulators of the block, requantized per pixel as one loop over
  *          the channels.  For K < DTMM_HOST_SMALL_K (e.g. a first layer with 1 input
- *          channel) the weights are transposed to int16 (K, C_out) on the stack and each
- *          pixel's C_out accumulators are updated tap by tap.  No planned scratch.
+ *          channel) the weights are transposed to int16 (K, C_out rounded up to 16,
+ *          zero padded: no scalar channel tail) on the stack and each pixel's
+ *          accumulators are updated tap by tap.  No planned scratch.
  * See dtmm_kernels.h for the contract.
  */
 #include "dtmm_internal.h"
@@ -110,28 +111,33 @@ static void im2col_s16(const int8_t *in, const dtmm_dims *id, int32_t kh_n, int3
 #endif
 #define HOST_P 4 /* output pixels per block */
 
-/* Small K: weights transposed to int16 wt[k][f], per pixel acc[f] += x[k] * wt[k][f]. */
-static void host_conv_small_k(const dtmm_conv_params *p, const dtmm_requant_params *q,
-                              const dtmm_dims *id, const int8_t *in_n, const dtmm_dims *fd,
-                              const int16_t *restrict wt, const int32_t *bias,
-                              const dtmm_dims *od, int8_t *out_n)
+/* Small K: weights transposed to int16 wt[k][f] with the channels padded to cop (a
+ * multiple of 16, zero weights, bias, multiplier and shift), per pixel
+ * acc[f] += x[k] * wt[k][f] over the cop channels; the padding keeps every channel
+ * loop free of a scalar tail (C_out = 15: half the time of C_out = 16 without it). */
+static void host_conv_small_k(const dtmm_conv_params *p, const dtmm_dims *id, const int8_t *in_n,
+                              const dtmm_dims *fd, const int16_t *restrict wt, int32_t cop,
+                              const int32_t *restrict bias, const int32_t *restrict mult,
+                              const int32_t *restrict shift, const dtmm_dims *od, int8_t *out_n)
 {
     const int32_t c_out = fd->n, k_total = fd->h * fd->w * fd->c;
     int16_t col[k_total];
-    int32_t acc[c_out];
+    int32_t acc[cop];
+    int8_t row[cop];
     int8_t *o = out_n;
     for (int32_t oy = 0; oy < od->h; oy++) {
         for (int32_t ox = 0; ox < od->w; ox++, o += c_out) {
             dtmm_host_im2col(in_n, id, fd->h, fd->w, oy * p->stride_h - p->pad_top,
                              ox * p->stride_w - p->pad_left, p->in_zp, col);
-            for (int32_t f = 0; f < c_out; f++) acc[f] = bias ? bias[f] : 0;
+            for (int32_t f = 0; f < cop; f++) acc[f] = bias[f];
             for (int32_t k = 0; k < k_total; k++) {
                 const int32_t xk = col[k];
-                const int16_t *restrict wk = wt + k * c_out;
-                for (int32_t f = 0; f < c_out; f++) acc[f] += xk * wk[f];
+                const int16_t *restrict wk = wt + k * cop;
+                for (int32_t f = 0; f < cop; f++) acc[f] += xk * wk[f];
             }
-            dtmm_host_requant_row(acc, NULL, c_out, q->multiplier, q->shift, p->out_zp,
-                                  p->act_min, p->act_max, o);
+            dtmm_host_requant_row(acc, NULL, cop, mult, shift, p->out_zp, p->act_min,
+                                  p->act_max, row);
+            memcpy(o, row, (size_t)c_out);
         }
     }
 }
@@ -330,13 +336,19 @@ dtmm_status dtmm_conv_s8(const dtmm_conv_params *p, const dtmm_requant_params *q
         (void)scratch;
         (void)k_total;
 #if DTMM_HOST_PATH
+        const int32_t cop = (c_out + 15) & ~15;
         if (k_total < DTMM_HOST_SMALL_K
-            && (int64_t)k_total * (c_out + 1) * 2 + c_out * 4 <= DTMM_HOST_MAX_STACK) {
-            int16_t wt[k_total * c_out]; /* (K, C_out) */
-            for (int32_t f = 0; f < c_out; f++)
+            && (int64_t)k_total * (cop + 1) * 2 + (int64_t)cop * 17 + 64 <= DTMM_HOST_MAX_STACK) {
+            int16_t wt[k_total * cop]; /* (K, C_out padded to cop) */
+            int32_t bp[cop], mp[cop], sp[cop];
+            for (int32_t f = 0; f < cop; f++) {
                 for (int32_t k = 0; k < k_total; k++)
-                    wt[k * c_out + f] = weights[f * k_total + k];
-            host_conv_small_k(p, q, id, in_n, fd, wt, bias, od, out_n);
+                    wt[k * cop + f] = f < c_out ? weights[f * k_total + k] : 0;
+                bp[f] = f < c_out && bias ? bias[f] : 0;
+                mp[f] = f < c_out ? q->multiplier[f] : 0;
+                sp[f] = f < c_out ? q->shift[f] : 0;
+            }
+            host_conv_small_k(p, id, in_n, fd, wt, cop, bp, mp, sp, od, out_n);
             continue;
         }
         if ((int64_t)HOST_P * (k_total * 2 + c_out * 4) <= DTMM_HOST_MAX_STACK) {
