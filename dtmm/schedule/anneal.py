@@ -64,7 +64,7 @@ def extreme_strategy(cm: CostModel, *, target: str = "flash") -> Strategy:
         cin = sp.tensor_size(ly.in_tensor, kept) if ly.kind == "fc" else sp.tensor_channels(ly.in_tensor, kept)
         per_layer.append([cm.layer_cost(li, cin, kept[ly.out_group], oi)
                           for oi in range(len(cm.options[li]))])
-    if target != "flash":
+    if target == "ram":
         return Strategy(betas, tuple(min(range(len(c)), key=lambda i: (c[i].scratch, c[i].bytes.total))
                                      for c in per_layer))
     fmts = sorted({f for o in cm.options for f, _ in o} - {"dense"})
