@@ -152,9 +152,9 @@ def _add_compress(sub) -> None:
                         "loss change under this budget")
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, default=None,
-                   help="fine-tuning learning rate (default: 0.01; detection 0.001)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
-                   help="fine-tuning optimizer (sgd: momentum 0.9)")
+                   help="fine-tuning learning rate (default: 0.01; detection 1e-4)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+                   help="fine-tuning optimizer (default: sgd with momentum 0.9; detection: adam)")
     p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine",
                    help="fine-tuning learning-rate schedule")
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model")

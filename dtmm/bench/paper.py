@@ -343,7 +343,7 @@ def _settings_text(b: dict) -> tuple[str, str]:
     g = groups(ep)
     epochs = (f"{next(iter(g))} fine-tuning epochs" if len(g) <= 1 else "fine-tuning epochs per model: "
               + ", ".join(f"{e} ({', '.join(ms)})" for e, ms in g.items()))
-    epochs += " (SGD, the task's learning rate: 0.01, detection 0.001)"
+    epochs += " (the task's optimizer: SGD at 0.01; detection Adam at 1e-4)"
     parts = []
     for d, ms in groups(data).items():
         metric = metric_of(b, ms[0])

@@ -71,8 +71,8 @@ class CompressConfig:
     solver: str = "exact"
     loss_model: str = DEFAULT_LOSS_MODEL           # measured; "taylor": the paper's first-order estimate
     epochs: int = 5                                # fine-tuning epochs
-    lr: float | None = None                        # fine-tuning lr (None: the task's, 0.01 / 0.001)
-    optimizer: str = "sgd"                         # sgd (momentum 0.9) | adam | adamw
+    lr: float | None = None                        # fine-tuning lr (None: the task's, 0.01 / 1e-4)
+    optimizer: str | None = None                   # sgd (momentum 0.9) | adam | adamw (None: the task's)
     schedule: str = "cosine"                       # fine-tuning lr schedule: cosine | step | constant
     distill: bool = False
     gradual: bool = False                          # reach the plan's alphas gradually (Zhu & Gupta)
@@ -157,7 +157,7 @@ def _check_config(cfg: CompressConfig) -> None:
 
     if cfg.schedule not in SCHEDULES:
         raise DtmmError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
-    if cfg.optimizer not in ("sgd", "adam", "adamw"):
+    if cfg.optimizer is not None and cfg.optimizer not in ("sgd", "adam", "adamw"):
         raise DtmmError(f"--optimizer must be one of sgd, adam, adamw, got {cfg.optimizer!r}")
 
 
@@ -298,6 +298,7 @@ class _Compress:
         self.task = CLASSIFICATION if task is None else task
         #: the fine-tuning learning rate: the user's, else the task's default
         self.lr = cfg.lr if cfg.lr is not None else self.task.finetune_lr
+        self.optimizer = cfg.optimizer if cfg.optimizer is not None else self.task.finetune_optimizer
         self.run_ = run
         self.cfg = cfg
         self.budgets = budgets
@@ -443,7 +444,7 @@ class _Compress:
                      for ly in plan["layers"] if ly["format"] == "fwcs" and ly["alpha"] > 0
                      and ly["name"] not in fc}
             grad = GradualPruning(final, granularity="filterlet", scorer="l2")
-        ftc = FineTuneConfig(epochs=epochs, lr=self.lr, optimizer=cfg.optimizer, seed=cfg.seed + a,
+        ftc = FineTuneConfig(epochs=epochs, lr=self.lr, optimizer=self.optimizer, seed=cfg.seed + a,
                              schedule=LRSchedule(cfg.schedule),
                              distill=Distillation() if settings["distill"] else None, gradual=grad,
                              task=self.task)
@@ -457,7 +458,7 @@ class _Compress:
         if gradual:          # the plan's exact kept filterlets, then one epoch with them fixed
             _exact_filterlets(gm, plan, skip=fc)
             res = fine_tune(gm, self.ft_train, self.ft_val, teacher=teacher, fn=self.fine_tune_fn,
-                            config=FineTuneConfig(epochs=1, lr=self.lr / 10, optimizer=cfg.optimizer,
+                            config=FineTuneConfig(epochs=1, lr=self.lr / 10, optimizer=self.optimizer,
                                                   seed=cfg.seed + a, schedule=LRSchedule("constant"),
                                                   distill=Distillation() if settings["distill"] else None,
                                                   task=self.task),
@@ -542,7 +543,7 @@ class _Compress:
         q = prepare_qat(copy.deepcopy(gm))
         torch.manual_seed(cfg.seed + 100 + a)
         fine_tune(q, self.tr, self.va, config=FineTuneConfig(epochs=cfg.qat_epochs, lr=self.lr / 10,
-                                                              optimizer=cfg.optimizer, seed=cfg.seed + a,
+                                                              optimizer=self.optimizer, seed=cfg.seed + a,
                                                               schedule=LRSchedule("cosine"), task=self.task),
                   quiet=self.run_.quiet)
         q.eval()
@@ -738,7 +739,7 @@ class _Compress:
                 read_tflite(self.run_.artifact("dense_int8.tflite").read_bytes()),
                 read_tflite(self.run_.artifact(f"model{a}.tflite").read_bytes())),
             "fine_tuning": {"epochs": ft["epochs"], "distill": ft["distill"], "lr": self.lr,
-                            "optimizer": self.cfg.optimizer, "history": ft["history"],
+                            "optimizer": self.optimizer, "history": ft["history"],
                             "val_accuracy_after_pruning": ft["val_accuracy_before"]},
             "dense": {"source": self.dense_res["source"], "train_epochs": self.dense_res["train_epochs"]},
             "seconds": {k: self.run_.load(k)["seconds"] for k in

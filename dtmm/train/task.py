@@ -12,8 +12,9 @@
   for the training metric (``EpochStats.train_acc``);
 * ``evaluate(model, ds, *, batch_size)`` -> ``(metric, mean loss)`` on a whole dataset
   (``EpochStats.val_acc`` / ``val_loss``), model in eval mode;
-* ``finetune_lr`` (float): the default learning rate of the built-in fine-tuning (SGD,
-  momentum 0.9) after pruning, e.g. in ``dtmm compress`` without ``--lr``;
+* ``finetune_optimizer`` (str) and ``finetune_lr`` (float): the default optimizer and
+  learning rate of the built-in fine-tuning after pruning (``dtmm compress`` without
+  ``--optimizer`` / ``--lr``);
 * ``image_augment`` (bool): whether image-only augmentations (``train(augment=...)``)
   are valid; a task whose targets depend on geometry (boxes) augments inside
   ``batches`` instead.
@@ -56,6 +57,7 @@ class Task(Protocol):
     name: str
     metric_name: str
     image_augment: bool
+    finetune_optimizer: str
     finetune_lr: float
 
     def check(self, ds) -> None: ...
@@ -75,6 +77,7 @@ class ClassificationTask:
     name = "classification"
     metric_name = "accuracy"
     image_augment = True
+    finetune_optimizer = "sgd"
     finetune_lr = 0.01
 
     def check(self, ds) -> None:
