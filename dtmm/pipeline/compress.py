@@ -355,7 +355,8 @@ class _Compress:
             ia = _accuracy_int8(qg, self.te, self.task)
             return ({"source": src, "train_epochs": epochs, "float_before": round(fa, 4),
                      "int8_before": round(ia, 4),
-                     "summary": f"{self.task.metric_name}: float {fa:.4f}, int8 {ia:.4f} on "
+                     "summary": f"{'' if self.task.metric_name == 'accuracy' else self.task.metric_name + ' '}"
+                                f"float {fa:.4f}, int8 {ia:.4f} on "
                                 f"{len(self.te)} test images"}, arts)
 
         res = self.run_.step("dense", "dense model", step)
