@@ -257,6 +257,21 @@ def _line(r: dict) -> str:
             f"{s['accuracy']['int8_after']:.4f}")
 
 
+def _dtmm_picks(results: list[dict], dense: dict):
+    """Per model: ``(model, run, accurate, graph)`` of the DTMM model Fig. 14 and Fig. 15 are
+    measured on: the Fig. 11 pick (within 0.5 pp of the dense int8 metric), else the
+    smallest DTMM run (``accurate`` False); models with no finished DTMM run are skipped."""
+    from dtmm.pipeline.modelfiles import read_model
+
+    for model in sorted({r["model"] for r in results}):
+        runs = [r for r in results if r["model"] == model and r["method"] == "dtmm"]
+        best = fig11_choice(runs, dense[model]["int8_accuracy"])
+        accurate = best is not None
+        best = best or fig11_choice(runs, None)
+        if best is not None:
+            yield model, best, accurate, read_model(str(Path(best["out"]) / "model.tflite"))[0]
+
+
 def _code_sizes(results: list[dict], dense: dict) -> dict:
     """Per model and target: the flash of the Fig. 11 DTMM model's firmware by part, read
     from the linker map of the linked image (:func:`dtmm.codegen.platform.linkmap.flash_parts`):
@@ -264,15 +279,9 @@ def _code_sizes(results: list[dict], dense: dict) -> dict:
     from dtmm.codegen.backends import build_firmware
     from dtmm.codegen.platform import size
     from dtmm.codegen.platform.linkmap import flash_parts
-    from dtmm.pipeline.modelfiles import read_model
 
     out = {}
-    for model in sorted({r["model"] for r in results}):
-        runs = [r for r in results if r["model"] == model and r["method"] == "dtmm"]
-        best = fig11_choice(runs, dense[model]["int8_accuracy"]) or fig11_choice(runs, None)
-        if best is None:
-            continue
-        cg, _ = read_model(str(Path(best["out"]) / "model.tflite"))
+    for model, best, _, cg in _dtmm_picks(results, dense):
         out[model] = {}
         for t in ("cortex-m4", "cortex-m7", "cortex-m55"):
             fw = build_firmware(cg, t)
@@ -288,19 +297,11 @@ def _ablation(results: list[dict], data: str | dict, dense: dict) -> dict:
     reduced (the paper's Fig. 14 on a model); ``data``: one for all or ``{model: data}``."""
     from dtmm.codegen.backends import build_firmware, run_firmware
     from dtmm.pipeline.data import load_splits, to_nhwc
-    from dtmm.pipeline.modelfiles import read_model
     from dtmm.quant.quantize import quantize_input
 
     out = {}
-    for model in sorted({r["model"] for r in results}):
+    for model, best, accurate, cg in _dtmm_picks(results, dense):
         _, _, _, te = load_splits(_per_model(data, model))
-        runs = [r for r in results if r["model"] == model and r["method"] == "dtmm"]
-        best = fig11_choice(runs, dense[model]["int8_accuracy"])
-        accurate = best is not None
-        best = best or fig11_choice(runs, None)
-        if best is None:
-            continue
-        cg, _ = read_model(str(Path(best["out"]) / "model.tflite"))
         x = quantize_input(to_nhwc(te.x[:1]), cg.tensors[cg.inputs[0]].qparams)
         row = {}
         for tag, simd, defines in (("full, 16 lanes (MVE)", "auto", None),

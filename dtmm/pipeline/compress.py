@@ -178,13 +178,6 @@ def _load_state(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _accuracy_int8(graph, ds, task) -> float:
-    """The task's metric (accuracy; AP@0.5) of an int8 graph on ``ds``."""
-    from dtmm.pipeline.tasks import int8_metric
-
-    return int8_metric(task, graph, ds)
-
-
 def _rebuild(base_net, shrink_channels: dict, state: dict):
     """The fine-tuned model from its saved state: masks, shrink, weights."""
     from dtmm.prune import apply_masks
@@ -316,7 +309,7 @@ class _Compress:
         from dtmm.pipeline.data import check_dataset_matches
         from dtmm.pipeline.evaluate import quantize_model
         from dtmm.pipeline import models as M
-        from dtmm.pipeline.tasks import float_metric
+        from dtmm.pipeline.tasks import float_metric, int8_metric
         from dtmm.train import save_checkpoint, train
 
         cfg = self.cfg
@@ -352,7 +345,7 @@ class _Compress:
 
             arts["dense_int8.tflite"] = to_tflite_bytes(qg)
             fa = float_metric(self.task, net, self.te)
-            ia = _accuracy_int8(qg, self.te, self.task)
+            ia = int8_metric(self.task, qg, self.te)
             return ({"source": src, "train_epochs": epochs, "float_before": round(fa, 4),
                      "int8_before": round(ia, 4),
                      "summary": f"{'' if self.task.metric_name == 'accuracy' else self.task.metric_name + ' '}"
@@ -483,6 +476,7 @@ class _Compress:
 
     def _quantize(self, a: int, plan: dict, ft: dict, settings: dict):
         from dtmm.pipeline.data import to_nhwc
+        from dtmm.pipeline.tasks import int8_metric
         from dtmm.graph.capture import capture
         from dtmm.graph.compressed import dense_equivalent
         from dtmm.quant.quantize import quantize_graph
@@ -497,7 +491,7 @@ class _Compress:
         g = capture(baked, tuple(self.meta.input_shape))
         qg = quantize_graph(g, [calib[i:i + 64] for i in range(0, len(calib), 64)])
         cg = self._compress(g, qg, plan)
-        ptq = _accuracy_int8(cg, self.te, self.task)
+        ptq = int8_metric(self.task, cg, self.te)
         how, acc, qat_info = "ptq", ptq, None
         bound = self._int8_floor()
         want_qat = cfg.qat == "always" or (cfg.qat == "auto" and bound is not None and ptq < bound
@@ -505,7 +499,7 @@ class _Compress:
         if want_qat:
             cg_q, qat_acc, qat_info = self._qat(a, gm, plan, calib)
             # PTQ or QAT: chosen on the validation split (the test split only reports)
-            ptq_val, qat_val = (_accuracy_int8(cg, self.va, self.task), _accuracy_int8(cg_q, self.va, self.task))
+            ptq_val, qat_val = (int8_metric(self.task, cg, self.va), int8_metric(self.task, cg_q, self.va))
             qat_info.update(val_int8_accuracy=round(qat_val, 4), val_int8_accuracy_ptq=round(ptq_val, 4))
             if qat_val >= ptq_val or cfg.qat == "always":
                 cg, how, acc = cg_q, "qat", qat_acc
@@ -536,6 +530,7 @@ class _Compress:
     def _qat(self, a: int, gm, plan, calib):
         import torch
 
+        from dtmm.pipeline.tasks import int8_metric
         from dtmm.quant.fake import prepare_qat, quantize_qat
         from dtmm.train.finetune import FineTuneConfig, fine_tune
         from dtmm.train.lr import LRSchedule
@@ -551,7 +546,7 @@ class _Compress:
         g, qg = quantize_qat(q, tuple(self.meta.input_shape),
                              [calib[i:i + 64] for i in range(0, len(calib), 64)])
         cg = self._compress(g, qg, plan)
-        acc = _accuracy_int8(cg, self.te, self.task)
+        acc = int8_metric(self.task, cg, self.te)
         return cg, acc, {"epochs": cfg.qat_epochs, "int8_accuracy": round(acc, 4)}
 
     def _int8_floor(self) -> float | None:
