@@ -61,7 +61,7 @@ def train_dense(epochs: int | None = None, data: str = "faces-det", seed: int = 
     (``epochs`` default :data:`EPOCHS`); write ``checkpoint(epochs)`` and its ``dense.json``
     (``train_seconds``, test AP@0.5 float / int8); reused when present."""
     from dtmm.pipeline.data import load_splits
-    from dtmm.pipeline.evaluate import quantize_model
+    from dtmm.pipeline.evaluate import calibration_images, quantize_model
     from dtmm.pipeline.tasks import check_splits, choose, int8_metric
     from dtmm.train import evaluate, save_checkpoint
     from dtmm.util.files import write_outputs
@@ -80,7 +80,7 @@ def train_dense(epochs: int | None = None, data: str = "faces-det", seed: int = 
                 weight_decay=0.0, seed=seed, task=task)
     secs = time.time() - t0
     ap_float, _ = evaluate(net, te, task=task)
-    _, qg = quantize_model(net.eval(), ds.input_shape, tr.x[np.random.default_rng(0).permutation(len(tr))[:256]])
+    _, qg = quantize_model(net.eval(), ds.input_shape, calibration_images(tr))
     d = {"model": "yolo", "data": data, "epochs": epochs, "train_seconds": round(secs, 1),
          "metric": task.metric_name, "val": [round(h.val_acc, 4) for h in res.history],
          "test_float": round(ap_float, 4), "test_int8": round(int8_metric(task, qg, te), 4)}

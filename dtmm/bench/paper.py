@@ -91,7 +91,7 @@ def _dense(checkpoint: str, data: str) -> dict:
     int8 test metric (``int8_accuracy``: accuracy, or AP@0.5 for detection; ``metric``)."""
     from dtmm.codegen.backends import build_firmware, run_firmware
     from dtmm.pipeline.data import load_splits, to_nhwc
-    from dtmm.pipeline.evaluate import quantize_model
+    from dtmm.pipeline.evaluate import calibration_images, quantize_model
     from dtmm.pipeline.tasks import choose, int8_metric
     from dtmm.quant.quantize import quantize_input
     from dtmm.train import load_checkpoint
@@ -99,7 +99,7 @@ def _dense(checkpoint: str, data: str) -> dict:
     net, meta = load_checkpoint(checkpoint)
     ds, tr, _, te = load_splits(data)
     task = choose(ds, net, meta.input_shape)
-    _, qg = quantize_model(net, meta.input_shape, tr.x[:256])
+    _, qg = quantize_model(net, meta.input_shape, calibration_images(tr))
     x = quantize_input(to_nhwc(te.x[:1]), qg.tensors[qg.inputs[0]].qparams)
     res = run_firmware(build_firmware(qg, "cortex-m55"), x)
     acc = int8_metric(task, qg, te)

@@ -363,8 +363,9 @@ class _Compress:
         return res
 
     def _calib_x(self):
-        order = np.random.default_rng(0).permutation(len(self.tr))
-        return self.tr.x[order[: self.cfg.calib_samples]]
+        from dtmm.pipeline.evaluate import calibration_images
+
+        return calibration_images(self.tr, self.cfg.calib_samples)
 
     # -- 2-4. attempts
     def attempt(self, a: int, settings: dict):

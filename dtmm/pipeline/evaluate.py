@@ -7,6 +7,23 @@ from dtmm.errors import DataError
 from dtmm.pipeline.data import batches, to_nhwc
 
 
+def calibration_images(train, n: int = 256) -> np.ndarray:
+    """The calibration images of a training split: the first ``n`` of its seed-0 permutation.
+
+    One choice for every stage that quantizes a model (``dtmm quantize``, ``dtmm compress``,
+    the benchmarks' dense baselines), so the dense int8 model, and its metric, is the same
+    wherever it is reported.
+
+    >>> from types import SimpleNamespace
+    >>> calibration_images(SimpleNamespace(x=np.arange(10)), 4).tolist()
+    [4, 6, 2, 7]
+    """
+    from dtmm.pipeline.data import SPLIT_SEED
+
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(train.x))
+    return train.x[order[:n]]
+
+
 def quantize_model(net, input_shape, calib_x_nchw: np.ndarray, calibration: str = "minmax"):
     """Capture + calibrate + quantize a torch model; return (float graph, int8 graph)."""
     from dtmm.graph.capture import capture

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from dtmm.errors import DataError
-from dtmm.pipeline.data import SPLIT_SEED
-from dtmm.pipeline.evaluate import float_accuracy, int8_predict, quantize_model
+from dtmm.pipeline.evaluate import calibration_images, float_accuracy, int8_predict, quantize_model
 from dtmm.util.files import check_output_path, write_outputs
 
 #: Files ``dtmm quantize`` writes into its ``--out`` folder.
@@ -33,10 +30,10 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
         net, meta, ds, tr, _, te = M.load_with_data(checkpoint, model, data)
         st.summary = f"{meta.model_name}, {len(tr)} training / {len(te)} test images"
     with say.step(f"quantize ({calibration} calibration)") as st:
-        idx = np.random.default_rng(SPLIT_SEED).permutation(len(tr))[:calib_samples]
-        g, qg = quantize_model(net, meta.input_shape, tr.x[np.sort(idx)], calibration)
+        calib = calibration_images(tr, calib_samples)
+        g, qg = quantize_model(net, meta.input_shape, calib, calibration)
         model_bytes = to_tflite_bytes(qg)
-        st.summary = f"{len(idx)} calibration images, {len(model_bytes):,} B .tflite"
+        st.summary = f"{len(calib)} calibration images, {len(model_bytes):,} B .tflite"
     with say.step("evaluate float and int8") as st:
         xe, ye = (te.x, te.y) if eval_samples is None else (te.x[:eval_samples], te.y[:eval_samples])
         facc = float_accuracy(net, xe, ye)
