@@ -21,6 +21,8 @@ def test_bench_paper_quick(tmp_path, capsys):
         s = r["summary"]
         assert s["const_bytes"] <= r["model_bytes"]           # every run meets its budget
         assert all(v.get("bit_exact", True) for v in s["verify"].values())
+        # one dense int8 model: the bench's dense row and every compress run calibrate alike
+        assert s["accuracy"]["int8_before"] == round(b["dense"]["resnet8"]["int8_accuracy"], 4)
     # Fig. 15 from the linked images: the parts add up to each firmware's flash
     for model, per_target in b["code"].items():
         assert set(per_target) == {"cortex-m4", "cortex-m7", "cortex-m55"}

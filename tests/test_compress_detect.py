@@ -161,9 +161,13 @@ def test_bench_paper_models_yolo_alone(toy_faces, tmp_path, monkeypatch, capsys)
     b = json.loads((tmp_path / "b" / "paper.json").read_text())
     assert b["metrics"] == {"yolo": "AP@0.5"} and b["model_epochs"] == {"yolo": 1}
     assert b["model_data"] == {"yolo": "faces-det"} and "resnet8" in b["left_out"]
-    assert json.loads((tmp_path / "dense" / "yolo-e1" / "dense.json").read_text())["train_seconds"] > 0
+    dense = json.loads((tmp_path / "dense" / "yolo-e1" / "dense.json").read_text())
+    assert dense["train_seconds"] > 0
     (r,) = b["runs"]
     assert "summary" in r, r
+    # one dense int8 model (one calibration set): training script, bench and compress agree
+    ap = round(b["dense"]["yolo"]["int8_accuracy"], 4)
+    assert dense["test_int8"] == ap == r["summary"]["accuracy"]["int8_before"]
     assert r["summary"]["accuracy"]["metric"] == "AP@0.5" and r["summary"]["const_bytes"] <= r["model_bytes"]
     assert "| yolo | AP@0.5 | dtmm |" in md and "1 fine-tuning epochs" in md
     assert "Data: faces-det (test split, the metric is AP@0.5" in md
