@@ -45,13 +45,13 @@ def _dense_flash(checkpoint: Path) -> tuple[int, int]:
     """(flash, const bytes) of the dense int8 model's Cortex-M55 firmware."""
     from dtmm.codegen.backends import build_firmware, run_firmware
     from dtmm.pipeline.data import load_splits
-    from dtmm.pipeline.evaluate import quantize_model
+    from dtmm.pipeline.evaluate import calibration_images, quantize_model
     from dtmm.quant.quantize import quantize_input
     from dtmm.train import load_checkpoint
 
     net, meta = load_checkpoint(checkpoint)
     _, tr, _, te = load_splits("mnist5k")
-    _, qg = quantize_model(net, meta.input_shape, tr.x[:256])
+    _, qg = quantize_model(net, meta.input_shape, calibration_images(tr))
     x = quantize_input(te.x[:1].transpose(0, 2, 3, 1).copy(), qg.tensors[qg.inputs[0]].qparams)
     res = run_firmware(build_firmware(qg, "cortex-m55"), x)
     return res.flash_bytes, res.const_bytes

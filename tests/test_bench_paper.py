@@ -1,6 +1,7 @@
 """dtmm bench paper --quick: every step of the paper benchmark at toy size, JSON written."""
 import json
 
+from dtmm.bench.paper import pruned_per_layer
 from dtmm.cli import main
 
 from _helpers import needs_qemu
@@ -17,8 +18,14 @@ def test_bench_paper_quick(tmp_path, capsys):
     assert methods == {"dtmm", "chip", "patdnn"}
     done = [r for r in b["runs"] if "summary" in r]
     assert done, b["runs"]
+    dense_weights = b["dense"]["resnet8"]["layer_weights"]
     for r in done:
         s = r["summary"]
+        # every pruned layer's dense weight count is known by name; the pruned shares are shares
+        assert {ly["name"] for ly in s["layers"]} <= set(dense_weights)
+        shares = pruned_per_layer(s, dense_weights)
+        assert len(shares) == sum(ly["kind"] == "conv" for ly in s["layers"]) > 0
+        assert all(0.0 <= v < 1.0 for v in shares.values()) and max(shares.values()) > 0
         assert s["const_bytes"] <= r["model_bytes"]           # every run meets its budget
         assert all(v.get("bit_exact", True) for v in s["verify"].values())
         # one dense int8 model: the bench's dense row and every compress run calibrate alike
@@ -30,3 +37,27 @@ def test_bench_paper_quick(tmp_path, capsys):
             assert c["flash"] == c["flash_measured"] > 0
             assert c["kernels"].get("dtmm_conv_fwcs_s8.c", 0) > 0 or c["method"] != "dtmm"
             assert c["model_code"] > 0 and c["model_data"] > 0
+
+
+def test_claims_compare_with_the_papers_figures():
+    """The headline block: size and instruction ratios of the Fig. 11 picks, the index
+    overhead and the per-layer pruned range of DTMM's picks, each beside the paper's figure."""
+    from dtmm.bench.paper import PAPER, _claims
+
+    def pick(const, ins, index, layers):
+        return {"summary": {"const_bytes": const, "instructions_per_inference": ins,
+                            "breakdown": {"weights": const - index - 10, "index": index, "quant": 10, "meta": 0},
+                            "layers": layers}}
+
+    conv = [{"name": "a", "kind": "conv", "weights": 25}, {"name": "b", "kind": "conv", "weights": 90},
+            {"name": "f", "kind": "fc", "weights": 5}]
+    b = {"dense": {"m": {"layer_weights": {"a": 100, "b": 100, "f": 10}}}}
+    picks = {("m", "dtmm"): pick(600, 900, 12, conv), ("m", "chip"): pick(1000, 600, 0, conv),
+             ("m", "patdnn"): None}
+    text = _claims(b, picks)
+    assert f"DTMM vs CHIP: +40.0 % smaller on average (paper {PAPER['size_vs_chip']} %)" in text
+    assert "-50.0 % fewer instructions" in text
+    assert "DTMM vs PATDNN: no model where both stayed within 0.5 pp" in text
+    assert "index bytes / model data): 2.0 % (paper 1.1-3.2 %); m 2.0 %." in text
+    assert "m 10.0-75.0 % over 2 layers." in text
+    assert "scripts/bench_storage.py" in text

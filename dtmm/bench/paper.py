@@ -103,9 +103,11 @@ def _dense(checkpoint: str, data: str) -> dict:
     x = quantize_input(to_nhwc(te.x[:1]), qg.tensors[qg.inputs[0]].qparams)
     res = run_firmware(build_firmware(qg, "cortex-m55"), x)
     acc = int8_metric(task, qg, te)
+    # the dense weight count of every layer the scheduler prunes (the plan's layer names)
+    weights = {op.name: int(op.weight.size) for op in qg.ops if op.kind in ("conv2d", "fully_connected")}
     return {"flash_bytes": res.flash_bytes, "const_bytes": res.const_bytes, "ram_bytes": res.ram_bytes,
             "instructions": res.instructions_per_inference, "int8_accuracy": acc,
-            "metric": task.metric_name}
+            "metric": task.metric_name, "layer_weights": weights}
 
 
 def _per_model(v, model: str):
@@ -181,8 +183,9 @@ def _slim(s: dict) -> dict:
     out = {k: s[k] for k in keep if k in s}
     out["breakdown"] = {k: sum(ly["bytes"][k] for ly in s["plan"]["layers"]) for k in
                         ("weights", "index", "quant", "meta")}
-    out["layers"] = [{k: ly[k] for k in ("name", "format", "alpha", "beta", "c_out", "c_out_dense",
-                                         "kept_units")} for ly in s["plan"]["layers"]]
+    out["layers"] = [{**{k: ly[k] for k in ("name", "kind", "format", "alpha", "beta", "c_out",
+                                            "c_out_dense", "kept_units")},
+                      "weights": ly["bytes"]["weights"]} for ly in s["plan"]["layers"]]
     return out
 
 
@@ -417,7 +420,8 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
         bd = p["summary"]["breakdown"]
         tot = sum(bd.values())
         L.append(f"| {model} | {method} | {bd['weights']:,} ({100 * bd['weights'] / tot:.1f} %) | "
-                 f"{bd['index']:,} | {bd['quant']:,} | {bd['meta']:,} | {100 * bd['index'] / tot:.1f} % |")
+                 f"{bd['index']:,} | {bd['quant']:,} | {bd['meta']:,} | "
+                 f"{100 * index_share(p['summary']):.1f} % |")
     L += ["", "### Fig. 14: the DTMM operator ablated, whole model on the Cortex-M55", "",
           "| model | full, 16 lanes | no weight reuse | 2 lanes (DSP) | 1 lane (plain C) |", "|---|---:|---:|---:|---:|"]
     for model, a in b["ablation"].items():
@@ -477,7 +481,58 @@ def _claims(b: dict, picks: dict) -> str:
                        f"{len(sizes[other])} model(s) where both stay within 0.5 pp.")
         else:
             out.append(f"- DTMM vs {other.upper()}: no model where both stayed within 0.5 pp at the sizes tried.")
+    shares = {m: index_share(p["summary"]) for (m, meth), p in picks.items() if meth == "dtmm" and p}
+    if shares:
+        lo, hi = PAPER["index_overhead"]
+        out.append(f"- Index overhead of DTMM's Fig. 11 models (index bytes / model data): "
+                   f"{_pct_range(shares.values())} (paper {lo}-{hi} %); "
+                   + ", ".join(f"{m} {100 * v:.1f} %" for m, v in shares.items()) + ".")
+    ranges = {}
+    for (m, meth), p in picks.items():
+        lw = b["dense"].get(m, {}).get("layer_weights")
+        if meth == "dtmm" and p and lw:
+            r = pruned_per_layer(p["summary"], lw)
+            if r:
+                ranges[m] = r
+    if ranges:
+        lo, hi = PAPER["pruned_per_layer_vgg11"]
+        out.append(f"- Share of each conv layer's weights pruned in DTMM's Fig. 11 models (paper, "
+                   f"VGG-11: {lo}-{hi} %): "
+                   + "; ".join(f"{m} {_pct_range(r.values())} over {len(r)} layers"
+                               for m, r in ranges.items()) + ".")
+    out.append(f"- FWCS vs CSR bytes at 90 % pruning (paper {PAPER['fwcs_vs_csr_90']} % smaller): "
+               "measured per layer by `scripts/bench_storage.py`, in the Storage section at the top "
+               "of this file, not by this benchmark.")
     return "\n".join(out)
+
+
+def index_share(summary: dict) -> float:
+    """Index bytes over all model data of a run's summary (:func:`_slim`'s breakdown).
+
+    >>> index_share({"breakdown": {"weights": 90, "index": 5, "quant": 4, "meta": 1}})
+    0.05
+    """
+    bd = summary["breakdown"]
+    return bd["index"] / sum(bd.values())
+
+
+def pruned_per_layer(summary: dict, dense_weights: dict[str, int]) -> dict[str, float]:
+    """Per conv layer, the share of its dense weights that a run removed (whole filters, the
+    filters of pruned inputs, filterlets, single weights: all of them count), from the plan's
+    stored weight bytes (int8: a byte per weight) and the dense model's weight counts.
+
+    >>> s = {"layers": [{"name": "c1", "kind": "conv", "weights": 72},
+    ...                 {"name": "fc", "kind": "fc", "weights": 10}]}
+    >>> pruned_per_layer(s, {"c1": 288, "fc": 40})
+    {'c1': 0.75}
+    """
+    return {ly["name"]: 1 - ly["weights"] / dense_weights[ly["name"]] for ly in summary["layers"]
+            if ly.get("kind") == "conv" and ly.get("weights") is not None and ly["name"] in dense_weights}
+
+
+def _pct_range(vals) -> str:
+    v = sorted(vals)
+    return f"{100 * v[0]:.1f}-{100 * v[-1]:.1f} %" if len(v) > 1 else f"{100 * v[0]:.1f} %"
 
 
 def _plot(b: dict, path: Path) -> str | None:
