@@ -351,6 +351,51 @@ def test_synthetic_ops_qemu_equal_reference():
         assert_same(run_firmware(build_firmware(g, target), x).outputs, want, f"residual {target}")
 
 
+@need_arm
+@pytest.mark.parametrize("opt,defines", [("-O0", None), ("-Os", None), ("-Og", {"DTMM_NO_ASM": None})])
+def test_kernels_build_and_match_below_o2(opt, defines):
+    """The kernels' asm loops need -O2 / -O3 (GCC cannot allocate their 14 registers at -O0,
+    -Og, -O1 or -Os: "impossible constraints"); elsewhere they build as C and intrinsics by
+    themselves (-O0, -Os) or with DTMM_NO_ASM (-Og, -O1). Every target builds a model with a
+    dense conv, a depthwise conv and FWCS convs at C_in 16 and 32 (the DSP and MVE asm
+    paths' shapes), and its outputs equal the reference's."""
+    sg = SynthGraph((8, 8, 4), seed=9)
+    sg.conv(16, 3, pads="same", activation="relu")                     # dense (MVE dot_2x3)
+    sg.depthwise(3, pads="same", activation="relu")
+    sg.conv(32, 3, pads="same", activation="relu")                     # FWCS, C_in 16
+    sg.conv(16, 3, stride=2, pads="same")                              # FWCS, C_in 32
+    sg.global_avg_pool()
+    sg.reshape((16,))
+    sg.fc(5)
+    g = sg.finish()
+    rng = np.random.default_rng(9)
+    fwcs = [op.name for op in g.ops if op.kind == "conv2d"][1:]
+    for name in fwcs:
+        w = g.op(name).weight
+        w[rng.random(w.shape[:3]) < 0.6] = 0
+    cg = compress_graph(g, {n: "fwcs" for n in fwcs})
+    x = sg.random_input(2, seed=4)
+    want = run_reference(cg, x)
+    for target in QEMU_TARGETS:
+        res = run_firmware(build_firmware(cg, target, opt=opt, defines=defines), x)
+        assert_same(res.outputs, want, f"{target} {opt}")
+
+
+def test_exported_makefile_turns_the_asm_off_below_o2(tmp_path):
+    """The bare-metal project's Makefile adds -DDTMM_NO_ASM unless CFLAGS' last -O level is
+    -O2, -O3 or -Ofast (make's own evaluation of the generated rule, no compiler needed)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    sg, g = residual_graph()
+    files = project_files(plan_model(g, get_target("cortex-m4")))
+    (tmp_path / "Makefile").write_text(files["Makefile"].decode() + "\nshow:\n\t@echo $(DEFS)\n")
+    for cflags, off in (("-O2 -g", False), ("-O3", False), ("-Os -g", True), ("-Og", True),
+                        ("-O2 -O1", True), ("-O0 -O2", False), ("-g", True)):
+        out = subprocess.run(["make", "-s", "-C", str(tmp_path), "show", f"CFLAGS={cflags}"],
+                             capture_output=True, text=True, check=True).stdout
+        assert ("-DDTMM_NO_ASM" in out) == off, (cflags, out)
+
+
 def _tiny_target(code_kib: int, ram_kib: int):
     m4 = get_target("cortex-m4")
     return dataclasses.replace(m4, name="tiny-m4", regions=(

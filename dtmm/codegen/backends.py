@@ -255,13 +255,16 @@ def _symbol_sizes(elf: Path, names: tuple[str, ...]) -> int:
 
 def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
                    stack_bytes: int = 16 * 1024, profile: bool = False,
-                   defines: dict | None = None) -> Firmware:
+                   defines: dict | None = None, opt: str = "-O2") -> Firmware:
     """Generate and build (cached) the QEMU firmware of ``graph`` for a Cortex-M ``target``.
 
     ``target`` is a platform target name or a :class:`~dtmm.codegen.platform.Target`.
     ``profile``: build with ``-DDTMM_PROFILE`` so that each op's kernel call is counted
     on its own (:attr:`TargetResult.op_instructions`). ``defines``: extra ``-D`` macros
-    (e.g. a kernel variant of an ablation, ``DTMM_FWCS_VARIANT_NO_ILP``).
+    (e.g. a kernel variant of an ablation, ``DTMM_FWCS_VARIANT_NO_ILP``). ``opt``: the
+    optimization flag; every measured figure is at -O2, the default (the kernels' asm loops
+    need -O2 or -O3, see dtmm_isa.h: at -O0, -Os and -Oz they build as C by themselves; at
+    -O1 and -Og pass ``defines={"DTMM_NO_ASM": None}``).
     Raises :class:`~dtmm.codegen.platform.RegionOverflowError` when it does not fit.
     """
     from dtmm.codegen.platform import build, get_target
@@ -277,7 +280,7 @@ def build_firmware(graph: Graph, target: str, *, simd: str = "auto",
     if profile:
         defs["DTMM_PROFILE"] = 1
     art = build(t, srcs, include_dirs=[proj, proj / "kernels"], simd=simd, stack_bytes=stack_bytes,
-                defines=defs or None)
+                defines=defs or None, opt=opt)
     harness = _symbol_sizes(art.path, ("harness_in", "harness_out"))
     return Firmware(plan, proj, art, harness, bool(profile))
 

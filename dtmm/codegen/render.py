@@ -506,6 +506,12 @@ CC = arm-none-eabi-gcc
 CFLAGS ?= -O2 -g -ffunction-sections -fdata-sections -Wall -Wextra -Wno-unused-parameter
 CPU = {flags}
 DEFS = {dflags}
+# The kernels' hand-scheduled asm loops need GCC at -O2 or -O3 (at -O1 / -Og it cannot
+# allocate their registers, and the preprocessor cannot tell those from -O2): at any other
+# last -O level in CFLAGS the same loops build in C (same outputs, more instructions).
+ifeq ($(filter -O2 -O3 -Ofast,$(lastword $(filter -O%,$(CFLAGS)))),)
+DEFS += -DDTMM_NO_ASM
+endif
 INC = -I. -Ikernels -Iplatform
 KERNELS = {kernels}
 PLATFORM = platform/startup_cortex_m.S platform/syscalls_cortex_m.c platform/dtmm_platform_common.c
@@ -582,6 +588,13 @@ def render_readme(plan: P.ModelPlan, *, stack_bytes: int) -> str:
             f"Compiler flags for the core: `{' '.join(t.compile_flags(plan.simd))}`. "
             "Output goes through Arm semihosting (QEMU prints it; on a board, a debugger with "
             "semihosting enabled shows it).",
+            "",
+            "The instruction counts dtmm reports are at `-O2` (the default `CFLAGS`). The kernels' "
+            "hand-scheduled asm loops need GCC at `-O2` or `-O3`; with another last `-O` level "
+            "in `CFLAGS` (`make CFLAGS=-Os`, a `-O0` debug build) the Makefile defines "
+            "`DTMM_NO_ASM` and the same loops build in C: the same outputs, more instructions. "
+            "In your own build system, define `DTMM_NO_ASM` when compiling the kernels at "
+            "`-O1` or `-Og` (at `-O0`, `-Os` and `-Oz` they do it themselves).",
             "",
             "The linker script `platform/link.ld` has these memory regions; `make` fails with "
             "`region ... overflowed by N bytes` when the firmware does not fit one of them:",

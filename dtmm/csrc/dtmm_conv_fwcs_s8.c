@@ -139,7 +139,7 @@ DTMM_INLINE void dot_r(const int8_t *w, const int8_t *const *x, int32_t n, int32
     if (FWCS_R - r >= 1) dtmm_mve_dot_1x1(w, x[r], n, &acc[r]);
 #elif DTMM_USE_DSP
     int32_t c = 0;
-#  if !defined(DTMM_EMULATE_DSP) && (FWCS_R == 4 || FWCS_R == 8)
+#  if DTMM_DSP_ASM && (FWCS_R == 4 || FWCS_R == 8)
     if (n >= 4) {
       DTMM_UNROLL
       for (int32_t g = 0; g < FWCS_R; g += 4) {
@@ -234,7 +234,7 @@ DTMM_INLINE void dot_r16(const int8_t *w, const int8_t *const *x, int32_t n, int
                 xp[r] = r < gn ? (const uint32_t *)(const void *)x[g + r] : 0;
                 a[r] = r < gn ? acc[g + r] : 0;
             }
-#if !defined(DTMM_EMULATE_DSP)
+#if DTMM_DSP_ASM
             if (gn == 4 && n >= 4) {
                 /* 4 pixels: LDR + 2 SXTB16 per 4 weights, LDRD + 2 SMLAD per pixel */
                 const int8_t *wp = w;
@@ -326,7 +326,7 @@ DTMM_INLINE void widen_s16(int16_t *dst, const int8_t *src, int32_t n)
 
 /* ------------------------------------------------------------------ MVE filter loop */
 
-#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE)
+#if DTMM_MVE_ASM
 /* Any C_in with KH*KW <= 256.  One asm loop runs every live filter of a block for one
  * group of G = min(R, 4) pixels (R = 8: two groups).  Per filter: LDM (init, n), the G
  * accumulators set, a WLS/LE loop over its n kept filterlets (the filterlet's kernel
@@ -547,7 +547,7 @@ DTMM_INLINE void store_r(const int32_t *acc, int32_t live, int8_t *o, int32_t c_
 #endif
 }
 
-#if DTMM_USE_DSP && !defined(DTMM_EMULATE_DSP) && FWCS_R == 4
+#if DTMM_DSP_ASM && FWCS_R == 4
 /* DSP, R = 4, C_in % 4 == 0, KH*KW <= 256: all n kept filterlets of one filter in one
  * asm loop.  Per filterlet: its kernel position k from the per-call byte array (that
  * array's pointer, the table base and the chunk count C_in / 4 live in stack slots: all

@@ -302,9 +302,9 @@ static void dw_dsp_group_make(dw_dsp_group *g, int32_t ch, const dtmm_requant_pa
         a3 = dtmm_smlatt(xo_, wo_, a3);                                                \
     } while (0)
 
-/* DW_DSP_ASM: the Cortex-M asm blocks below (up to 14 registers: not without the
- * optimizer, which keeps r7 as the frame pointer); otherwise the same in C. */
-#if !defined(DTMM_EMULATE_DSP) && defined(__OPTIMIZE__)
+/* DW_DSP_ASM: the Cortex-M asm blocks below (up to 14 registers: only where dtmm_isa.h
+ * allows the asm loops, DTMM_DSP_ASM); otherwise the same in C. */
+#if DTMM_DSP_ASM
 #  define DW_DSP_ASM 1
 #else
 #  define DW_DSP_ASM 0

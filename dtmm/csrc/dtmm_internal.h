@@ -173,9 +173,10 @@ DTMM_INLINE int32x4_t dtmm_mve_requant_lt1(int32x4_t v, int32_t m, int32_t s)
  *   dtmm_mve_dot_2x3:       two weight runs w0, w1 against three input runs,
  *                            a{f}{r} += dot(w{f}, x{r})  (dense conv, 8 MACs/insn).
  * On Cortex-M these are WLSTP/LETP low-overhead loops in inline asm (GCC 12 indexes
- * the loads instead of post-incrementing and spills around intrinsic loops); with
- * DTMM_EMULATE_MVE the same computation uses the intrinsic models of dtmm_isa.h. */
-#if defined(DTMM_EMULATE_MVE)
+ * the loads instead of post-incrementing and spills around intrinsic loops); without
+ * them (DTMM_MVE_ASM 0, dtmm_isa.h: emulated builds, -O0, -Os, DTMM_NO_ASM) the same
+ * computation uses the intrinsics (their models in dtmm_isa.h when emulating). */
+#if !DTMM_MVE_ASM
 #  define DTMM_MVE_DOT_LOOP(n, ...)                                                    \
     for (int32_t i_ = 0; i_ < (n); i_ += 16) {                                         \
         const mve_pred16_t p_ = vctp8q((uint32_t)((n) - i_));                          \

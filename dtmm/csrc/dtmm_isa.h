@@ -54,6 +54,31 @@
 #endif
 #define DTMM_USE_SCALAR (!DTMM_USE_MVE && !DTMM_USE_DSP)
 
+/* DTMM_DSP_ASM / DTMM_MVE_ASM: the hand-scheduled inline-asm loops of the DSP and MVE
+ * paths.  They name up to 14 core registers at once, which GCC allocates only when it
+ * optimizes for speed: at -O0 and -Og r7 is the frame pointer, and at -O1 and -Os some
+ * blocks still fail with "'asm' operand has impossible constraints".  Without
+ * __OPTIMIZE__, with __OPTIMIZE_SIZE__ (-Os, -Oz) or with -DDTMM_NO_ASM they are off and
+ * the same loops run in C and intrinsics (the code the emulated host builds test; same
+ * bits, more instructions).  The preprocessor cannot tell -O1 or -Og from -O2: build the
+ * kernels at -O2 or -O3, or define DTMM_NO_ASM (an exported project's Makefile defines it
+ * whenever its CFLAGS' last -O level is not -O2, -O3 or -Ofast). */
+#if !defined(DTMM_NO_ASM) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+#  define DTMM_ASM_OK 1
+#else
+#  define DTMM_ASM_OK 0
+#endif
+#if DTMM_USE_DSP && !defined(DTMM_EMULATE_DSP) && DTMM_ASM_OK
+#  define DTMM_DSP_ASM 1
+#else
+#  define DTMM_DSP_ASM 0
+#endif
+#if DTMM_USE_MVE && !defined(DTMM_EMULATE_MVE) && DTMM_ASM_OK
+#  define DTMM_MVE_ASM 1
+#else
+#  define DTMM_MVE_ASM 0
+#endif
+
 /* DTMM_HOST_PATH: the plain-C path in the variant written for a host compiler's
  * auto-vectoriser (int16 im2col blocks on the stack, contiguous dot products that
  * gcc -O3 turns into pmaddwd / vpdpwssd, vectorisable requantization).  Only the
