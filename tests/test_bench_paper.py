@@ -61,3 +61,28 @@ def test_claims_compare_with_the_papers_figures():
     assert "index bytes / model data): 2.0 % (paper 1.1-3.2 %); m 2.0 %." in text
     assert "m 10.0-75.0 % over 2 layers." in text
     assert "scripts/bench_storage.py" in text
+
+
+def test_partial_runs_get_their_own_section_and_a_full_run_replaces_them(tmp_path):
+    """`--models resnet12` never replaces another run's tables: its own section (and plot),
+    right after the full run's; a full run's section then replaces every partial one."""
+    from dtmm.bench.paper import section_for, write_report
+    from dtmm.benchmd import section_names, write_section
+
+    md, docs = tmp_path / "BENCHMARKS.md", tmp_path / "docs"
+    write_section("bench_storage", "storage", md)
+    write_section("bench_paper", "full, older", md)
+    write_section("fuzz", "fuzz", md)
+    docs.mkdir()
+    sec, png = section_for(["resnet12"])
+    (docs / png).write_bytes(b"png")
+    (docs / "paper_fig12.png").write_bytes(b"full png")
+    write_report("resnet12 alone", sec, md, docs)
+    assert section_names(md) == ["bench_storage", "bench_paper", "bench_paper_resnet12", "fuzz"]
+    assert "full, older" in md.read_text()                      # the other run's tables stay
+    write_report("resnet12 again", sec, md, docs)                # a rerun replaces its own
+    assert "resnet12 again" in md.read_text() and "resnet12 alone" not in md.read_text()
+    write_report("every model", *section_for(None)[:1], md, docs)
+    assert section_names(md) == ["bench_storage", "bench_paper", "fuzz"]
+    assert "every model" in md.read_text() and "resnet12" not in md.read_text()
+    assert not (docs / png).exists() and (docs / "paper_fig12.png").read_bytes() == b"full png"

@@ -361,7 +361,8 @@ def _settings_text(b: dict) -> tuple[str, str]:
 
 def render_markdown(b: dict, command: str, plot: str | None) -> str:
     epochs, data = _settings_text(b)
-    L = ["## The paper's evaluation on our models (Fig. 11-15)", "",
+    L = ["## The paper's evaluation on our models (Fig. 11-15)"
+         + (f": {', '.join(b['dense'])}" if b.get("left_out") else ""), "",
          f"`{command}` ({b['seconds'] / 60:.0f} min). Every point is one `dtmm compress` run: "
          f"Cortex-M55, exact solver, {b.get('loss_model', 'taylor')} loss model, "
          f"{epochs} "
@@ -557,9 +558,14 @@ def _plot(b: dict, path: Path) -> str | None:
         ax.set_xscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    import io
+
+    from dtmm.util.files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path.name
 
 
@@ -577,22 +583,58 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def section_for(models) -> tuple[str, str]:
+    """The BENCHMARKS.md section and the docs/ plot of a full run (``models`` None or every
+    model) or of a partial one (a section of its own per set of models, next to the full
+    run's, so that a partial run never replaces another run's tables).
+
+    >>> section_for(None)
+    ('bench_paper', 'paper_fig12.png')
+    >>> section_for(["yolo", "resnet12"])
+    ('bench_paper_resnet12_yolo', 'paper_fig12_resnet12_yolo.png')
+    """
+    if not models or set(models) >= set(FULL_MODELS):
+        return "bench_paper", "paper_fig12.png"
+    suffix = "_".join(m for m in FULL_MODELS if m in models)
+    return f"bench_paper_{suffix}", f"paper_fig12_{suffix}.png"
+
+
+def write_report(md: str, section: str, bench_md: Path, docs: Path, log=lambda m: None) -> None:
+    """Write ``section`` of ``bench_md`` (a partial run's right after the full run's); a full
+    run's section replaces every partial run's, and their plots in ``docs`` go with them."""
+    from dtmm.benchmd import remove_section, section_names, write_section
+
+    write_section(section, md, bench_md, after="bench_paper")
+    log(f"(wrote section {section} into {bench_md})")
+    if section == "bench_paper":
+        for old in section_names(bench_md):
+            if old.startswith("bench_paper_"):
+                remove_section(old, bench_md)
+                png = docs / f"paper_fig12_{old.removeprefix('bench_paper_')}.png"
+                if png.is_file():
+                    png.unlink()
+                log(f"(removed the partial run's section {old}: the full run replaces it)")
+
+
 def run_cli(args: argparse.Namespace, command: str = "dtmm bench paper") -> int:
-    from dtmm.benchmd import DEFAULT_PATH, write_section
+    from dtmm.benchmd import DEFAULT_PATH
 
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     b = run_paper_bench(quick=args.quick, jobs_n=args.jobs, root=args.out, progress=log,
                         models=tuple(args.models) if args.models else None)
     root = args.out or DEFAULT_PATH.parent / "runs" / ("bench_paper_quick" if args.quick else "bench_paper")
-    (Path(root) / "paper.json").write_text(json.dumps(b, indent=1, default=str))
+    from dtmm.util.files import atomic_write_bytes
+
+    atomic_write_bytes(Path(root) / "paper.json", json.dumps(b, indent=1, default=str).encode())
+    section, plot_name = section_for(None if args.quick else args.models)
+    docs = DEFAULT_PATH.parent / "docs"
     plot = None
     if not args.quick and not args.no_write:
-        plot = _plot(b, DEFAULT_PATH.parent / "docs" / "paper_fig12.png")
+        plot = _plot(b, docs / plot_name)
         plot = f"docs/{plot}" if plot else None
     md = render_markdown(b, command + (" --quick" if args.quick else "")
                          + (f" --models {' '.join(args.models)}" if args.models else ""), plot)
     print(json.dumps(b, indent=1, default=str) if args.json else md)
     if not args.quick and not args.no_write:
-        write_section("bench_paper", md)
-        log(f"(wrote section bench_paper into {DEFAULT_PATH})")
+        write_report(md, section, DEFAULT_PATH, docs, log)
     return 0
