@@ -86,3 +86,23 @@ def test_partial_runs_get_their_own_section_and_a_full_run_replaces_them(tmp_pat
     assert section_names(md) == ["bench_storage", "bench_paper", "fuzz"]
     assert "every model" in md.read_text() and "resnet12" not in md.read_text()
     assert not (docs / png).exists() and (docs / "paper_fig12.png").read_bytes() == b"full png"
+
+
+def test_reading_compares_at_dtmms_budget_and_per_kept_weight():
+    from dtmm.bench.paper import reading
+
+    def run(method, frac, acc, ins=None, weights=None, error=False):
+        r = {"model": "m", "method": method, "frac": frac}
+        if error:
+            return {**r, "error": "unreachable"}
+        return {**r, "summary": {"accuracy": {"int8_after": acc}, "instructions_per_inference": ins,
+                                 "breakdown": {"weights": weights}}}
+
+    runs = [run("dtmm", 0.25, 0.980, 3000, 100), run("chip", 0.25, 0.960, 1500, 90),
+            run("patdnn", 0.25, 0, error=True), run("chip", 0.6, 0.984, 2000, 200)]
+    b = {"dense": {"m": {"int8_accuracy": 0.984}}, "runs": runs}
+    picks = {("m", "dtmm"): runs[0], ("m", "chip"): runs[3], ("m", "patdnn"): None}
+    text = reading(b, picks)
+    assert "m at 25% (DTMM -0.4): chip -2.4, patdnn unreachable" in text
+    assert "m: chip 10, dtmm 30." in text                 # 2000 / 200 and 3000 / 100
+    assert "minimizes the predicted accuracy loss" in text

@@ -395,7 +395,7 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
             L.append(f"| {model} | {method} | {s['const_bytes']:,} | {s['flash_bytes']:,} | "
                      f"{s['ram_bytes']:,} | {s['instructions_per_inference']:,} | {metric_of(b, model)} | "
                      f"{s['accuracy']['int8_after']:.4f} ({d['int8_accuracy']:.4f}) |")
-    L += ["", _claims(b, picks), "", "### Fig. 12: int8 accuracy (detection: AP@0.5) against model data", "",
+    L += ["", _claims(b, picks), "", reading(b, picks), "", "### Fig. 12: int8 accuracy (detection: AP@0.5) against model data", "",
           "| model | metric | method | " + " | ".join(f"{f:.0%} of dense" for f in sorted({r['frac'] for r in b['runs']}, reverse=True)) + " |",
           "|---|---|---|" + "---:|" * len({r['frac'] for r in b['runs']})]
     fr = sorted({r["frac"] for r in b["runs"]}, reverse=True)
@@ -505,6 +505,51 @@ def _claims(b: dict, picks: dict) -> str:
                "measured per layer by `scripts/bench_storage.py`, in the Storage section at the top "
                "of this file, not by this benchmark.")
     return "\n".join(out)
+
+
+def reading(b: dict, picks: dict) -> str:
+    """Why the headline ratios come out as they do, from the same run: what the plans
+    optimize, how the other methods do at DTMM's Fig. 11 budget, and each method's
+    instructions per kept weight (the cost of its format and kernel per multiply)."""
+    out = ["**Reading** (from the rows of this section):", "",
+           "- What is optimized: every method's plan minimizes the predicted accuracy loss under "
+           "the model-data and SRAM budgets; none minimizes instructions (the paper's DTMM "
+           "scheduler minimizes latency under a loss bound), so a method's instructions follow "
+           "from what it keeps and from its kernel, not from a latency objective."]
+    same, ipw = [], []
+    for model, d in b["dense"].items():
+        p = picks.get((model, "dtmm"))
+        if p is None:
+            continue
+        cells = []
+        for r in b["runs"]:
+            if r["model"] == model and r["frac"] == p["frac"] and r["method"] != "dtmm":
+                cells.append(f"{r['method']} {'unreachable' if 'error' in r else _pp(r, d)}")
+        if cells:
+            same.append(f"{model} at {p['frac']:.0%} (DTMM {_pp(p, d)}): " + ", ".join(sorted(cells)))
+        per = []
+        for (m2, method), q in sorted(picks.items()):
+            w = q and q["summary"]["breakdown"]["weights"]
+            if m2 == model and w:
+                per.append(f"{method} {q['summary']['instructions_per_inference'] / w:.0f}")
+        if per:
+            ipw.append(f"{model}: " + ", ".join(per))
+    if same:
+        out.append("- Size: the other methods at the budget of DTMM's Fig. 11 model (int8 metric "
+                   "change from dense, pp): " + "; ".join(same) + ". A method that loses more than "
+                   "0.5 pp at that budget has its Fig. 11 model at another size, if at any.")
+    if ipw:
+        out.append("- Instructions per kept weight (M55 instructions / weight bytes of the Fig. 11 "
+                   "model): " + "; ".join(ipw) + ". Filter pruning (CHIP, L1-filter) leaves smaller "
+                   "dense layers for the dense kernel, which multiplies two filters' weight vectors "
+                   "with three input pixels per pass; FWCS keeps the filters and reuses each "
+                   "filterlet's weights across 4 output pixels, but gathers and indexes each kept "
+                   "filterlet, so it spends more instructions per weight it keeps.")
+    return "\n".join(out)
+
+
+def _pp(r: dict, dense: dict) -> str:
+    return f"{100 * (r['summary']['accuracy']['int8_after'] - dense['int8_accuracy']):+.1f}"
 
 
 def index_share(summary: dict) -> float:
