@@ -166,15 +166,16 @@ def run_job(job: Job) -> dict:
                          verify_samples=job.verify_samples, loss_model=job.loss_model)
     t0 = time.time()
     done = Path(job.out) / "summary.json"
+    resumed = done.is_file()
     try:
-        if done.is_file():
+        if resumed:
             s = json.loads(done.read_text())
         else:
             s = compress_command(model=None, checkpoint=job.checkpoint, data=job.data, out=job.out,
                                  config=cfg, resume=Path(job.out).exists(), quiet=True).summary
     except DtmmError as e:
         return {**asdict(job), "error": str(e), "seconds": round(time.time() - t0, 1)}
-    return {**asdict(job), "seconds": round(time.time() - t0, 1), "summary": _slim(s)}
+    return {**asdict(job), "seconds": round(time.time() - t0, 1), "resumed": resumed, "summary": _slim(s)}
 
 
 def _slim(s: dict) -> dict:
@@ -363,7 +364,7 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
     epochs, data = _settings_text(b)
     L = ["## The paper's evaluation on our models (Fig. 11-15)"
          + (f": {', '.join(b['dense'])}" if b.get("left_out") else ""), "",
-         f"`{command}` ({b['seconds'] / 60:.0f} min). Every point is one `dtmm compress` run: "
+         f"`{command}` ({_duration(b)}). Every point is one `dtmm compress` run: "
          f"Cortex-M55, exact solver, {b.get('loss_model', 'taylor')} loss model, "
          f"{epochs} "
          "quantization, model-data budget (`--model-bytes`: weights + index + quantization, no "
@@ -456,6 +457,23 @@ def render_markdown(b: dict, command: str, plot: str | None) -> str:
             ep = b.get("model_epochs", {}).get(model, b.get("epochs", 10))
             L.append(f"| {model} | {ts:.0f} | {ep} | {ft:.0f} | {ft / ts:.2f} |")
     return "\n".join(L)
+
+
+def _duration(b: dict) -> str:
+    """This call's wall time, and how many of its runs an earlier call had finished.
+
+    >>> _duration({"seconds": 31, "runs": [{"resumed": True}, {"resumed": False}, {}]})
+    'this call 31 s; 1 of its 3 compress runs finished by an earlier call and read back'
+    >>> _duration({"seconds": 600, "runs": [{"resumed": False}]})
+    '10 min'
+    """
+    n = sum(bool(r.get("resumed")) for r in b["runs"])
+    s = b["seconds"]
+    text = f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+    if n:
+        text = (f"this call {text}; {n} of its {len(b['runs'])} compress runs finished by an "
+                "earlier call and read back")
+    return text
 
 
 def _claims(b: dict, picks: dict) -> str:
