@@ -106,3 +106,8 @@ def test_reading_compares_at_dtmms_budget_and_per_kept_weight():
     assert "m at 25% (DTMM -0.4): chip -2.4, patdnn unreachable" in text
     assert "m: chip 10, dtmm 30." in text                 # 2000 / 200 and 3000 / 100
     assert "minimizes the predicted accuracy loss" in text
+    assert "floor" not in text                        # DTMM's pick is not at the smallest size
+    runs.append(run("chip", 0.08, 0.982, 900, 40))
+    runs.append(run("dtmm", 0.08, 0.981, 1200, 38))
+    picks.update({("m", "dtmm"): runs[-1], ("m", "chip"): runs[-2]})
+    assert "for m DTMM's Fig. 11 model is at the smallest size tried" in reading(b, picks)

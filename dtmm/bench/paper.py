@@ -534,11 +534,15 @@ def reading(b: dict, picks: dict) -> str:
            "the model-data and SRAM budgets; none minimizes instructions (the paper's DTMM "
            "scheduler minimizes latency under a loss bound), so a method's instructions follow "
            "from what it keeps and from its kernel, not from a latency objective."]
-    same, ipw = [], []
+    same, ipw, floor = [], [], []
     for model, d in b["dense"].items():
         p = picks.get((model, "dtmm"))
         if p is None:
             continue
+        if p["frac"] == min(r["frac"] for r in b["runs"] if r["model"] == model) and any(
+                (q or {}).get("frac") == p["frac"] for (m2, meth), q in picks.items()
+                if m2 == model and meth != "dtmm"):
+            floor.append(model)
         cells = []
         for r in b["runs"]:
             if r["model"] == model and r["frac"] == p["frac"] and r["method"] != "dtmm":
@@ -556,6 +560,11 @@ def reading(b: dict, picks: dict) -> str:
         out.append("- Size: the other methods at the budget of DTMM's Fig. 11 model (int8 metric "
                    "change from dense, pp): " + "; ".join(same) + ". A method that loses more than "
                    "0.5 pp at that budget has its Fig. 11 model at another size, if at any.")
+    if floor:
+        out.append(f"- The sweep's floor: for {', '.join(floor)} DTMM's Fig. 11 model is at the "
+                   "smallest size tried and another method stays within 0.5 pp there too, so "
+                   "their size ratio only says how fully each fills the same budget; smaller "
+                   "sizes would show where they part.")
     if ipw:
         out.append("- Instructions per kept weight (M55 instructions / weight bytes of the Fig. 11 "
                    "model): " + "; ".join(ipw) + ". Filter pruning (CHIP, L1-filter) leaves smaller "
