@@ -495,8 +495,10 @@ def _claims(b: dict, picks: dict) -> str:
         if sizes[other]:
             ms = sum(sizes[other]) / len(sizes[other])
             ml = sum(lats[other]) / len(lats[other])
-            out.append(f"- DTMM vs {other.upper()}: {ms:+.1f} % smaller on average (paper {PAPER[key_s]} %), "
-                       f"{ml:+.1f} % fewer instructions (paper {PAPER[key_l]} % lower latency); "
+            out.append(f"- DTMM vs {other.upper()}: {abs(ms):.1f} % {'smaller' if ms >= 0 else 'larger'} "
+                       f"on average (paper {PAPER[key_s]} % smaller), {abs(ml):.1f} % "
+                       f"{'fewer' if ml >= 0 else 'more'} instructions (paper {PAPER[key_l]} % "
+                       f"lower latency); "
                        f"{len(sizes[other])} model(s) where both stay within 0.5 pp.")
         else:
             out.append(f"- DTMM vs {other.upper()}: no model where both stayed within 0.5 pp at the sizes tried.")
