@@ -41,7 +41,7 @@ def quantize_command(*, checkpoint: str, data: str, out: str, calibration: str =
         st.summary = f"float {facc:.4f}, int8 {iacc:.4f} on {len(ye)} test images"
     summary = {
         "model": meta.model_name, "dataset": data, "calibration": calibration,
-        "calibration_samples": int(len(idx)), "eval_samples": int(len(ye)),
+        "calibration_samples": int(len(calib)), "eval_samples": int(len(ye)),
         "float_accuracy": round(facc, 4), "int8_accuracy": round(iacc, 4),
         "tflite_bytes": len(model_bytes),
         "input": _qp_json(qg.tensors[qg.inputs[0]]), "output": _qp_json(qg.tensors[qg.outputs[0]]),
