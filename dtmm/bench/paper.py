@@ -668,9 +668,15 @@ def section_for(models) -> tuple[str, str]:
     ('bench_paper_resnet12_yolo', 'paper_fig12_resnet12_yolo.png')
     """
     if not models or set(models) >= set(FULL_MODELS):
-        return "bench_paper", "paper_fig12.png"
-    suffix = "_".join(m for m in FULL_MODELS if m in models)
-    return f"bench_paper_{suffix}", f"paper_fig12_{suffix}.png"
+        section = "bench_paper"
+    else:
+        section = "bench_paper_" + "_".join(m for m in FULL_MODELS if m in models)
+    return section, _plot_name(section)
+
+
+def _plot_name(section: str) -> str:
+    """The docs/ plot of a bench_paper section (its models' suffix, if any)."""
+    return f"paper_fig12{section.removeprefix('bench_paper')}.png"
 
 
 def write_report(md: str, section: str, bench_md: Path, docs: Path, log=lambda m: None) -> None:
@@ -684,7 +690,7 @@ def write_report(md: str, section: str, bench_md: Path, docs: Path, log=lambda m
         for old in section_names(bench_md):
             if old.startswith("bench_paper_"):
                 remove_section(old, bench_md)
-                png = docs / f"paper_fig12_{old.removeprefix('bench_paper_')}.png"
+                png = docs / _plot_name(old)
                 if png.is_file():
                     png.unlink()
                 log(f"(removed the partial run's section {old}: the full run replaces it)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtmm.errors import DataError
-from dtmm.pipeline.data import batches, to_nhwc
+from dtmm.pipeline.data import SPLIT_SEED, batches, to_nhwc
 
 
 def calibration_images(train, n: int = 256) -> np.ndarray:
@@ -18,8 +18,6 @@ def calibration_images(train, n: int = 256) -> np.ndarray:
     >>> calibration_images(SimpleNamespace(x=np.arange(10)), 4).tolist()
     [4, 6, 2, 7]
     """
-    from dtmm.pipeline.data import SPLIT_SEED
-
     order = np.random.default_rng(SPLIT_SEED).permutation(len(train.x))
     return train.x[order[:n]]
 
